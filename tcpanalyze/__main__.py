@@ -1,0 +1,3 @@
+from tcpanalyze.cli import main
+
+main()

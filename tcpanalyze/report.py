@@ -1,0 +1,209 @@
+"""The result of an analysis: capture summary, connections and findings.
+
+Plain data, no I/O. Every renderer (terminal, JSON, SARIF, JUnit, Zeek, ...) reads a
+`Report`; `Report.to_dict()` *is* the versioned JSON contract documented in the README.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+REPORT_VERSION = 1
+
+SEVERITIES = ("info", "low", "medium", "high")
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+
+# The finding kinds, in the order reports list them (most actionable first).
+FINDING_KINDS = (
+    "syn_flood",
+    "port_scan",
+    "close_wait_leak",
+    "half_open",
+    "missing_third_ack",
+    "time_wait_violation",
+    "time_wait_assassination",
+    "rst_teardown",
+    "connection_refused",
+    "fin_wait_2_stuck",
+    "last_ack_stuck",
+    "data_after_close",
+    "invalid_flags",
+    "syn_retransmission",
+    "retransmission",
+    "zero_window",
+    "keepalive",
+    "simultaneous_open",
+    "simultaneous_close",
+)
+
+# Packet classes every frame is counted in exactly once.
+PACKET_CLASSES = (
+    "tcp",
+    "other_ip",  # IP but not TCP (UDP, ICMP, ...)
+    "non_ip",  # ARP, LLDP, STP, ...
+    "fragment",  # IP fragments (not reassembled; never mistaken for TCP)
+    "tunnel",  # IP/UDP encapsulation the dpkt decoder does not open (GRE, VXLAN, ...)
+    "unsupported_link",  # a link type we do not decode
+    "malformed",  # headers that contradict themselves (bad IHL, data offset, ...)
+    "truncated",  # cut by the snaplen before the TCP header ended
+    "bad_checksum",  # only with --verify-checksums
+)
+
+
+@dataclass
+class Finding:
+    kind: str
+    severity: str
+    summary: str  # one plain sentence: who did what, in which state, what it likely means
+    time: float  # capture time of the first proving frame
+    frames: list[int] = field(default_factory=list)  # frame numbers that prove it
+    connection: int | None = None  # connection id, None for aggregates
+    subject: str = ""  # 'client -> server' for a connection, 'addr:port' for aggregates
+    capture: str | None = None  # which capture, when several are analysed together
+    confidence: str = "high"  # 'high', or 'low' when the capture lacks what it would need
+    details: dict[str, Any] = field(default_factory=dict)  # numbers (rates, counts, top targets)
+    server: str | None = None  # 'addr:port' of the server side: the stable identity for baselines
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "severity": self.severity,
+            "connection": self.connection,
+            "subject": self.subject,
+            "frames": list(self.frames),
+            "time": self.time,
+            "summary": self.summary,
+            "confidence": self.confidence,
+        }
+        if self.server is not None:
+            out["server"] = self.server
+        if self.capture is not None:
+            out["capture"] = self.capture
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+@dataclass
+class StateChange:
+    time: float
+    frame: int
+    endpoint: str  # 'client' or 'server'
+    old: str
+    new: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "frame": self.frame,
+            "endpoint": self.endpoint,
+            "from": self.old,
+            "to": self.new,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class ConnectionSummary:
+    id: int
+    client: str  # 'ip:port' or '[v6]:port'
+    server: str
+    start: float
+    end: float
+    packets_client: int
+    packets_server: int
+    bytes_client: int  # TCP payload bytes sent by the client
+    bytes_server: int
+    client_state: str
+    server_state: str
+    conn_state: str  # Zeek-compatible
+    history: str  # Zeek-compatible
+    findings: list[str] = field(default_factory=list)  # kinds
+    flags_seen: str = ""  # e.g. 'SAFPR'
+    quality: dict[str, Any] = field(default_factory=dict)  # handshake_seen, both_directions, gaps
+    timeline: list[StateChange] = field(default_factory=list)
+    capture: str | None = None
+
+    def to_dict(self, timeline: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "client": self.client,
+            "server": self.server,
+            "start": self.start,
+            "end": self.end,
+            "packets": {"client": self.packets_client, "server": self.packets_server},
+            "bytes": {"client": self.bytes_client, "server": self.bytes_server},
+            "client_state": self.client_state,
+            "server_state": self.server_state,
+            "conn_state": self.conn_state,
+            "history": self.history,
+            "findings": list(self.findings),
+            "flags_seen": self.flags_seen,
+            "quality": self.quality,
+        }
+        if timeline:
+            out["timeline"] = [change.to_dict() for change in self.timeline]
+        if self.capture is not None:
+            out["capture"] = self.capture
+        return out
+
+
+@dataclass
+class CaptureSummary:
+    path: str
+    format: str  # 'pcap', 'pcapng', 'pcap.gz', ...
+    linktypes: list[str]
+    packets: int
+    tcp_segments: int
+    skipped: dict[str, int]  # every PACKET_CLASSES entry except 'tcp'
+    first_ts: float | None
+    last_ts: float | None
+    error: str | None = None  # the one-line error when reading stopped at a fault
+    decoder: str = "dpkt"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "path": self.path,
+            "format": self.format,
+            "linktypes": list(self.linktypes),
+            "packets": self.packets,
+            "tcp_segments": self.tcp_segments,
+            "skipped": dict(self.skipped),
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "decoder": self.decoder,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class Report:
+    captures: list[CaptureSummary]
+    connections: list[ConnectionSummary]
+    findings: list[Finding]
+    tool_version: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)  # evictions, aggregate counters
+
+    @property
+    def capture(self) -> CaptureSummary:
+        return self.captures[0]
+
+    def to_dict(self, timeline: bool = True) -> dict[str, Any]:
+        from tcpanalyze import __version__
+
+        out: dict[str, Any] = {
+            "version": REPORT_VERSION,
+            "tool": {"name": "tcpanalyze", "version": self.tool_version or __version__},
+            "capture": self.captures[0].to_dict() if self.captures else None,
+            "connections": [c.to_dict(timeline) for c in self.connections],
+            "findings": [f.to_dict() for f in self.findings],
+        }
+        if len(self.captures) > 1:
+            out["captures"] = [c.to_dict() for c in self.captures]
+        if self.stats:
+            out["stats"] = self.stats
+        return out

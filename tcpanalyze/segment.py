@@ -1,0 +1,149 @@
+"""The compact segment record every decoder produces and the tracker consumes.
+
+A `Segment` is one TCP segment as seen on the wire, reduced to what the tracker needs.
+Addresses stay packed (4 or 16 bytes) and TCP options stay raw until someone asks,
+because most segments are plain data whose options nobody reads (dpkt's lazy idea).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from typing import NamedTuple
+
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+URG = 0x20
+ECE = 0x40
+CWR = 0x80
+NS = 0x100  # the AE/NS bit from the data-offset byte, kept above the classic eight
+
+SEQ_MOD = 1 << 32
+
+
+class Segment(NamedTuple):
+    frame: int  # 1-based frame number in the capture (as Wireshark counts)
+    ts: float  # seconds since the epoch
+    src: bytes  # packed IPv4 (4 bytes) or IPv6 (16 bytes)
+    dst: bytes
+    sport: int
+    dport: int
+    seq: int
+    ack: int  # the ack field as sent, meaningful only when ACK is in flags
+    flags: int  # FIN..CWR in the low byte, NS as 0x100
+    window: int  # raw advertised window, not scaled
+    payload_len: int  # from the IP length, so snaplen-cut packets keep their true size
+    options: bytes = b""  # raw TCP option bytes, parsed on demand by parse_options()
+
+
+class TcpOptions(NamedTuple):
+    mss: int | None = None
+    wscale: int | None = None
+    sack_permitted: bool = False
+    sack_blocks: tuple[tuple[int, int], ...] = ()
+    tsval: int | None = None
+    tsecr: int | None = None
+    fastopen: bytes | None = None  # TFO cookie (may be empty: a cookie request)
+
+
+def parse_options(raw: bytes) -> TcpOptions:
+    """Parse raw TCP option bytes; stops quietly at the first malformed option."""
+    mss = wscale = tsval = tsecr = None
+    sack_permitted = False
+    sack_blocks: list[tuple[int, int]] = []
+    fastopen = None
+    i, n = 0, len(raw)
+    while i < n:
+        kind = raw[i]
+        if kind == 0:  # end of option list
+            break
+        if kind == 1:  # NOP
+            i += 1
+            continue
+        if i + 1 >= n:
+            break
+        length = raw[i + 1]
+        if length < 2 or i + length > n:
+            break
+        body = raw[i + 2 : i + length]
+        if kind == 2 and length == 4:
+            mss = struct.unpack("!H", body)[0]
+        elif kind == 3 and length == 3:
+            wscale = body[0]
+        elif kind == 4 and length == 2:
+            sack_permitted = True
+        elif kind == 5 and length >= 10 and (length - 2) % 8 == 0:
+            sack_blocks = [
+                struct.unpack_from("!II", body, j) for j in range(0, len(body), 8)
+            ]
+        elif kind == 8 and length == 10:
+            tsval, tsecr = struct.unpack("!II", body)
+        elif kind == 34:  # RFC 7413 Fast Open
+            fastopen = bytes(body)
+        elif kind == 254 and length >= 4 and body[:2] == b"\xf9\x89":  # experimental TFO
+            fastopen = bytes(body[2:])
+        i += length
+    return TcpOptions(
+        mss, wscale, sack_permitted, tuple(sack_blocks), tsval, tsecr, fastopen
+    )
+
+
+def seq_lt(a: int, b: int) -> bool:
+    """a < b in 32-bit serial-number arithmetic (RFC 1982)."""
+    return a != b and ((b - a) & 0xFFFFFFFF) < 0x80000000
+
+
+def seq_le(a: int, b: int) -> bool:
+    return a == b or ((b - a) & 0xFFFFFFFF) < 0x80000000
+
+
+def seq_gt(a: int, b: int) -> bool:
+    return seq_lt(b, a)
+
+
+def seq_ge(a: int, b: int) -> bool:
+    return seq_le(b, a)
+
+
+def seq_add(a: int, n: int) -> int:
+    return (a + n) & 0xFFFFFFFF
+
+
+def seq_diff(a: int, b: int) -> int:
+    """Signed distance a - b in serial-number space."""
+    d = (a - b) & 0xFFFFFFFF
+    return d - SEQ_MOD if d >= 0x80000000 else d
+
+
+def format_addr(packed: bytes) -> str:
+    if len(packed) == 4:
+        return socket.inet_ntop(socket.AF_INET, packed)
+    return socket.inet_ntop(socket.AF_INET6, packed)
+
+
+def format_endpoint(packed: bytes, port: int) -> str:
+    """'10.0.0.1:80' or '[fd00::1]:80', the form used in every output."""
+    if len(packed) == 4:
+        return f"{format_addr(packed)}:{port}"
+    return f"[{format_addr(packed)}]:{port}"
+
+
+def parse_endpoint(text: str) -> tuple[bytes, int]:
+    """Inverse of format_endpoint, for configuration and baselines."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    return ipaddress.ip_address(host).packed, int(port)
+
+
+_FLAG_LETTERS = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "."),
+                 (URG, "U"), (ECE, "E"), (CWR, "W"))
+
+
+def flags_text(flags: int) -> str:
+    """tcpdump-style flag string: 'S', 'S.', 'F.', 'R', 'P.'."""
+    text = "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
+    return text or "none"
