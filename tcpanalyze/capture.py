@@ -1,0 +1,426 @@
+"""Reading captures: pcap, pcapng and gzip-compressed copies of either, from a path or a pipe.
+
+The reader never seeks: the format is sniffed from the first bytes, so `tcpdump -w -` and
+`zcat x.pcap.gz |` work the same as files. Bytes are pulled in large chunks (one read
+returns whatever a pipe has, up to 1 MiB) and every record that is complete in the buffer is
+yielded before the next read, so a live pipe gives frames as soon as they are written.
+
+Faults after the header do not raise: iteration stops, `reader.error` holds a one-line
+`CaptureError`, and every frame complete before the fault has been yielded. No length field
+is trusted for an allocation before it has been checked against a fixed bound.
+
+Byte offsets in messages count the (decompressed) capture stream from its start.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO, NamedTuple
+
+__all__ = ["MAX_BLOCK_LEN", "MAX_CAPLEN", "CaptureError", "CaptureReader", "Frame", "open_capture"]
+
+# tcpdump's MAXIMUM_SNAPLEN: no real record is longer; a bigger length means a corrupt file.
+MAX_CAPLEN = 262144
+# Bound for any pcapng block (name resolution and custom blocks can exceed one packet).
+MAX_BLOCK_LEN = 16 * 1024 * 1024
+READ_SIZE = 1 << 20
+
+PCAP_MAGICS: dict[bytes, tuple[str, int, int]] = {
+    # magic bytes as stored -> (struct byte order, fraction divisor, extra bytes per record)
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000, 0),
+    b"\xa1\xb2\xc3\xd4": (">", 1_000_000, 0),
+    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000, 0),
+    b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000, 0),
+    # Alexey Kuznetzov's patched libpcap: 8 more bytes (ifindex, protocol, type) per record
+    b"\x34\xcd\xb2\xa1": ("<", 1_000_000, 8),
+    b"\xa1\xb2\xcd\x34": (">", 1_000_000, 8),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC = b"\x1f\x8b"
+
+# pcapng block types
+SHB, IDB, OPB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+
+
+class Frame(NamedTuple):
+    number: int  # 1-based
+    ts: float  # epoch seconds
+    linktype: int  # DLT/LINKTYPE value of the interface it came from
+    wirelen: int  # original length on the wire
+    data: bytes  # captured bytes (caplen = len(data))
+
+
+class CaptureError(Exception):
+    """A capture that cannot be read (further); str() is the one-line message."""
+
+    def __init__(self, path: str, what: str, offset: int | None = None,
+                 frame: int | None = None) -> None:
+        self.path = path
+        self.offset = offset
+        self.frame = frame
+        self.what = what
+        name = "<stdin>" if path == "-" else path
+        if frame is not None and offset is not None:
+            where = f"frame {frame} (byte offset {offset})"
+        elif offset is not None:
+            where = f"byte offset {offset}"
+        else:
+            where = ""
+        super().__init__(f"{name}: {where}: {what}" if where else f"{name}: {what}")
+
+
+class _Interface(NamedTuple):
+    linktype: int
+    snaplen: int
+    divisor: int  # timestamp units per second
+    offset: int  # if_tsoffset, seconds added to every timestamp
+
+
+def _chunks_plain(stream: BinaryIO) -> Iterator[bytes]:
+    # read1 returns what a pipe has now instead of waiting for a full chunk
+    read = getattr(stream, "read1", None) or stream.read
+    while True:
+        chunk = read(READ_SIZE)
+        if not chunk:
+            return
+        yield chunk
+
+
+class _GzipTruncated(Exception):
+    pass
+
+
+def _chunks_gunzip(raw: Iterator[bytes]) -> Iterator[bytes]:
+    """Decompress gzip members one after the other (`cat a.gz b.gz` is valid gzip)."""
+    inflater = zlib.decompressobj(wbits=31)
+    pending = b""
+    while True:
+        if pending:
+            data, pending = pending, b""
+        else:
+            data = next(raw, b"")
+            if not data:
+                if not inflater.eof:
+                    raise _GzipTruncated("compressed stream ends early")
+                return
+        out = inflater.decompress(data, READ_SIZE)
+        # bound the output per step: a tiny input can inflate enormously
+        while inflater.unconsumed_tail:
+            if out:
+                yield out
+            out = inflater.decompress(inflater.unconsumed_tail, READ_SIZE)
+        if out:
+            yield out
+        if inflater.eof:
+            pending = inflater.unused_data
+            inflater = zlib.decompressobj(wbits=31)
+            if not pending:
+                # a finished member at EOF is fine; more data starts a new member
+                nxt = next(raw, b"")
+                if not nxt:
+                    return
+                pending = nxt
+
+
+class CaptureReader:
+    """Iterate for Frames. Stops cleanly at a fault and leaves it in `error`."""
+
+    def __init__(self, path: str, stream: BinaryIO, owned: bool) -> None:
+        self.path = path
+        self.format = ""
+        self.linktypes: set[int] = set()
+        self.frames_read = 0
+        self.error: CaptureError | None = None
+        # pcapng blocks that carried no frame, by block type (name resolution, stats, unknown)
+        self.skipped_blocks: dict[int, int] = {}
+        self._stream = stream
+        self._owned = owned
+        self._source: Iterator[bytes] = _chunks_plain(stream)
+        self._buf = b""
+        self._pos = 0
+        self._base = 0  # stream offset of _buf[0]
+        self._eof = False
+        self._iter: Iterator[Frame] | None = None
+        # pcap header fields
+        self._endian = "<"
+        self._divisor = 1_000_000
+        self._extra = 0
+        self._linktype = 0
+        self.snaplen = 0
+        self._sniff()
+
+    # -- buffer ------------------------------------------------------------------------
+    def _fill(self, need: int) -> bool:
+        """Make at least `need` bytes available at _pos; False at end of input."""
+        avail = len(self._buf) - self._pos
+        if avail >= need:
+            return True
+        parts = [self._buf[self._pos:]]
+        self._base += self._pos
+        self._pos = 0
+        try:
+            while avail < need and not self._eof:
+                chunk = next(self._source, b"")
+                if not chunk:
+                    self._eof = True
+                    break
+                parts.append(chunk)
+                avail += len(chunk)
+        finally:
+            self._buf = b"".join(parts)
+        return avail >= need
+
+    def _error(self, what: str, offset: int | None, frame: int | None) -> CaptureError:
+        return CaptureError(self.path, what, offset, frame)
+
+    # -- header ------------------------------------------------------------------------
+    def _sniff(self) -> None:
+        try:
+            self._fill(4)
+        except OSError as exc:
+            raise self._error(f"cannot read: {exc.strerror or exc}", None, None) from None
+        if len(self._buf) == 0:
+            raise self._error("empty file, not a capture", 0, None)
+        suffix = ""
+        if self._buf[:2] == GZIP_MAGIC:
+            raw = self._raw_after_sniff(self._buf[self._pos:])
+            self._source = _chunks_gunzip(raw)
+            self._buf, self._pos, self._base, self._eof = b"", 0, 0, False
+            suffix = "+gzip"
+            try:
+                self._fill(4)
+            except (zlib.error, _GzipTruncated) as exc:
+                raise self._error(f"bad gzip data: {exc}", 0, None) from None
+            if not self._buf:
+                raise self._error("empty gzip stream, not a capture", 0, None)
+        magic = self._buf[:4]
+        if len(magic) < 4:
+            raise self._error(f"{len(self._buf)}-byte file, too short for a capture header",
+                              0, None)
+        if magic in PCAP_MAGICS:
+            self._endian, self._divisor, self._extra = PCAP_MAGICS[magic]
+            if not self._fill(24):
+                raise self._error("file ends inside the 24-byte pcap header", 0, None)
+            major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack_from(
+                self._endian + "HHiIII", self._buf, 4)
+            if major != 2:
+                raise self._error(f"unsupported pcap version {major}", 4, None)
+            self.snaplen = snaplen
+            # the upper bits carry FCS information, not the link type
+            self._linktype = network & 0x03FFFFFF
+            self.linktypes.add(self._linktype)
+            self._pos = 24
+            self.format = ("pcap-ns" if self._divisor == 1_000_000_000 else "pcap") + suffix
+        elif magic == PCAPNG_SHB:
+            if self._fill(12):
+                bom = self._buf[8:12]
+                if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+                    raise self._error("pcapng section header has a bad byte-order magic",
+                                      8, None)
+            self.format = "pcapng" + suffix
+        else:
+            raise self._error(f"not a pcap or pcapng file (magic 0x{magic.hex()})", 0, None)
+
+    def _raw_after_sniff(self, already: bytes) -> Iterator[bytes]:
+        if already:
+            yield already
+        yield from _chunks_plain(self._stream)
+
+    # -- iteration -----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Frame]:
+        if self._iter is None:
+            self._iter = self._frames()
+        return self._iter
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owned:
+            self._stream.close()
+
+    def _frames(self) -> Iterator[Frame]:
+        parse = self._pcap if self.format.startswith("pcap") and not self.format.startswith(
+            "pcapng") else self._pcapng
+        try:
+            yield from parse()
+        except CaptureError as exc:
+            self.error = exc
+        except (zlib.error, _GzipTruncated) as exc:
+            self.error = self._error(f"bad gzip data: {exc}", self._base + len(self._buf),
+                                     self.frames_read + 1)
+        except OSError as exc:
+            self.error = self._error(f"read failed: {exc.strerror or exc}",
+                                     self._base + len(self._buf), self.frames_read + 1)
+        finally:
+            self.close()
+
+    def _pcap(self) -> Iterator[Frame]:
+        head = 16 + self._extra
+        unpack = struct.Struct(self._endian + "IIII").unpack_from
+        divisor = self._divisor
+        linktype = self._linktype
+        number = self.frames_read
+        while True:
+            buf = self._buf
+            pos = self._pos
+            end = len(buf)
+            need = head
+            while pos + head <= end:
+                sec, frac, caplen, wirelen = unpack(buf, pos)
+                if caplen > MAX_CAPLEN:
+                    self._pos = pos
+                    raise self._error(
+                        f"record length {caplen} is absurd (limit {MAX_CAPLEN}); corrupt file",
+                        self._base + pos, number + 1)
+                stop = pos + head + caplen
+                if stop > end:
+                    need = head + caplen
+                    break
+                number += 1
+                self.frames_read = number
+                yield Frame(number, sec + frac / divisor, linktype, wirelen,
+                            buf[pos + head:stop])
+                pos = stop
+            self._pos = pos
+            if not self._fill(need):
+                left = len(self._buf) - self._pos
+                if left == 0:
+                    return
+                part = "record header" if left < head else "record data"
+                raise self._error(f"file ends inside the {part} ({left} bytes present)",
+                                  self._base + self._pos, number + 1)
+
+    def _pcapng(self) -> Iterator[Frame]:
+        interfaces: list[_Interface] = []
+        endian = "<"
+        hdr = struct.Struct("<II").unpack_from
+        last_ts = 0.0
+        while True:
+            if not self._fill(8):
+                left = len(self._buf) - self._pos
+                if left:
+                    raise self._error(f"file ends inside a block header ({left} bytes present)",
+                                      self._base + self._pos, self.frames_read + 1)
+                return
+            buf, pos = self._buf, self._pos
+            start = self._base + pos
+            if buf[pos:pos + 4] == PCAPNG_SHB:
+                if not self._fill(12):
+                    raise self._error("file ends inside a section header block", start,
+                                      self.frames_read + 1)
+                buf, pos = self._buf, self._pos
+                bom = buf[pos + 8:pos + 12]
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    endian = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    endian = ">"
+                else:
+                    raise self._error("section header block has a bad byte-order magic",
+                                      start + 8, self.frames_read + 1)
+                hdr = struct.Struct(endian + "II").unpack_from
+            btype, blen = hdr(buf, pos)
+            if blen < 12 or blen % 4 or blen > MAX_BLOCK_LEN:
+                raise self._error(f"block type 0x{btype:x} has an impossible length {blen}",
+                                  start, self.frames_read + 1)
+            if not self._fill(blen):
+                raise self._error(
+                    f"file ends inside a block (type 0x{btype:x}, length {blen}, "
+                    f"{len(self._buf) - self._pos} bytes present)", start, self.frames_read + 1)
+            buf, pos = self._buf, self._pos
+            (trailer,) = struct.unpack_from(endian + "I", buf, pos + blen - 4)
+            if trailer != blen:
+                raise self._error(
+                    f"block type 0x{btype:x}: trailing length {trailer} disagrees with {blen}",
+                    start, self.frames_read + 1)
+            body_end = pos + blen - 4
+            self._pos = pos + blen
+            if btype in (EPB, OPB):
+                if blen < 32:
+                    raise self._error("packet block too short", start, self.frames_read + 1)
+                if btype == EPB:
+                    ifid, tsh, tsl, caplen, wirelen = struct.unpack_from(
+                        endian + "IIIII", buf, pos + 8)
+                else:
+                    ifid, _drops, tsh, tsl, caplen, wirelen = struct.unpack_from(
+                        endian + "HHIIII", buf, pos + 8)
+                if ifid >= len(interfaces):
+                    raise self._error(f"packet block names interface {ifid}, but only "
+                                      f"{len(interfaces)} are described", start,
+                                      self.frames_read + 1)
+                if caplen > body_end - (pos + 28) or caplen > MAX_CAPLEN:
+                    raise self._error(f"captured length {caplen} does not fit its block",
+                                      start, self.frames_read + 1)
+                iface = interfaces[ifid]
+                last_ts = ((tsh << 32) | tsl) / iface.divisor + iface.offset
+                self.frames_read += 1
+                yield Frame(self.frames_read, last_ts, iface.linktype, wirelen,
+                            buf[pos + 28:pos + 28 + caplen])
+            elif btype == SPB:
+                if not interfaces:
+                    raise self._error("simple packet block before any interface block", start,
+                                      self.frames_read + 1)
+                (wirelen,) = struct.unpack_from(endian + "I", buf, pos + 8)
+                iface = interfaces[0]
+                caplen = min(wirelen, body_end - (pos + 12))
+                if iface.snaplen:
+                    caplen = min(caplen, iface.snaplen)
+                self.frames_read += 1
+                # no timestamp in an SPB: keep time moving forward with the last one seen
+                yield Frame(self.frames_read, last_ts, iface.linktype, wirelen,
+                            buf[pos + 12:pos + 12 + caplen])
+            elif btype == IDB:
+                if blen < 20:
+                    raise self._error("interface description block too short", start,
+                                      self.frames_read + 1)
+                interfaces.append(self._interface(buf, pos + 8, body_end, endian))
+                self.linktypes.add(interfaces[-1].linktype)
+            elif btype == SHB:
+                interfaces = []  # interface ids are per section
+            else:
+                self.skipped_blocks[btype] = self.skipped_blocks.get(btype, 0) + 1
+
+    @staticmethod
+    def _interface(buf: bytes, at: int, end: int, endian: str) -> _Interface:
+        linktype, _reserved, snaplen = struct.unpack_from(endian + "HHI", buf, at)
+        divisor, offset = 1_000_000, 0
+        opt = at + 8
+        # options: code, length, value padded to 4; the walk only moves forward
+        while opt + 4 <= end:
+            code, length = struct.unpack_from(endian + "HH", buf, opt)
+            value = opt + 4
+            if code == 0 or value + length > end:
+                break
+            if code == 9 and length >= 1:  # if_tsresol
+                res = buf[value]
+                exp = res & 0x7F
+                if exp <= 60:  # beyond that no clock exists; keep microseconds
+                    divisor = (2 ** exp) if res & 0x80 else (10 ** exp)
+            elif code == 14 and length >= 8:  # if_tsoffset, seconds
+                (offset,) = struct.unpack_from(endian + "q", buf, value)
+            opt = value + ((length + 3) & ~3)
+        return _Interface(linktype, snaplen, divisor, offset)
+
+
+def open_capture(path: str, stdin: BinaryIO | None = None) -> CaptureReader:
+    """Open a capture file, or stdin for '-'; raises CaptureError if it is not a capture."""
+    if path == "-":
+        stream: BinaryIO = stdin if stdin is not None else sys.stdin.buffer
+        return CaptureReader(path, stream, owned=False)
+    try:
+        # unbuffered: reads go straight to the file in READ_SIZE pieces
+        stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the reader
+    except OSError as exc:
+        raise CaptureError(path, f"cannot open: {exc.strerror or exc}") from None
+    try:
+        return CaptureReader(path, stream, owned=True)
+    except BaseException:
+        stream.close()
+        raise
