@@ -1,0 +1,105 @@
+"""Numbers and sentences several renderers share: counts, ordering, the verdict."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+
+from tcpanalyze.gate import FailPolicy
+from tcpanalyze.report import FINDING_KINDS, SEVERITIES, SEVERITY_RANK, Finding, Report
+
+_KIND_ORDER = {kind: i for i, kind in enumerate(FINDING_KINDS)}
+
+
+def kind_order(kind: str) -> int:
+    return _KIND_ORDER.get(kind, len(FINDING_KINDS))
+
+
+def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """Most severe first, then in the report's kind order, then by time."""
+    return sorted(
+        findings,
+        key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), kind_order(f.kind), f.time),
+    )
+
+
+def counts_by_kind(findings: Iterable[Finding]) -> dict[str, Counter[str]]:
+    """kind -> Counter(severity -> n), kinds in report order, only kinds that occur."""
+    table: dict[str, Counter[str]] = {}
+    for finding in findings:
+        table.setdefault(finding.kind, Counter())[finding.severity] += 1
+    return {kind: table[kind] for kind in sorted(table, key=lambda k: (kind_order(k), k))}
+
+
+def counts_by_severity(findings: Iterable[Finding]) -> dict[str, int]:
+    """Every severity, most severe first, zero included."""
+    counts = Counter(f.severity for f in findings)
+    return {severity: counts.get(severity, 0) for severity in reversed(SEVERITIES)}
+
+
+def finding_capture(finding: Finding, report: Report) -> str:
+    if finding.capture:
+        return finding.capture
+    return report.captures[0].path if report.captures else "-"
+
+
+def verdict(report: Report, policy: FailPolicy | None) -> tuple[bool, str]:
+    """(failed, one plain line). Without a policy nothing fails; the line just counts."""
+    total = len(report.findings)
+    conns = len(report.connections)
+    where = f"{conns} connection{'s' if conns != 1 else ''}"
+    if total == 0:
+        return False, f"OK: no findings in {where}"
+    by_severity = ", ".join(
+        f"{n} {severity}" for severity, n in counts_by_severity(report.findings).items() if n
+    )
+    noun = "finding" if total == 1 else "findings"
+    if policy is None:
+        return False, f"{total} {noun} ({by_severity}) in {where}"
+    bad = sum(1 for f in report.findings if policy.fails(f))
+    if bad:
+        return True, (
+            f"FAIL: {bad} of {total} {noun} fail the policy ({policy.describe()}): {by_severity}"
+        )
+    return False, (
+        f"PASS: {total} {noun} ({by_severity}), none fails the policy ({policy.describe()})"
+    )
+
+
+def format_ts(ts: float | None) -> str:
+    """UTC wall-clock time with microseconds, ISO style; '-' when unknown."""
+    if ts is None:
+        return "-"
+    whole = int(ts // 1)
+    micros = round((ts - whole) * 1_000_000)
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
+    if seconds < 120:
+        return f"{seconds:.3f} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 120:
+        return f"{int(minutes)} min {secs:.0f} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{int(hours)} h {int(minutes)} min"
+
+
+def format_detail(value: object) -> str:
+    """A details value as short plain text: floats rounded, lists/dicts flattened."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} ({format_detail(v)})" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(format_detail(v) for v in value)
+    return str(value)

@@ -1,0 +1,149 @@
+"""A Zeek conn.log (ASCII writer, TSV layout) so zeek-cut and Zeek tooling can read ours.
+
+The header lines, field names and types follow Zeek's conn.log (base/protocols/conn);
+fields tcpanalyze does not know (service, local_orig, IP-level byte counts, ...) carry
+the unset marker '-', as Zeek writes unset optional fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from tcpanalyze.report import ConnectionSummary, Report
+
+SEPARATOR = "\t"
+SET_SEPARATOR = ","
+EMPTY_FIELD = "(empty)"
+UNSET_FIELD = "-"
+
+# (name, Zeek type), in conn.log order.
+FIELDS: tuple[tuple[str, str], ...] = (
+    ("ts", "time"),
+    ("uid", "string"),
+    ("id.orig_h", "addr"),
+    ("id.orig_p", "port"),
+    ("id.resp_h", "addr"),
+    ("id.resp_p", "port"),
+    ("proto", "enum"),
+    ("service", "string"),
+    ("duration", "interval"),
+    ("orig_bytes", "count"),
+    ("resp_bytes", "count"),
+    ("conn_state", "string"),
+    ("local_orig", "bool"),
+    ("local_resp", "bool"),
+    ("missed_bytes", "count"),
+    ("history", "string"),
+    ("orig_pkts", "count"),
+    ("orig_ip_bytes", "count"),
+    ("resp_pkts", "count"),
+    ("resp_ip_bytes", "count"),
+    ("tunnel_parents", "set[string]"),
+)
+
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def connection_uid(conn: ConnectionSummary, capture: str = "") -> str:
+    """A Zeek-style uid ('C' + base62), derived from the connection so runs agree."""
+    key = f"{capture}|{conn.id}|{conn.client}|{conn.server}|{conn.start:.6f}".encode()
+    n = int.from_bytes(hashlib.sha256(key).digest()[:12], "big")
+    out = []
+    while n:
+        n, rem = divmod(n, 62)
+        out.append(_BASE62[rem])
+    return "C" + "".join(reversed(out))[:17]
+
+
+def split_host_port(endpoint: str) -> tuple[str | None, str | None]:
+    """'10.0.0.1:80' -> ('10.0.0.1', '80'); '[fd00::1]:80' -> ('fd00::1', '80');
+    None for a part that is missing."""
+    if endpoint.startswith("["):
+        host, _, rest = endpoint[1:].partition("]")
+        return host or None, rest[1:] or None
+    if endpoint.count(":") != 1:  # no port (a bare IPv4 or IPv6 address)
+        return endpoint or None, None
+    host, _, port = endpoint.partition(":")
+    return host or None, port or None
+
+
+def _value(text: str | None) -> str:
+    return UNSET_FIELD if text is None else escape(text)
+
+
+def escape(value: str) -> str:
+    """Zeek's ASCII writer escapes the separator, backslash and non-printables as \\xNN;
+    an empty string is written as the empty marker."""
+    if value == "":
+        return EMPTY_FIELD
+    out = []
+    for ch in value:
+        if ch == "\\" or ch == SEPARATOR or not (" " <= ch <= "~"):
+            out.append("".join(f"\\x{b:02x}" for b in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    text = "".join(out)
+    # a field that happens to equal a marker must not be read back as one
+    if text in (UNSET_FIELD, EMPTY_FIELD):
+        text = "".join(f"\\x{b:02x}" for b in text.encode())
+    return text
+
+
+def _time_stamp(ts: float) -> str:
+    return time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(ts))
+
+
+def _row(conn: ConnectionSummary, capture: str) -> list[str]:
+    orig_h, orig_p = split_host_port(conn.client)
+    resp_h, resp_p = split_host_port(conn.server)
+    duration = max(conn.end - conn.start, 0.0)
+    return [
+        f"{conn.start:.6f}",
+        connection_uid(conn, capture),
+        _value(orig_h),
+        _value(orig_p),
+        _value(resp_h),
+        _value(resp_p),
+        "tcp",
+        UNSET_FIELD,  # service: no protocol detection
+        f"{duration:.6f}",
+        str(conn.bytes_client),
+        str(conn.bytes_server),
+        _value(conn.conn_state or None),
+        UNSET_FIELD,  # local_orig: no Site::local_nets
+        UNSET_FIELD,
+        UNSET_FIELD,  # missed_bytes: not measured
+        _value(conn.history or None),
+        str(conn.packets_client),
+        UNSET_FIELD,  # orig_ip_bytes: IP-level sizes are not kept
+        str(conn.packets_server),
+        UNSET_FIELD,
+        UNSET_FIELD,  # tunnel_parents
+    ]
+
+
+def render(report: Report, opened: float | None = None, closed: float | None = None) -> str:
+    """The log text. `opened` / `closed` default to the capture's first and last packet
+    times (deterministic output; Zeek writes the wall clock there)."""
+    first = report.captures[0] if report.captures else None
+    if opened is None:
+        opened = (first.first_ts if first else None) or 0.0
+    if closed is None:
+        last_times = [c.last_ts for c in report.captures if c.last_ts is not None]
+        closed = max(last_times) if last_times else opened
+    default_capture = first.path if first else ""
+    lines = [
+        "#separator \\x09",
+        f"#set_separator{SEPARATOR}{SET_SEPARATOR}",
+        f"#empty_field{SEPARATOR}{EMPTY_FIELD}",
+        f"#unset_field{SEPARATOR}{UNSET_FIELD}",
+        f"#path{SEPARATOR}conn",
+        f"#open{SEPARATOR}{_time_stamp(opened)}",
+        "#fields" + "".join(SEPARATOR + name for name, _ in FIELDS),
+        "#types" + "".join(SEPARATOR + kind for _, kind in FIELDS),
+    ]
+    for conn in sorted(report.connections, key=lambda c: (c.start, c.id)):
+        lines.append(SEPARATOR.join(_row(conn, conn.capture or default_capture)))
+    lines.append(f"#close{SEPARATOR}{_time_stamp(closed)}")
+    return "\n".join(lines) + "\n"
