@@ -372,11 +372,12 @@ class ZeekView:
             return False
         # "expire": Zeek's ExpireTimer
         if last + TCP_CONNECTION_LINGER < t:
-            if o.did_close or r.did_close:
-                if ((o.did_close and r.did_close) or RESET in (o.state, r.state)
-                        or INACTIVE in (o.state, r.state)):
-                    self.is_active = False
-                    return True
+            # idle and closed on one side: both closed, one reset, or half-closed
+            if (o.did_close or r.did_close) and (
+                    (o.did_close and r.did_close) or RESET in (o.state, r.state)
+                    or INACTIVE in (o.state, r.state)):
+                self.is_active = False
+                return True
             if r.state == INACTIVE and o.state == INACTIVE:
                 return True
         self._add_timer(t + TCP_SESSION_TIMER, "expire")
@@ -456,9 +457,10 @@ class ZeekView:
                     peer, ack_seq, peer.ack_seq, peer.ack_wraps)
                 if ack_underflow:
                     rel_ack = 0
-                elif not rst and not (ack_seq == 0 and seq_delta(
-                        ack_seq, peer.ack_seq) > TOO_LARGE_SEQ_DELTA):
-                    if seq_delta(ack_seq, peer.ack_seq) > 0:
+                elif not rst:  # acks in RSTs are not trusted
+                    delta_ack = seq_delta(ack_seq, peer.ack_seq)
+                    # an ack of 0 far ahead is more likely broken than a wrap
+                    if delta_ack > 0 and not (ack_seq == 0 and delta_ack > TOO_LARGE_SEQ_DELTA):
                         peer.update_ack_seq(ack_seq)
 
         delta_last = self._update_last_seq(ep, seq_past, flags, length)
@@ -496,9 +498,9 @@ class ZeekView:
         elif ep.state in (ESTABLISHED, PARTIAL):
             if syn:
                 ep.init_seqs(first_seq, last_seq)
-        elif ep.state == RESET:
-            if syn and ep.prev_state == INACTIVE:
-                ep.init_seqs(first_seq, last_seq)
+        elif ep.state == RESET and syn and ep.prev_state == INACTIVE:
+            # the earlier RST may have been injected: trust the SYN instead
+            ep.init_seqs(first_seq, last_seq)
 
     @staticmethod
     def _relative_seq(ep: ZeekEndpoint, cur: int, last: int, wraps: int) -> tuple[int, bool]:

@@ -131,7 +131,7 @@ def _tcp_segment(number: int, ts: float, ip: bytes, depth: int = 0) -> Segment |
         return None
     if proto == 17 and depth == 0 and len(body) >= 8:  # Teredo (IPv6 in UDP 3544)
         sport, dport = struct.unpack_from("!HH", body, 0)
-        if 3544 in (sport, dport) or len(body) > 48 and body[8] >> 4 == 6:
+        if 3544 in (sport, dport) or (len(body) > 48 and body[8] >> 4 == 6):
             inner = body[8:]
             while len(inner) >= 2 and inner[0] == 0 and inner[1] in (0, 1):
                 if inner[1] == 1:  # origin indication
