@@ -415,8 +415,12 @@ class ZeekView:
         return self.advance(ts) or self.is_reuse(seg, from_orig)
 
     # --- the packet path ---------------------------------------------------------
-    def feed(self, seg: Segment, from_orig: bool) -> None:
-        """Process one segment, as TCPSessionAdapter::Process does."""
+    def feed(self, seg: Segment, from_orig: bool, payload_captured: bool = True) -> None:
+        """Process one segment, as TCPSessionAdapter::Process does.
+
+        `payload_captured` False means the capture cut the payload short (snaplen):
+        Zeek then keeps the bytes out of reassembly, so an ACK for them is a gap.
+        """
         is_orig = from_orig != self.roles_swapped
         self.packets += 1
         t = seg.ts
@@ -470,7 +474,7 @@ class ZeekView:
         if ack:
             self._ack_received(peer, rel_ack)
         rel_data_seq = rel_seq + 1 if syn else rel_seq
-        if length > 0 and not rst and not underflow:
+        if length > 0 and not rst and not underflow and payload_captured:
             acked = ep.to_relative(ep.ack_seq, ep.ack_wraps)
             ep.reassembler.data_sent(rel_data_seq, length, acked)
         if do_close:

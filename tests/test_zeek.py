@@ -10,7 +10,7 @@ from zeek_corpus import (
     CORPUS,
     Baseline,
     build_records,
-    load_segments,
+    load_segments_captured,
     match_records,
     parse_conn_log,
     parse_rst_behavior,
@@ -50,9 +50,6 @@ EXPECTED_DISAGREEMENTS: dict[tuple[str, str, int], str] = {
     ("syn-bad-checksum", "zeek-conn.log", 0):
         "the SYN has a bad TCP checksum and that btest validates checksums: Zeek logs "
         "OTH 'C'; we do not verify checksums and log S0 'S'",
-    ("retransmit-fast", "zeek-conn.log", 0):
-        "history only (conn_state RSTO agrees): Zeek reports content gaps 'G' and 'g' "
-        "that our minimal reassembler does not find (we give 'ShADadtR')",
 }
 
 
@@ -72,7 +69,7 @@ _records_cache: dict[str, list] = {}
 
 def _records(item: str) -> list:
     if item not in _records_cache:
-        _records_cache[item] = build_records(load_segments(_capture(item)))
+        _records_cache[item] = build_records(load_segments_captured(_capture(item)))
     return _records_cache[item]
 
 

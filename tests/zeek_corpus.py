@@ -155,6 +155,11 @@ def _tcp_segment(number: int, ts: float, ip: bytes, depth: int = 0) -> Segment |
 
 
 def load_segments(path: Path) -> list[Segment]:
+    return [seg for seg, _ in load_segments_captured(path)]
+
+
+def load_segments_captured(path: Path) -> list[tuple[Segment, bool]]:
+    """Segments with a flag: is the whole payload in the capture (not snaplen-cut)?"""
     segments = []
     for number, (ts, linktype, buf) in enumerate(read_frames(path), 1):
         ip = _network_layer(linktype, buf)
@@ -162,8 +167,15 @@ def load_segments(path: Path) -> list[Segment]:
             continue
         seg = _tcp_segment(number, ts, ip)
         if seg is not None:
-            segments.append(seg)
+            segments.append((seg, len(ip) >= _payload_end(ip)))
     return segments
+
+
+def _payload_end(ip: bytes) -> int:
+    """Bytes the IP packet claims (its total/payload length), to spot snaplen cuts."""
+    if ip[0] >> 4 == 4:
+        return struct.unpack_from("!H", ip, 2)[0] or len(ip)
+    return 40 + struct.unpack_from("!H", ip, 4)[0]
 
 
 @dataclass
@@ -184,11 +196,13 @@ class Record:
         return format_addr(self.resp[0])
 
 
-def build_records(segments: list[Segment]) -> list[Record]:
-    """Group segments into Zeek-style records, in order of creation."""
+def build_records(segments: list[Segment] | list[tuple[Segment, bool]]) -> list[Record]:
+    """Group segments (optionally with their payload-captured flag) into Zeek-style
+    records, in order of creation."""
     records: list[Record] = []
     current: dict[tuple, Record] = {}
-    for seg in segments:
+    for item in segments:
+        seg, captured = item if isinstance(item, tuple) else (item, True)
         a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
         key = (a, b) if a < b else (b, a)
         rec = current.get(key)
@@ -202,7 +216,7 @@ def build_records(segments: list[Segment]) -> list[Record]:
             current[key] = rec
             records.append(rec)
         from_orig = a == (rec.orig if not rec.view.roles_swapped else rec.resp)
-        rec.view.feed(seg, from_orig)
+        rec.view.feed(seg, from_orig, captured)
         rec.frames.append(seg.frame)
     for rec in records:  # a mid-way flip swaps who the originator is
         if rec.view.roles_swapped:
