@@ -1,0 +1,239 @@
+"""Wiring the stages: segments in, findings and a report out.
+
+`Analysis` is sans-I/O: `feed(segment)` returns the findings that became certain with
+that segment (so a live stream can print them at once) and `finish()` closes the books.
+`analyze()` is the thin loop that drives it from a capture reader and decoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tcpanalyze.detectors import AggregateDetector, ConnectionDetector
+from tcpanalyze.flows import FlowTable
+from tcpanalyze.report import (
+    FINDING_KINDS,
+    PACKET_CLASSES,
+    SEVERITY_RANK,
+    CaptureSummary,
+    ConnectionSummary,
+    Finding,
+    Report,
+    StateChange,
+)
+from tcpanalyze.segment import ACK, FIN, RST, SYN, Segment
+from tcpanalyze.settings import Settings
+from tcpanalyze.tracker import Connection, final_states
+
+try:  # the Zeek-compatible view (conn_state, history)
+    from tcpanalyze.zeek import ZeekView
+except ImportError:  # pragma: no cover - during development only
+    ZeekView = None  # type: ignore[assignment,misc]
+
+_KIND_ORDER = {kind: i for i, kind in enumerate(FINDING_KINDS)}
+
+LINKTYPE_NAMES = {
+    0: "NULL", 1: "EN10MB", 9: "PPP", 12: "RAW", 14: "RAW", 101: "RAW", 104: "C_HDLC",
+    108: "LOOP", 113: "LINUX_SLL", 228: "IPV4", 229: "IPV6", 239: "NFLOG",
+    276: "LINUX_SLL2",
+}
+
+
+def flags_seen_text(flags: int) -> str:
+    return "".join(letter for bit, letter in ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"))
+                   if flags & bit)
+
+
+@dataclass
+class Analysis:
+    settings: Settings = field(default_factory=Settings)
+    capture: str | None = None  # capture name stamped on findings (multi-capture runs)
+    keep_connections: bool = True  # False: keep only connections with findings (live runs)
+    findings: list[Finding] = field(default_factory=list)
+    connections: list[ConnectionSummary] = field(default_factory=list)
+    connections_total: int = 0
+
+    def __post_init__(self) -> None:
+        self.table = FlowTable(self.settings)
+        self.connection_detector = ConnectionDetector(self.settings)
+        self.aggregates = AggregateDetector(self.settings)
+        self._next_sweep = 0.0
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+
+    # -- streaming API ----------------------------------------------------------------
+
+    def feed(self, seg: Segment) -> list[Finding]:
+        ts = seg.ts
+        if self.first_ts is None:
+            self.first_ts = ts
+            self._next_sweep = ts + 1.0
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+        conn, _, _ = self.table.add(seg)
+        view = conn.__dict__.get("zeek")
+        if view is None and ZeekView is not None:
+            view = conn.__dict__["zeek"] = ZeekView(conn.flipped)
+        if view is not None:
+            view.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port)
+        if conn.client.packets + conn.server.packets == 1 and seg.flags & SYN \
+                and not seg.flags & ACK:
+            self.aggregates.on_attempt(conn, seg.frame, ts)
+        new: list[Finding] = []
+        if ts >= self._next_sweep:
+            new.extend(self._sweep(ts))
+        finished = self.table.pop_finished()
+        if finished:
+            for done in finished:
+                new.extend(self._close(done, ts))
+        return new
+
+    def finish(self) -> list[Finding]:
+        """End of input: fire timers as of the last packet, close every connection."""
+        end = self.last_ts if self.last_ts is not None else 0.0
+        new = self._sweep(end)
+        for conn in self.table.drain(end):
+            new.extend(self._close(conn, end))
+        new.extend(self._emit(self.aggregates.findings()))
+        # Per-connection findings absorbed by an aggregate (a flood's or a scan's members).
+        if self.aggregates.members:
+            self.findings = [f for f in self.findings if not self.aggregates.absorbs(f)]
+            keep = {f.connection for f in self.findings}
+            for summary in self.connections:
+                if summary.id in self.aggregates.members:
+                    summary.findings = [k for k in summary.findings
+                                        if k not in _absorbed_kinds(summary, keep)]
+        self.findings.sort(key=lambda f: (f.time, _KIND_ORDER.get(f.kind, 99),
+                                          f.connection or 0))
+        self.connections.sort(key=lambda c: c.id)
+        return [f for f in new if not self.aggregates.absorbs(f)]
+
+    # -- internals --------------------------------------------------------------------
+
+    def _sweep(self, now: float) -> list[Finding]:
+        self._next_sweep = now + 1.0
+        new = self._emit(self.aggregates.findings())
+        for conn in self.table.sweep(now):
+            new.extend(self._emit(self.connection_detector.findings(conn, now, final=False)))
+        return new
+
+    def _close(self, conn: Connection, now: float) -> list[Finding]:
+        self.aggregates.on_connection_end(conn)
+        found = self._emit(self.connection_detector.findings(conn, max(now, conn.last),
+                                                             final=True))
+        self.connections_total += 1
+        kinds = sorted(conn.__dict__.get("emitted", ()), key=lambda k: _KIND_ORDER.get(k, 99))
+        if self.keep_connections or kinds:
+            self.connections.append(self._summarize(conn, kinds))
+        return found
+
+    def _emit(self, findings: Iterable[Finding]) -> list[Finding]:
+        out = []
+        for finding in findings:
+            if self.aggregates.absorbs(finding):
+                continue
+            finding.capture = self.capture
+            self.findings.append(finding)
+            out.append(finding)
+        return out
+
+    def _summarize(self, conn: Connection, kinds: list[str]) -> ConnectionSummary:
+        c, s = conn.client, conn.server
+        client_state, server_state = final_states(conn)
+        view = conn.__dict__.get("zeek")
+        return ConnectionSummary(
+            id=conn.id, client=c.name, server=s.name, start=conn.start, end=conn.last,
+            packets_client=c.packets, packets_server=s.packets, bytes_client=c.bytes,
+            bytes_server=s.bytes, client_state=client_state, server_state=server_state,
+            conn_state=view.conn_state() if view is not None else "",
+            history=view.history() if view is not None else "",
+            findings=kinds, flags_seen=flags_seen_text(conn.flags_seen),
+            quality=conn.quality(),
+            timeline=[StateChange(ch.ts, ch.frame, ch.role, ch.old, ch.new, ch.reason)
+                      for ch in conn.timeline],
+            capture=self.capture)
+
+
+def _absorbed_kinds(summary: ConnectionSummary, keep: set[int | None]) -> set[str]:
+    from tcpanalyze.detectors import _ABSORBED
+
+    return set() if summary.id in keep else set(_ABSORBED)
+
+
+# -- driving the analysis from a capture ---------------------------------------------------
+
+
+def analyze(path: str, settings: Settings | None = None, *,
+            decoder: str = "dpkt", verify_checksums: bool = False,
+            on_finding: Callable[[Finding], Any] | None = None,
+            on_progress: Callable[[int, int], Any] | None = None,
+            capture_name: str | None = None, keep_connections: bool = True,
+            stdin: Any = None) -> Report:
+    """Analyse one capture; read faults end the reading, never the report."""
+    settings = settings or Settings()
+    analysis = Analysis(settings, capture=capture_name, keep_connections=keep_connections)
+    summary = read_into(analysis, path, decoder=decoder, verify_checksums=verify_checksums,
+                        on_finding=on_finding, on_progress=on_progress, stdin=stdin)
+    for finding in analysis.finish():
+        if on_finding is not None:
+            on_finding(finding)
+    return build_report([summary], analysis)
+
+
+def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
+              verify_checksums: bool = False,
+              on_finding: Callable[[Finding], Any] | None = None,
+              on_progress: Callable[[int, int], Any] | None = None,
+              stdin: Any = None) -> CaptureSummary:
+    """Feed every segment of a capture into `analysis`; returns the capture summary."""
+    if decoder == "tshark":
+        from tcpanalyze.tshark import read_tshark_into
+
+        return read_tshark_into(analysis, path, on_finding=on_finding)
+    from tcpanalyze.capture import CaptureError, open_capture
+    from tcpanalyze.decode import Decoder
+
+    reader = open_capture(path, stdin=stdin)
+    dec = Decoder(verify_checksums=verify_checksums)
+    feed = analysis.feed
+    decode = dec.decode
+    frames = 0
+    try:
+        for frame in reader:
+            frames += 1
+            seg = decode(frame)
+            if seg is not None:
+                new = feed(seg)
+                if new and on_finding is not None:
+                    for finding in new:
+                        on_finding(finding)
+            if on_progress is not None and not frames & 0x3FFF:
+                on_progress(frames, getattr(reader, "bytes_read", 0))
+    except CaptureError as exc:  # a reader that raises instead of setting .error
+        reader.error = exc
+    error = reader.error
+    counts = dict(dec.counts)
+    skipped = {name: counts.get(name, 0) for name in PACKET_CLASSES if name != "tcp"}
+    return CaptureSummary(
+        path=path, format=reader.format,
+        linktypes=sorted(LINKTYPE_NAMES.get(lt, f"LINKTYPE_{lt}") for lt in reader.linktypes),
+        packets=frames, tcp_segments=counts.get("tcp", 0), skipped=skipped,
+        first_ts=analysis.first_ts, last_ts=analysis.last_ts,
+        error=str(error) if error is not None else None, decoder="dpkt")
+
+
+def build_report(captures: list[CaptureSummary], analysis: Analysis) -> Report:
+    return Report(captures=captures, connections=analysis.connections,
+                  findings=analysis.findings,
+                  stats={"connections": analysis.connections_total,
+                         "evicted": analysis.table.evicted})
+
+
+def worst_severity(findings: Iterable[Finding]) -> str | None:
+    worst = None
+    for f in findings:
+        if worst is None or SEVERITY_RANK[f.severity] > SEVERITY_RANK[worst]:
+            worst = f.severity
+    return worst

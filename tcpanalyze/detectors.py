@@ -1,0 +1,500 @@
+"""Detectors: the tracker's notes and states become findings a person can act on.
+
+Per-connection findings are decided when a connection is looked at (at a timer sweep,
+when it leaves the flow table, or at the end of the capture); each kind is reported
+once per connection. Aggregate detectors (SYN flood, port scan) keep bounded counters
+per target / per source and report one finding each with their numbers.
+
+Context before alarms: a finding that needs a side of the conversation the capture did
+not show is downgraded to info and says so.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from tcpanalyze.report import Finding
+from tcpanalyze.segment import format_addr, format_endpoint
+from tcpanalyze.settings import Settings
+from tcpanalyze.tracker import (
+    CLOSE_WAIT,
+    CLOSED,
+    CLOSING,
+    ESTABLISHED,
+    FIN_WAIT_2,
+    LAST_ACK,
+    SYN_RCVD,
+    SYN_SENT,
+    SYNCHRONIZED,
+    Connection,
+    Endpoint,
+    Note,
+)
+
+SEVERITY = {
+    "syn_flood": "high",
+    "port_scan": "high",
+    "close_wait_leak": "high",
+    "half_open": "high",
+    "time_wait_violation": "high",
+    "missing_third_ack": "medium",
+    "time_wait_assassination": "medium",
+    "rst_teardown": "medium",
+    "connection_refused": "medium",
+    "fin_wait_2_stuck": "medium",
+    "last_ack_stuck": "medium",
+    "data_after_close": "medium",
+    "invalid_flags": "medium",
+    "syn_retransmission": "low",
+    "retransmission": "low",
+    "zero_window": "low",
+    "keepalive": "info",
+    "simultaneous_open": "info",
+    "simultaneous_close": "info",
+}
+
+# Kinds whose truth depends on the other side having been captured.
+_NEEDS_BOTH_SIDES = frozenset({"half_open", "missing_third_ack", "close_wait_leak",
+                               "fin_wait_2_stuck", "last_ack_stuck"})
+# Kinds absorbed by an aggregate finding when the connection belongs to a flood or scan.
+_ABSORBED = frozenset({"half_open", "missing_third_ack", "connection_refused",
+                       "syn_retransmission", "rst_teardown"})
+_MAX_FRAMES = 10
+
+
+def _dur(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+class ConnectionDetector:
+    """Turns one connection's notes and states into findings (once per kind)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+
+    def findings(self, conn: Connection, now: float, final: bool) -> list[Finding]:
+        emitted: set[str] = conn.__dict__.setdefault("emitted", set())
+        out: list[Finding] = []
+
+        def add(kind: str, summary: str, frames: list[int], time: float,
+                about: Endpoint | None = None, **details: Any) -> None:
+            if kind in emitted:
+                return
+            emitted.add(kind)
+            out.append(self._finding(conn, kind, summary, frames, time, about, details))
+
+        self._from_notes(conn, add)
+        self._from_states(conn, now, final, add)
+        return out
+
+    # -- evidence recorded by the tracker -----------------------------------------------
+
+    def _from_notes(self, conn: Connection, add: Any) -> None:
+        c, s = conn.client, conn.server
+        by_kind: dict[str, list[Note]] = {}
+        for note in conn.notes:
+            by_kind.setdefault(note.kind, []).append(note)
+        ep = {"client": c, "server": s}
+
+        for note in by_kind.get("connection_refused", []):
+            add("connection_refused",
+                f"{s.name} refused {c.name}'s connection with RST: nothing was listening "
+                f"on port {s.port}, or a firewall rejected it.",
+                [c.syn_frame, note.frame], note.ts, s)
+        rsts = [n for n in by_kind.get("rst", [])]
+        for note in rsts:
+            sender = ep[note.role]
+            other = s if sender is c else c
+            s_state, o_state = note.data["states"]
+            if note.data.get("after_own_fin") and note.data.get("peer_data_after_fin"):
+                add("data_after_close",
+                    f"{other.role} {other.name} kept sending data after {sender.role} "
+                    f"{sender.name} had closed its side (FIN at frame {sender.fin_frame}); "
+                    f"{sender.role}'s stack answered with RST: the application wrote to a "
+                    "connection its peer had already closed.",
+                    [sender.fin_frame, note.frame], note.ts, other)
+            if note.data.get("closed_by_rst"):
+                continue  # more RSTs answering segments that were in flight: same teardown
+            if (note.data.get("first_packet") and o_state in SYNCHRONIZED) or \
+                    (s_state == CLOSED and o_state in SYNCHRONIZED):
+                add("half_open",
+                    f"{sender.role} {sender.name} answered {other.role} {other.name} "
+                    f"(in {o_state}) with RST: it no longer had the connection, so "
+                    f"{other.role} believed in a connection that no longer existed.",
+                    [note.frame], note.ts, other)
+                continue
+            if s_state in SYNCHRONIZED or o_state in SYNCHRONIZED or s_state == SYN_RCVD:
+                why = _rst_reason(s_state, note)
+                add("rst_teardown",
+                    f"{sender.role} {sender.name} reset the connection in {s_state} "
+                    f"while {other.role} was in {o_state}{why}.",
+                    [note.frame], note.ts, sender, sender=sender.role, sender_state=s_state,
+                    peer_state=o_state)
+        for note in by_kind.get("time_wait_assassination", []):
+            victim = ep[note.role]
+            killer = s if victim is c else c
+            add("time_wait_assassination",
+                f"A RST from {killer.name} ended {victim.role} {victim.name}'s TIME_WAIT early "
+                "(RFC 1337 'TIME-WAIT assassination'): old duplicates of this connection "
+                "could now be accepted by a new one on the same ports.",
+                [note.frame], note.ts, victim)
+        for note in by_kind.get("port_reuse", []):
+            tw_role = note.data.get("time_wait")
+            if tw_role is None:
+                continue
+            age = note.data["time_wait_age"]
+            advances = note.data["isn_advances"] or note.data["ts_advances"]
+            sev = "low" if advances else "high"
+            how = ("its ISN/timestamp advanced, so Linux accepts it (RFC 6191), but ports are "
+                   "being recycled faster than TIME_WAIT" if advances else
+                   "neither its ISN nor its timestamp advanced, so old duplicates can corrupt "
+                   "the new connection (RFC 1122 4.2.2.13)")
+            add("time_wait_violation",
+                f"{c.name} opened a new connection to {s.name} on the same ports "
+                f"{_dur(age)} after the {tw_role} entered TIME_WAIT "
+                f"(connection {note.data['previous']}); {how}.",
+                [note.data.get("time_wait_frame", 0), note.frame], note.ts, c,
+                severity=sev, previous=note.data["previous"], time_wait_age=age,
+                isn_advances=note.data["isn_advances"], ts_advances=note.data["ts_advances"])
+        if "third_ack_lost" in by_kind:
+            note = by_kind["third_ack_lost"][0]
+            add("missing_third_ack",
+                f"{c.name}'s handshake ACK was on the wire but {s.name} retransmitted its "
+                f"SYN-ACK {s.synack_count - 1} time(s): the third ACK was lost between the "
+                f"capture point and the server, which stays in SYN_RCVD.",
+                [s.syn_frame or note.frame, note.frame], note.ts, s)
+        if "simultaneous_open" in by_kind:
+            note = by_kind["simultaneous_open"][0]
+            add("simultaneous_open",
+                f"{c.name} and {s.name} both sent a SYN (simultaneous open): both passed "
+                "through SYN_RCVD before ESTABLISHED.", [c.syn_frame, note.frame], note.ts)
+        if "simultaneous_close" in by_kind:
+            note = by_kind["simultaneous_close"][0]
+            add("simultaneous_close",
+                f"{c.name} and {s.name} sent their FINs at the same time (simultaneous "
+                "close): both went through CLOSING to TIME_WAIT.",
+                [c.fin_frame, s.fin_frame], note.ts)
+        if "invalid_flags" in by_kind:
+            notes = by_kind["invalid_flags"]
+            combos = sorted({n.data["combo"] for n in notes})
+            who = ep[notes[0].role]
+            add("invalid_flags",
+                f"{who.role} {who.name} sent {len(notes)} segment(s) with invalid flag "
+                f"combinations ({', '.join(combos)}): a scanner, a broken stack or an "
+                "evasion attempt.", [n.frame for n in notes], notes[0].ts, who,
+                combos=combos)
+        after = by_kind.get("data_after_fin", []) + by_kind.get("data_to_closed", []) + \
+            by_kind.get("data_after_rst", [])
+        if after:
+            note = after[0]
+            who = ep[note.role]
+            what = {"data_after_fin": "after its own FIN",
+                    "data_to_closed": "to an endpoint that had already reset the connection",
+                    "data_after_rst": "after the connection was reset"}[note.kind]
+            add("data_after_close",
+                f"{who.role} {who.name} sent data {what}: segments of a closed connection.",
+                [n.frame for n in after], note.ts, who)
+        if "zero_window" in by_kind:
+            notes = by_kind["zero_window"]
+            who = ep[notes[0].role]
+            reopened = by_kind.get("window_reopened", [])
+            longest = max((n.data["duration"] for n in reopened), default=0.0)
+            still = who.zero_window_since is not None
+            if still:
+                longest = max(longest, conn.last - who.zero_window_since)
+            if longest >= self.s.zero_window_threshold:
+                tail = " and was still closed at the end" if still else ""
+                add("zero_window",
+                    f"{who.role} {who.name} advertised a zero receive window "
+                    f"{len(notes)} time(s) (longest {_dur(longest)}){tail}: its application "
+                    "is not reading fast enough, so the peer had to stop sending.",
+                    [n.frame for n in notes], notes[0].ts, who, count=len(notes),
+                    longest=longest)
+        for role in ("client", "server"):
+            who = ep[role]
+            other = s if who is c else c
+            if who.keepalives:
+                notes = [n for n in by_kind.get("keepalive", []) if n.role == role]
+                if notes:
+                    add("keepalive",
+                        f"{role} {who.name} sent {who.keepalives} keepalive probe(s) on an "
+                        "idle connection.", [n.frame for n in notes], notes[0].ts, who)
+            vanished = who.rexmit_repeat >= self.s.half_open_rexmit_min and \
+                other.last_ts < who.rexmit_first_ts
+            if who.rexmit_count >= self.s.retransmission_min and not vanished:
+                notes = [n for n in by_kind.get("retransmission", []) if n.role == role]
+                if notes and "retransmission" not in conn.__dict__["emitted"]:
+                    add("retransmission",
+                        f"{role} {who.name} retransmitted {who.rexmit_count} data segment(s) "
+                        f"({who.data_segments} sent in all): loss between it and {other.name}"
+                        " or a slow receiver.", [n.frame for n in notes], notes[0].ts, who,
+                        count=who.rexmit_count)
+        if c.syn_count > 1:
+            notes = by_kind.get("syn_retransmission", [])
+            if notes:
+                add("syn_retransmission",
+                    f"{c.name} sent its SYN {c.syn_count} times before "
+                    f"{'getting an answer' if s.seen else 'giving up or the capture ended'}.",
+                    [c.syn_frame] + [n.frame for n in notes], notes[0].ts, c,
+                    count=c.syn_count)
+
+    # -- states as of `now` -------------------------------------------------------------
+
+    def _from_states(self, conn: Connection, now: float, final: bool, add: Any) -> None:
+        c, s = conn.client, conn.server
+        st = self.s
+        # A SYN nobody answered. Decided only when the connection is over (its SYN
+        # timer ran out, or the capture ended), since an answer may still come.
+        waited = now - c.first_syn_ts
+        if final and c.syn_count and not s.seen and c.state in (SYN_SENT, CLOSED) and \
+                not c.rst_count and not conn.flipped:
+            short = waited < 1.0 and c.syn_count == 1  # less than the initial RTO
+            add("half_open",
+                f"{c.name} sent {c.syn_count} SYN(s) to {s.name} and got no answer in "
+                f"{_dur(waited)}: "
+                + ("the capture ended too soon to tell." if short else
+                   "a firewall dropping them or a host that is down."),
+                [c.syn_frame], c.first_syn_ts, c, **({"severity": "info"} if short else {}))
+        # The server answered but the handshake never completed.
+        if final and s.synack_count and s.state in (SYN_RCVD, CLOSED) and c.syn_count and \
+                not conn.handshake_seen and not c.rst_count and not s.rst_count and \
+                c.state != ESTABLISHED:
+            short = now - s.first_syn_ts < 1.0 and s.synack_count == 1
+            add("missing_third_ack",
+                f"{s.name} answered {c.name}'s SYN with {s.synack_count} SYN-ACK(s) but the "
+                "handshake's third ACK never came: "
+                + ("the capture ended too soon to tell." if short else
+                   "the server holds a SYN_RCVD entry (client gone, spoofed, or the ACK "
+                   "lost)."),
+                [c.syn_frame, s.syn_frame], s.first_syn_ts, s,
+                **({"severity": "info"} if short else {}))
+        # A peer that vanished: data retransmitted and never acknowledged.
+        for who, other in ((c, s), (s, c)):
+            if who.rexmit_repeat >= st.half_open_rexmit_min and \
+                    other.last_ts < who.rexmit_first_ts:
+                add("half_open",
+                    f"{who.role} {who.name} retransmitted the same data "
+                    f"{who.rexmit_repeat} times over {_dur(who.last_ts - who.rexmit_first_ts)} "
+                    f"and {other.name} never answered: the peer vanished (crashed, unplugged, "
+                    f"or a firewall/NAT dropped the flow) while {who.role} is still "
+                    f"{who.state}.", who.rexmit_frames[-_MAX_FRAMES:], who.rexmit_first_ts,
+                    who)
+        for who, other in ((c, s), (s, c)):
+            age = now - who.since
+            if who.state == CLOSE_WAIT and age >= st.close_wait_threshold:
+                add("close_wait_leak",
+                    f"{who.role} {who.name} has been in CLOSE_WAIT for {_dur(age)}: "
+                    f"{other.role} closed (FIN at frame {other.fin_frame}) and {who.role} "
+                    f"never sent its own FIN: the application did not call close() — a "
+                    f"socket leak if it keeps happening.", [other.fin_frame], who.since, who,
+                    duration=age)
+            elif who.state == FIN_WAIT_2 and age >= st.fin_wait_2_threshold and \
+                    other.state != CLOSE_WAIT:
+                add("fin_wait_2_stuck",
+                    f"{who.role} {who.name} has waited in FIN_WAIT_2 for {_dur(age)} for "
+                    f"{other.name}'s FIN, which never came.", [who.fin_frame], who.since,
+                    who, duration=age)
+            elif who.state in (LAST_ACK, CLOSING) and age >= st.last_ack_threshold:
+                add("last_ack_stuck",
+                    f"{who.role} {who.name} sent its FIN (frame {who.fin_frame}) and has "
+                    f"waited {_dur(age)} in {who.state} for an ACK that never came "
+                    f"({who.fin_count} FIN(s) sent): {other.name} is gone.",
+                    [who.fin_frame], who.since, who, duration=age)
+
+    # -- building findings ------------------------------------------------------------
+
+    def _finding(self, conn: Connection, kind: str, summary: str, frames: list[int],
+                 time: float, about: Endpoint | None, details: dict[str, Any]) -> Finding:
+        severity = details.pop("severity", SEVERITY[kind])
+        confidence = "high"
+        if kind in _NEEDS_BOTH_SIDES:
+            unseen = [ep for ep in (conn.client, conn.server) if not ep.seen]
+            blind = unseen and not (kind == "half_open" and about is not None
+                                    and about.state == SYN_SENT)
+            if blind or (conn.midstream and kind != "half_open"):
+                confidence = "low"
+                severity = "info"
+                missing = unseen[0].role if unseen else "start of the"
+                summary += (f" (uncertain: the {missing} side was not captured)" if unseen
+                            else " (uncertain: the capture began mid-connection)")
+        frames = sorted({f for f in frames if f})[:_MAX_FRAMES]
+        return Finding(kind=kind, severity=severity, summary=summary, time=time, frames=frames,
+                       connection=conn.id, subject=conn.subject,
+                       server=conn.server.name, confidence=confidence, details=details)
+
+
+def _rst_reason(state: str, note: Note) -> str:
+    if state == SYN_RCVD:
+        return ": the handshake was aborted"
+    if state == ESTABLISHED:
+        return (": an abortive close (SO_LINGER 0, close() with unread data, a killed "
+                "process) or a middlebox")
+    if state == CLOSE_WAIT:
+        return ": it aborted instead of closing after the peer's FIN"
+    if state in (FIN_WAIT_2,):
+        return ": data arrived after it had closed"
+    return ""
+
+
+# -- aggregates -------------------------------------------------------------------------
+
+_MAX_SOURCES = 65536  # distinct sources remembered per target; more are counted, not stored
+_MAX_TARGETS = 4096  # ports/hosts remembered per scanning source
+
+
+@dataclass
+class _Target:
+    """Connection attempts toward one server address:port (SYN flood detector)."""
+
+    syns: int = 0
+    completed: int = 0
+    synacks: int = 0
+    synack_rexmits: int = 0
+    cookie_hints: int = 0
+    first: float = 0.0
+    last: float = 0.0
+    first_frame: int = 0
+    per_second: Counter[int] = field(default_factory=Counter)
+    sources: set[bytes] = field(default_factory=set)
+    sources_overflow: int = 0
+    connections: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Source:
+    """Connection attempts from one client address (port scan detector)."""
+
+    attempts: int = 0
+    completed: int = 0
+    refused: int = 0
+    first: float = 0.0
+    last: float = 0.0
+    first_frame: int = 0
+    ports_by_host: dict[bytes, set[int]] = field(default_factory=dict)
+    hosts_by_port: dict[int, set[bytes]] = field(default_factory=dict)
+    connections: set[int] = field(default_factory=set)
+
+
+class AggregateDetector:
+    """SYN floods (per target) and scans (per source), from bounded counters."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.targets: dict[tuple[bytes, int], _Target] = {}
+        self.sources: dict[bytes, _Source] = {}
+        self.members: set[int] = set()  # connection ids absorbed by a reported aggregate
+        self._reported: set[tuple[str, Any]] = set()
+        self._member_limit = 1_000_000
+
+    def on_attempt(self, conn: Connection, frame: int, ts: float) -> None:
+        """A client's first SYN of a connection."""
+        key = (conn.server.addr, conn.server.port)
+        t = self.targets.get(key)
+        if t is None:
+            t = self.targets[key] = _Target(first=ts, first_frame=frame)
+        t.syns += 1
+        t.last = ts
+        t.per_second[int(ts)] += 1
+        if len(t.sources) < _MAX_SOURCES:
+            t.sources.add(conn.client.addr)
+        else:
+            t.sources_overflow += conn.client.addr not in t.sources
+        if len(t.connections) < self._member_limit:
+            t.connections.add(conn.id)
+        src = self.sources.get(conn.client.addr)
+        if src is None:
+            src = self.sources[conn.client.addr] = _Source(first=ts, first_frame=frame)
+        src.attempts += 1
+        src.last = ts
+        ports = src.ports_by_host.setdefault(conn.server.addr, set())
+        if len(ports) < _MAX_TARGETS:
+            ports.add(conn.server.port)
+        hosts = src.hosts_by_port.setdefault(conn.server.port, set())
+        if len(hosts) < _MAX_TARGETS:
+            hosts.add(conn.server.addr)
+        if len(src.connections) < self._member_limit:
+            src.connections.add(conn.id)
+
+    def on_connection_end(self, conn: Connection) -> None:
+        """Record the outcome of an attempt (handshake completed, refused, answered)."""
+        if not conn.client.syn_count:
+            return
+        t = self.targets.get((conn.server.addr, conn.server.port))
+        src = self.sources.get(conn.client.addr)
+        done = conn.handshake_seen or (conn.client.state in SYNCHRONIZED and conn.server.seen)
+        if t is not None:
+            t.completed += done
+            t.synacks += conn.server.synack_count
+            t.synack_rexmits += max(0, conn.server.synack_count - 1)
+            t.cookie_hints += any(n.kind == "synack_without_options" for n in conn.notes)
+        if src is not None:
+            src.completed += done
+            src.refused += any(n.kind == "connection_refused" for n in conn.notes)
+
+    def findings(self) -> list[Finding]:
+        out: list[Finding] = []
+        st = self.s
+        for (addr, port), t in self.targets.items():
+            if ("flood", (addr, port)) in self._reported or t.syns < st.syn_flood_min_syns:
+                continue
+            peak = max(t.per_second.values())
+            n_sources = len(t.sources) + t.sources_overflow
+            ratio = t.completed / t.syns
+            if peak < st.syn_flood_rate or n_sources < st.syn_flood_sources or \
+                    ratio > st.syn_flood_completion:
+                continue
+            self._reported.add(("flood", (addr, port)))
+            self.members |= t.connections
+            span = max(t.last - t.first, 1e-6)
+            cookies = t.cookie_hints > 0 and t.synack_rexmits == 0
+            target = format_endpoint(addr, port)
+            cookie_text = (" The server answered without the options the SYNs offered and "
+                           "never retransmitted a SYN-ACK: SYN cookies were in use."
+                           if cookies else "")
+            out.append(Finding(
+                kind="syn_flood", severity=SEVERITY["syn_flood"], time=t.first,
+                frames=[t.first_frame], connection=None, subject=target, server=target,
+                summary=(f"SYN flood against {target}: {t.syns} SYNs from {n_sources} "
+                         f"sources in {_dur(span)} (peak {peak}/s), only {ratio:.0%} "
+                         f"completed the handshake.{cookie_text}"),
+                details={"syns": t.syns, "peak_syns_per_second": peak,
+                         "mean_syns_per_second": round(t.syns / span, 1),
+                         "distinct_sources": n_sources, "completion_ratio": round(ratio, 4),
+                         "completed": t.completed, "synacks": t.synacks,
+                         "synack_retransmissions": t.synack_rexmits,
+                         "syn_cookies_suspected": cookies, "duration": span}))
+        for addr, src in self.sources.items():
+            if ("scan", addr) in self._reported:
+                continue
+            max_ports = max((len(p) for p in src.ports_by_host.values()), default=0)
+            max_hosts = max((len(h) for h in src.hosts_by_port.values()), default=0)
+            if max_ports < st.scan_ports and max_hosts < st.scan_hosts:
+                continue
+            ratio = src.completed / max(src.attempts, 1)
+            if ratio > st.scan_completion:
+                continue
+            self._reported.add(("scan", addr))
+            self.members |= src.connections
+            who = format_addr(addr)
+            top_hosts = sorted(src.ports_by_host.items(), key=lambda kv: -len(kv[1]))[:5]
+            top_ports = sorted(src.hosts_by_port.items(), key=lambda kv: -len(kv[1]))[:5]
+            kind_text = (f"{max_ports} ports on one host" if max_ports >= st.scan_ports
+                         else f"{max_hosts} hosts on one port")
+            out.append(Finding(
+                kind="port_scan", severity=SEVERITY["port_scan"], time=src.first,
+                frames=[src.first_frame], connection=None, subject=who, server=None,
+                summary=(f"{who} probed {kind_text} ({src.attempts} attempts, "
+                         f"{src.completed} completed, {src.refused} refused) in "
+                         f"{_dur(max(src.last - src.first, 0.0))}: a port scan."),
+                details={"attempts": src.attempts, "completed": src.completed,
+                         "refused": src.refused, "max_ports_per_host": max_ports,
+                         "max_hosts_per_port": max_hosts,
+                         "top_hosts": [[format_addr(h), len(p)] for h, p in top_hosts],
+                         "top_ports": [[p, len(h)] for p, h in top_ports],
+                         "duration": max(src.last - src.first, 0.0)}))
+        return out
+
+    def absorbs(self, finding: Finding) -> bool:
+        return finding.kind in _ABSORBED and finding.connection in self.members
