@@ -1,3 +1,3 @@
-from tcpanalyze.cli import main
+from tcpanalyze.cli import entry
 
-main()
+entry()

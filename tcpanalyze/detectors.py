@@ -117,8 +117,10 @@ class ConnectionDetector:
                     [sender.fin_frame, note.frame], note.ts, other)
             if note.data.get("closed_by_rst"):
                 continue  # more RSTs answering segments that were in flight: same teardown
-            if (note.data.get("first_packet") and o_state in SYNCHRONIZED) or \
-                    (s_state == CLOSED and o_state in SYNCHRONIZED):
+            if o_state == "TIME_WAIT":
+                continue  # reported as time_wait_assassination
+            believer = o_state in SYNCHRONIZED
+            if believer and (note.data.get("first_packet") or s_state == CLOSED):
                 add("half_open",
                     f"{sender.role} {sender.name} answered {other.role} {other.name} "
                     f"(in {o_state}) with RST: it no longer had the connection, so "
@@ -221,9 +223,7 @@ class ConnectionDetector:
                     add("keepalive",
                         f"{role} {who.name} sent {who.keepalives} keepalive probe(s) on an "
                         "idle connection.", [n.frame for n in notes], notes[0].ts, who)
-            vanished = who.rexmit_repeat >= self.s.half_open_rexmit_min and \
-                other.last_ts < who.rexmit_first_ts
-            if who.rexmit_count >= self.s.retransmission_min and not vanished:
+            if who.rexmit_count >= self.s.retransmission_min:
                 notes = [n for n in by_kind.get("retransmission", []) if n.role == role]
                 if notes and "retransmission" not in conn.__dict__["emitted"]:
                     add("retransmission",

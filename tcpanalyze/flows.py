@@ -118,6 +118,9 @@ class FlowTable:
             return [Note("port_reuse", "client", seg.frame, seg.ts, previous=old.id,
                          time_wait=None)]
         tw_ep, tw_since = tw
+        # The TIME_WAIT socket is consumed by the new connection (Linux reuses it).
+        old._set(tw_ep, CLOSED, seg.frame, seg.ts,
+                 "TIME_WAIT ended by a new connection on the same ports")
         sender, _ = old.endpoints(seg)
         isn_advances = sender.snd_nxt is None or seq_gt(seg.seq, sender.snd_nxt)
         ts_advances = False

@@ -42,5 +42,5 @@ class Settings:
     max_connections: int = 500_000  # tracked at once; the oldest idle is evicted beyond this
 
     @classmethod
-    def keys(cls) -> list[str]:
+    def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]

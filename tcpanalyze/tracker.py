@@ -227,6 +227,7 @@ class Connection:
         self.finished = False
         self.simultaneous_open = False
         self.prev_close_ts: float | None = None  # set on a connection split off by port reuse
+        self.third_ack_lost = False  # the server showed it missed a handshake ACK
 
     # -- public -----------------------------------------------------------------------
 
@@ -408,6 +409,7 @@ class Connection:
                 self._move(sender, SYN_RCVD, seg,
                            "SYN-ACK retransmitted: the third ACK did not arrive")
                 self._note("third_ack_lost", sender, seg)
+                self.third_ack_lost = True
             self._ack_effects(seg, sender, peer)
             return
         if sender.synack_count and sender.isn is not None and seq != sender.isn:
@@ -564,7 +566,8 @@ class Connection:
                     pass  # zero-window probe
                 else:
                     self._on_rexmit(seg, sender)
-            elif not plen and d == -1 and not flags & FIN and sender.state in SYNCHRONIZED:
+            elif not plen and d == -1 and not flags & FIN and sender.state in SYNCHRONIZED \
+                    and peer.window != 0:  # with a zero window it is a window probe
                 sender.keepalives += 1
                 self._note("keepalive", sender, seg)
             elif d > 0 and sender.seen:
@@ -583,7 +586,9 @@ class Connection:
         # ACK effects on the peer (FIN acknowledged, handshake completed).
         self._ack_effects(seg, sender, peer)
         if flags & ACK and peer.state == SYN_RCVD and peer.isn is not None \
-                and seq_gt(seg.ack, peer.isn):
+                and seq_gt(seg.ack, peer.isn) and (plen or not self.third_ack_lost):
+            # (Once the server has shown it misses these ACKs, another bare ACK is no
+            # evidence; data or the server's own segments are.)
             reason = "its SYN-ACK was acknowledged"
             if plen:
                 reason += " by a data segment"

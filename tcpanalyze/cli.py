@@ -1,0 +1,441 @@
+"""The command line: parsing and presentation only; the work is in analysis.py.
+
+Exit codes (all commands): 0 done (for `check`: nothing crossed the threshold),
+1 `check` found findings that fail the build, 2 usage, configuration or input errors
+(what could be read before an input fault is still reported).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from tcpanalyze import __version__, output
+from tcpanalyze.analysis import Analysis, build_report, read_into
+from tcpanalyze.config import Config, ConfigError, load_config, merge_overrides
+from tcpanalyze.gate import (
+    ExitCode,
+    GateError,
+    check,
+    parse_ignore_spec,
+    read_baseline,
+    write_baseline,
+)
+from tcpanalyze.report import CaptureSummary, Finding, Report
+from tcpanalyze.settings import Settings
+
+FORMAT_NAMES = list(output.FORMATS)
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class InputFailed(Exception):
+    """A capture could not be opened at all; str(e) is the one-line message."""
+
+
+def _err(message: str) -> None:
+    click.echo(f"tcpanalyze: {message}", err=True)
+
+
+# -- shared options ------------------------------------------------------------------------
+
+
+def _settings_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    keys = ", ".join(k.replace("_", "-") for k in Settings.names())
+    return click.option(
+        "-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+        help=f"Override a timer or threshold (seconds/counts), e.g. -s close-wait-threshold=30. "
+             f"Keys: {keys}.")(f)
+
+
+def _common(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                     help="Configuration file (default: the nearest .tcpanalyze.toml, or "
+                          "pyproject.toml with [tool.tcpanalyze], from the working directory "
+                          "up).")(f)
+    f = click.option("--decoder", type=click.Choice(["auto", "dpkt", "tshark"]), default="auto",
+                     show_default=True,
+                     help="dpkt is the fast built-in decoder; tshark (Wireshark's dissectors, "
+                          "slower) also opens tunnels such as GRE, VXLAN, GTP, MPLS.")(f)
+    f = click.option("--verify-checksums", is_flag=True,
+                     help="Validate IP/TCP checksums and set aside segments that fail "
+                          "(off by default: captures taken on an endpoint carry offloaded, "
+                          "wrong checksums).")(f)
+    f = click.option("--no-progress", is_flag=True,
+                     help="No progress bar (it is shown only when stderr is a terminal).")(f)
+    return _settings_option(f)
+
+
+def _parse_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+        try:
+            out[key.strip()] = float(value) if "." in value or "e" in value else int(value)
+        except ValueError:
+            raise click.BadParameter(f"{pair!r}: value is not a number",
+                                     param_hint="--set") from None
+    return out
+
+
+def _load(config_path: str | None, overrides: tuple[str, ...], **extra: Any) -> Config:
+    try:
+        return merge_overrides(load_config(config_path), settings=_parse_overrides(overrides),
+                               **extra)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _expand(captures: tuple[str, ...]) -> list[str]:
+    """Paths, globs and '-'; a glob that matches nothing is an error, like a missing file."""
+    paths: list[str] = []
+    for item in captures:
+        if item != "-" and any(ch in item for ch in "*?[") and not os.path.exists(item):
+            matched = sorted(glob.glob(item, recursive=True))
+            if not matched:
+                raise InputFailed(f"{item}: no capture matches this pattern")
+            paths.extend(matched)
+        else:
+            paths.append(item)
+    return paths
+
+
+# -- running an analysis -------------------------------------------------------------------
+
+
+@contextmanager
+def _progress(path: str, enabled: bool) -> Iterator[Callable[[int, Any], None] | None]:
+    """A rich progress bar on stderr for files, when stderr is a terminal."""
+    if not enabled or path == "-" or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    try:
+        total = os.path.getsize(path)
+    except OSError:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TransferSpeedColumn(),
+               TextColumn("{task.fields[pps]} pkt/s"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(os.path.basename(path), total=total, pps="-")
+
+        def update(frames: int, reader: Any) -> None:
+            done = getattr(reader, "position", 0)
+            elapsed = bar.tasks[0].elapsed or 0
+            pps = f"{frames / elapsed:,.0f}" if elapsed > 0.5 else "-"
+            bar.update(task, completed=done, pps=pps)
+
+        yield update
+
+
+def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_checksums: bool,
+                 progress: bool, on_finding: Callable[[Finding], None] | None = None,
+                 keep_connections: bool = True) -> Report:
+    """Analyse one or more captures into one merged report. Ctrl-C stops reading and
+    still reports what was read."""
+    captures: list[CaptureSummary] = []
+    connections = []
+    findings: list[Finding] = []
+    stats: dict[str, Any] = {"connections": 0, "evicted": 0}
+    many = len(paths) > 1
+    next_id = 0
+    if decoder == "auto":
+        decoder = "dpkt"
+    for path in paths:
+        name = os.path.basename(path) if many else None
+        analysis = Analysis(config.settings, capture=name, keep_connections=keep_connections)
+        with _progress(path, progress) as update:
+            try:
+                summary = read_into(analysis, path, decoder=decoder,
+                                    verify_checksums=verify_checksums, on_finding=on_finding,
+                                    on_progress=update, stdin=sys.stdin.buffer)
+            except KeyboardInterrupt:
+                summary = analysis.__dict__.pop("partial_summary", None) or CaptureSummary(
+                    path=path, format="", linktypes=[], packets=0, tcp_segments=0, skipped={},
+                    first_ts=analysis.first_ts, last_ts=analysis.last_ts,
+                    error=f"{path}: interrupted")
+            except _open_errors() as exc:
+                raise InputFailed(str(exc)) from None
+        for finding in analysis.finish():
+            if on_finding is not None:
+                on_finding(finding)
+        part = build_report([summary], analysis)
+        # Connection ids stay unique across captures of one run.
+        id_map = {}
+        for conn in part.connections:
+            id_map[conn.id] = conn.id + next_id
+            conn.id += next_id
+            conn.capture = name
+        for finding in part.findings:
+            if finding.connection is not None:
+                finding.connection = id_map.get(finding.connection, finding.connection)
+        next_id = max([c.id for c in part.connections], default=next_id)
+        captures.append(summary)
+        connections.extend(part.connections)
+        findings.extend(part.findings)
+        for key in stats:
+            stats[key] += part.stats.get(key, 0)
+    return Report(captures=captures, connections=connections, findings=findings,
+                  tool_version=__version__, stats=stats)
+
+
+def _open_errors() -> tuple[type[Exception], ...]:
+    from tcpanalyze.capture import CaptureError
+
+    errors: list[type[Exception]] = [CaptureError, OSError]
+    try:
+        from tcpanalyze.tshark import TsharkError, TsharkMissing
+
+        errors += [TsharkMissing, TsharkError]
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def _read_errors(report: Report) -> list[str]:
+    return [c.error for c in report.captures if c.error]
+
+
+def _write_outputs(report: Report, fmt: str, outputs: tuple[str, ...],
+                   options: output.RenderOptions, skip_stdout: bool = False) -> None:
+    for path in outputs:
+        try:
+            out_fmt = output.format_for_path(path)
+        except output.UnknownFormat as exc:
+            raise click.UsageError(str(exc)) from None
+        text = output.render(out_fmt, report, options)
+        with open(path, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    if skip_stdout:
+        return
+    if fmt == "terminal":
+        from tcpanalyze.output.terminal import make_console, print_report
+
+        print_report(report, make_console(), options.policy, max_rows=options.max_rows)
+    else:
+        sys.stdout.write(output.render(fmt, report, options))
+        if fmt not in ("ndjson",) and not output.render(fmt, report, options).endswith("\n"):
+            sys.stdout.write("\n")
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="tcpanalyze")
+def main() -> None:
+    """What happened to these TCP connections, on both ends, and what is wrong?
+
+    tcpanalyze reads pcap/pcapng captures (plain or gzip) or a live `tcpdump -w -`
+    stream on stdin ('-'), replays every connection through a passive tracker of both
+    endpoints' TCP states (SYN_SENT ... TIME_WAIT) and reports anomalies: missing
+    third ACKs, half-open flows, CLOSE_WAIT leaks, TIME_WAIT violations, resets,
+    SYN floods, scans.
+
+    \b
+    Examples:
+      tcpanalyze report capture.pcap
+      tcpanalyze report --format json capture.pcapng > report.json
+      tcpdump -i eth0 -w - tcp | tcpanalyze report -
+      tcpanalyze check --fail-on high,rst_teardown traces/*.pcap
+      tcpanalyze flows capture.pcap
+    """
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMAT_NAMES), default=None,
+              help="Output format on stdout [default: terminal tables].")
+@click.option("-o", "--output", "outputs", multiple=True, metavar="FILE",
+              help="Also write a report file; the format comes from the extension "
+                   "(.json .ndjson .csv .xml=JUnit .sarif .log=Zeek conn.log .md .txt). "
+                   "Repeatable.")
+@click.option("--no-timeline", is_flag=True, help="JSON: leave out each connection's "
+              "state changes.")
+@click.option("--max-rows", type=int, default=40, show_default=True,
+              help="Terminal/markdown: connections and findings listed at most.")
+@_common
+def report(captures: tuple[str, ...], fmt: str | None, outputs: tuple[str, ...],
+           no_timeline: bool, max_rows: int, config_path: str | None, decoder: str,
+           verify_checksums: bool, no_progress: bool, overrides: tuple[str, ...]) -> None:
+    """Analyse captures and report connections and findings.
+
+    CAPTURE is a pcap/pcapng file (optionally gzip-compressed), a glob, or '-' for
+    stdin. With --format ndjson each finding is printed the moment it is detected,
+    so `tcpdump -w - | tcpanalyze report -f ndjson - | jq` works live.
+
+    Exit status: 0 when the captures were read (findings or not), 2 when a capture
+    could not be read completely (what was read is still reported) or on usage errors.
+    """
+    config = _load(config_path, overrides)
+    fmt = fmt or config.format or "terminal"
+    live_ndjson = fmt == "ndjson"
+    on_finding = None
+    if live_ndjson:
+        from tcpanalyze.output.ndjson import write_finding
+
+        def on_finding(finding: Finding) -> None:
+            write_finding(finding, sys.stdout)
+
+    try:
+        result = run_analysis(_expand(captures), config, decoder=decoder,
+                              verify_checksums=verify_checksums, progress=not no_progress,
+                              on_finding=on_finding)
+    except InputFailed as exc:
+        _err(str(exc))
+        sys.exit(ExitCode.ERROR)
+    options = output.RenderOptions(policy=config.policy, timeline=not no_timeline,
+                                   max_rows=max_rows)
+    if live_ndjson:
+        from tcpanalyze.output.ndjson import summary_line
+
+        _write_outputs(result, fmt, outputs, options, skip_stdout=True)
+        sys.stdout.write(summary_line(result))
+        sys.stdout.flush()
+    else:
+        _write_outputs(result, fmt, outputs, options)
+    errors = _read_errors(result)
+    for error in errors:
+        _err(error)
+    sys.exit(ExitCode.ERROR if errors else ExitCode.OK)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
+@click.option("-f", "--format", "fmt", type=click.Choice(["terminal", "json", "csv", "zeek"]),
+              default="terminal", show_default=True)
+@_common
+def flows(captures: tuple[str, ...], fmt: str, config_path: str | None, decoder: str,
+          verify_checksums: bool, no_progress: bool, overrides: tuple[str, ...]) -> None:
+    """List the TCP connections in captures: client, server, start, duration, packets
+    and bytes each way, flags seen (S SYN, A ACK, F FIN, R RST)."""
+    config = _load(config_path, overrides)
+    try:
+        result = run_analysis(_expand(captures), config, decoder=decoder,
+                              verify_checksums=verify_checksums, progress=not no_progress)
+    except InputFailed as exc:
+        _err(str(exc))
+        sys.exit(ExitCode.ERROR)
+    if fmt == "terminal":
+        from tcpanalyze.output.terminal import make_console, print_flows
+
+        print_flows(result, make_console())
+    elif fmt == "json":
+        import json
+
+        data = result.to_dict(timeline=False)
+        sys.stdout.write(json.dumps({"capture": data["capture"],
+                                     "connections": data["connections"]}, indent=2) + "\n")
+    else:
+        sys.stdout.write(output.render(fmt, result))
+    errors = _read_errors(result)
+    for error in errors:
+        _err(error)
+    sys.exit(ExitCode.ERROR if errors else ExitCode.OK)
+
+
+@main.command(name="check", context_settings=CONTEXT)
+@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
+@click.option("--fail-on", "fail_on", multiple=True, metavar="SPEC",
+              help="What fails the build: a minimum severity (info, low, medium, high), "
+                   "finding kinds, 'any' or 'none'; comma-separated or repeated "
+                   "[default: high].")
+@click.option("--ignore", "ignores", multiple=True, metavar="RULE",
+              help="Ignore findings, e.g. kind=rst_teardown, port=6379, "
+                   "address=10.0.0.0/8, kind=zero_window,port=8080. Repeatable.")
+@click.option("--baseline", type=click.Path(dir_okay=False),
+              help="Findings recorded in this file (see --write-baseline) do not fail.")
+@click.option("--write-baseline", type=click.Path(dir_okay=False),
+              help="Record the current findings as the accepted baseline and exit 0.")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMAT_NAMES), default=None,
+              help="Output on stdout [default: terminal tables].")
+@click.option("-o", "--output", "outputs", multiple=True, metavar="FILE",
+              help="Write a report file, format from the extension (.json .ndjson .csv "
+                   ".xml=JUnit .sarif .log=Zeek .md); repeatable.")
+@_common
+def check_command(captures: tuple[str, ...], fail_on: tuple[str, ...], ignores: tuple[str, ...],
+                  baseline: str | None, write_baseline: str | None, fmt: str | None,
+                  outputs: tuple[str, ...], config_path: str | None, decoder: str,
+                  verify_checksums: bool, no_progress: bool,
+                  overrides: tuple[str, ...]) -> None:
+    """Gate a CI build on captured traces.
+
+    Exit status: 0 nothing crosses the threshold, 1 findings do, 2 usage,
+    configuration or input errors. Settings come from [tool.tcpanalyze] in
+    pyproject.toml or .tcpanalyze.toml; command-line options win.
+
+    \b
+    Examples:
+      tcpanalyze check traces/*.pcap
+      tcpanalyze check --fail-on medium -o report.sarif -o junit.xml trace.pcap
+      tcpanalyze check --write-baseline known.json trace.pcap   # accept today's
+      tcpanalyze check --baseline known.json trace.pcap          # fail on new only
+    """
+    try:
+        rules = [parse_ignore_spec(spec) for spec in ignores]
+    except GateError as exc:
+        raise click.UsageError(str(exc)) from None
+    config = _load(config_path, overrides, fail_on=list(fail_on) or None, ignore=rules,
+                   baseline=baseline)
+    try:
+        policy = config.policy
+        known = read_baseline(config.baseline) if config.baseline and not write_baseline \
+            else None
+    except GateError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        result = run_analysis(_expand(captures), config, decoder=decoder,
+                              verify_checksums=verify_checksums, progress=not no_progress)
+    except InputFailed as exc:
+        _err(str(exc))
+        sys.exit(ExitCode.ERROR)
+    if write_baseline:
+        with open(write_baseline, "w", encoding="utf-8") as stream:
+            write_baseline_fn(result, stream)
+        _err(f"wrote {len(result.findings)} finding(s) to {write_baseline}")
+        sys.exit(ExitCode.ERROR if _read_errors(result) else ExitCode.OK)
+    gate = check(result, policy, config.ignore, known)
+    gated = Report(captures=result.captures, connections=result.connections,
+                   findings=gate.considered, tool_version=result.tool_version,
+                   stats=dict(result.stats, ignored=len(gate.ignored),
+                              baseline_known=len(gate.known)))
+    options = output.RenderOptions(policy=policy)
+    _write_outputs(gated, fmt or config.format or "terminal", outputs, options)
+    errors = _read_errors(result)
+    for error in errors:
+        _err(error)
+    if errors:
+        sys.exit(ExitCode.ERROR)
+    sys.exit(gate.exit_code)
+
+
+write_baseline_fn = write_baseline
+
+
+def entry() -> None:
+    """Console entry point: quiet on closed pipes and Ctrl-C outside the reading loop."""
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        main(standalone_mode=True)
+    except BrokenPipeError:
+        # `tcpanalyze ... | head`: stop quietly; silence the flush at interpreter exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
