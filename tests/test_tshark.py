@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,12 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 if not CORPUS.is_dir():
     CORPUS = Path("/work/shared/corpus")
 
-needs_tshark = pytest.mark.skipif(not ts.tshark_available(),
-                                  reason="tshark is not installed (apt-get install tshark)")
+_skip_without_tshark = pytest.mark.skipif(
+    not ts.tshark_available(), reason="tshark is not installed (apt-get install tshark)")
+
+
+def needs_tshark(test: Callable[..., None]) -> Callable[..., None]:
+    return pytest.mark.tshark(_skip_without_tshark(test))
 TUNNELS = ("gre", "vxlan")
 
 
