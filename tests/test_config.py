@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,7 @@ ignore = [{kind = "keepalive"}]
 
 
 def test_every_setting_is_a_config_key(tmp_path: Path) -> None:
-    names = Settings.keys()  # a classmethod listing the fields, not dict.keys()
+    names = [f.name for f in dataclasses.fields(Settings)]
     lines = [f"{key.replace('_', '-')} = 7" for key in names]
     config = load_config(_write(tmp_path / ".tcpanalyze.toml", "\n".join(lines) + "\n"))
     assert all(getattr(config.settings, key) == 7 for key in names)

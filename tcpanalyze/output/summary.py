@@ -67,6 +67,20 @@ def verdict(report: Report, policy: FailPolicy | None) -> tuple[bool, str]:
     )
 
 
+_ASCII_PUNCTUATION = str.maketrans({
+    "\u2014": "-", "\u2013": "-", "\u2192": "->", "\u2190": "<-", "\u2026": "...",
+    "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00d7": "x",
+    "\u2265": ">=", "\u2264": "<=", "\u00a0": " ",
+})
+
+
+def ascii_text(text: str) -> str:
+    """Text for ASCII-only output (CI logs): common punctuation spelled out, anything
+    else non-ASCII as '?'."""
+    text = text.translate(_ASCII_PUNCTUATION)
+    return text if text.isascii() else text.encode("ascii", "replace").decode("ascii")
+
+
 def format_ts(ts: float | None) -> str:
     """UTC wall-clock time with microseconds, ISO style; '-' when unknown."""
     if ts is None:

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from tcpanalyze.gate import FailPolicy
 from tcpanalyze.output.summary import (
+    ascii_text,
     counts_by_kind,
     format_detail,
     format_duration,
@@ -74,8 +75,9 @@ def capture_table(report: Report, ascii_only: bool = False) -> RenderableType:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
+    plain = ascii_text if ascii_only else str
     for capture in report.captures:
-        grid.add_row("capture", capture.path)
+        grid.add_row("capture", plain(capture.path))
         grid.add_row("format", f"{capture.format} (decoder {capture.decoder})")
         grid.add_row("link types", ", ".join(capture.linktypes) or "-")
         classes = {"tcp": capture.tcp_segments, **capture.skipped}
@@ -94,7 +96,9 @@ def capture_table(report: Report, ascii_only: bool = False) -> RenderableType:
                 f"{format_duration(capture.last_ts - capture.first_ts)}",
             )
         if capture.error:
-            grid.add_row(Text("read error", style="bold red"), Text(capture.error, style="red"))
+            grid.add_row(
+                Text("read error", style="bold red"), Text(plain(capture.error), style="red")
+            )
     grid.add_row("connections", str(len(report.connections)))
     return grid
 
@@ -159,7 +163,7 @@ def aggregate_table(report: Report, ascii_only: bool = False) -> RenderableType 
             finding.kind,
             Text(finding.severity, style=SEVERITY_STYLES.get(finding.severity, "")),
             finding.subject,
-            numbers or finding.summary,
+            numbers or (ascii_text(finding.summary) if ascii_only else finding.summary),
         )
     return table
 
@@ -180,7 +184,7 @@ def findings_table(
             Text(finding.severity, style=SEVERITY_STYLES.get(finding.severity, "")),
             finding.kind,
             "-" if finding.connection is None else str(finding.connection),
-            finding.summary,
+            ascii_text(finding.summary) if ascii_only else finding.summary,
         )
     if len(ordered) > max_rows:
         table.caption = f"... and {len(ordered) - max_rows} more (use --format json)"
