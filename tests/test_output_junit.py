@@ -88,3 +88,15 @@ def test_control_characters_and_markup_are_escaped() -> None:
     body = root.find(".//testcase[@name='invalid_flags']/failure").text
     assert "flags <SYN&FIN>? seen" in body
     assert text.isascii()
+
+
+def test_findings_naming_their_capture_by_base_name_join_its_suite() -> None:
+    first = corpus_report("pop3-rejects")
+    second = corpus_report("http-get")
+    second.captures[0].path = "/tmp/elsewhere/http.pcap"
+    for f in first.findings:
+        f.capture = "capture.pcap"  # the base name of the first capture's path
+    report = Report(first.captures + second.captures, [], first.findings)
+    root = ET.fromstring(junit.render(report))
+    assert [s.get("name") for s in root.findall("testsuite")] == ["capture.pcap", "http.pcap"]
+    assert [s.get("failures") for s in root.findall("testsuite")] == ["1", "0"]

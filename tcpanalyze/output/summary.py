@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -39,9 +40,18 @@ def counts_by_severity(findings: Iterable[Finding]) -> dict[str, int]:
 
 
 def finding_capture(finding: Finding, report: Report) -> str:
-    if finding.capture:
+    """The path of the capture a finding came from. `finding.capture` may hold the path
+    or only its base name; a base name that names exactly one capture resolves to it."""
+    if not report.captures:
+        return finding.capture or "-"
+    if not finding.capture:
+        return report.captures[0].path
+    paths = [c.path for c in report.captures]
+    if finding.capture in paths:
         return finding.capture
-    return report.captures[0].path if report.captures else "-"
+    name = os.path.basename(finding.capture)
+    matches = [path for path in paths if os.path.basename(path) == name]
+    return matches[0] if len(matches) == 1 else finding.capture
 
 
 def verdict(report: Report, policy: FailPolicy | None) -> tuple[bool, str]:
