@@ -23,8 +23,8 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 
 from .report import PACKET_CLASSES
 from .segment import Segment
@@ -331,3 +331,41 @@ def tshark_segments(path: str, stdin: BinaryIO | None = None) -> Iterator[Segmen
     For the per-class counts, iterate a `TsharkDecoder` instead and read `.counts`.
     """
     yield from TsharkDecoder(path, stdin=stdin)
+
+
+def _capture_format(path: str) -> tuple[str, list[int]]:
+    """Format and link types from the file header, as capture.py names them ('-': unknown)."""
+    if path == "-":
+        return "tshark", []
+    try:
+        from .capture import CaptureError, open_capture
+
+        reader = open_capture(path)
+    except (ImportError, CaptureError, OSError):
+        return "tshark", []  # a format tshark reads but capture.py does not (snoop, erf, ...)
+    return reader.format, sorted(reader.linktypes)
+
+
+def read_tshark_into(analysis: Any, path: str, *,
+                     on_finding: Callable[[Any], Any] | None = None,
+                     stdin: BinaryIO | None = None) -> Any:
+    """Feed every tshark segment of one capture into `analysis` (analysis.Analysis);
+    returns its report.CaptureSummary, like analysis.read_into does for the dpkt decoder."""
+    from .analysis import LINKTYPE_NAMES
+    from .report import CaptureSummary
+
+    fmt, linktypes = _capture_format(path)
+    decoder = TsharkDecoder(path, stdin=stdin)
+    feed = analysis.feed
+    for segment in decoder:
+        new = feed(segment)
+        if new and on_finding is not None:
+            for finding in new:
+                on_finding(finding)
+    skipped = {name: decoder.counts[name] for name in PACKET_CLASSES if name != "tcp"}
+    return CaptureSummary(
+        path=path, format=fmt,
+        linktypes=sorted(LINKTYPE_NAMES.get(lt, f"LINKTYPE_{lt}") for lt in linktypes),
+        packets=decoder.frames_read, tcp_segments=decoder.counts["tcp"], skipped=skipped,
+        first_ts=analysis.first_ts, last_ts=analysis.last_ts, error=decoder.error,
+        decoder="tshark")

@@ -248,3 +248,22 @@ def test_stopping_early_ends_tshark() -> None:
 def test_version_is_read_through_pyshark() -> None:
     version = ts.tshark_version()
     assert version[0].isdigit() and "." in version
+
+
+@needs_tshark
+@pytest.mark.parametrize("kind", TUNNELS)
+def test_analysis_through_tshark_matches_the_kernels_states(kind: str) -> None:
+    # read_tshark_into is what `--decoder tshark` runs; the truth is ss at capture stop
+    from tcpanalyze.analysis import analyze
+
+    facts = truth(kind)
+    report = analyze(str(SAMPLES / facts["capture"]), decoder="tshark")
+    summary = report.captures[0]
+    assert summary.decoder == "tshark" and summary.error is None
+    assert summary.packets == sum(summary.skipped.values()) + summary.tcp_segments
+    states = {(c.client, c.server): (c.client_state, c.server_state)
+              for c in report.connections}
+    assert states == {(c["client"], c["server"]): (c["client_state"], c["server_state"])
+                      for c in facts["connections"]}
+    assert sorted((f.kind, f.server) for f in report.findings) == sorted(
+        (f["kind"], f["server"]) for f in facts["expected_findings"])
