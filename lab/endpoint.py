@@ -172,6 +172,7 @@ def cmd_connect(a: argparse.Namespace) -> None:
         sock.bind((a.local_addr or ("::" if fam == socket.AF_INET6 else "0.0.0.0"),
                    a.local_port))
     sock.settimeout(a.timeout)
+    say("CONNECTING")
     try:
         sock.connect((a.addr, a.port))
     except OSError as e:

@@ -61,6 +61,7 @@ class Recording:
     capture: Capture | None = None
     ss: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     sysctls: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # more evidence for the truth file
 
     @property
     def path(self) -> Path:
@@ -258,9 +259,14 @@ def dropped_third_ack(rec: Recording) -> None:
 
 @scenario("unanswered-syn")
 def unanswered_syn(rec: Recording) -> None:
+    linear = rec.lab.run_in("client", ["sysctl", "-n", "net.ipv4.tcp_syn_linear_timeouts"],
+                            check=False).strip()
+    rec.sysctls["client net.ipv4.tcp_syn_linear_timeouts"] = linear or "absent"
     rec.description = ("iptables in the server namespace drops SYNs to port 8080 (a listener "
-                       "exists). The client's SYN is retransmitted after ~1, ~3 and ~7 s; the "
-                       "capture stops at ~7.5 s with the client still in SYN_SENT.")
+                       "exists). The client retransmits its SYN on the kernel's schedule "
+                       "(Linux >= 6.x with tcp_syn_linear_timeouts=4: after 1, 2, 3, 4, 5 and "
+                       "7 s; older kernels: 1, 3, 7 s); the capture stops at ~7.5 s with the "
+                       "client still in SYN_SENT.")
     rec.lab.iptables("server", ["-A", "INPUT", "-p", "tcp", "--dport", str(PORT),
                                 "--tcp-flags", "SYN,ACK", "SYN", "-j", "DROP"])
     server(rec, "hold")
@@ -296,14 +302,22 @@ def peer_vanished(rec: Recording) -> None:
 @scenario("close-wait-leak")
 def close_wait_leak(rec: Recording) -> None:
     rec.description = ("Request/response, then the client closes; the server application reads "
-                       "EOF but never closes its socket. The capture goes on for 7 s of silence:"
-                       " server CLOSE_WAIT, client FIN_WAIT_2.")
+                       "EOF but never closes its socket. 7 s later an unrelated short connection "
+                       "(client port 40041 to server port 8081, client closes first) shows that "
+                       "time has passed: server CLOSE_WAIT, client FIN_WAIT_2 on the first.")
     server(rec, "recv 100; send 100; recv-eof; hold")
     rec.start()
     cli = client(rec, 40040, "send 100; recv 100; close")
     cli.expect("DONE")
     time.sleep(7.0)
+    # an unrelated short connection: a capture only shows time passing through packets
+    mark = server(rec, "echo; close", 8081)
+    client(rec, 40041, "send 10; recv 10; close", 8081).expect("DONE")
+    mark.expect("DONE")
+    settle()
     rec.connections.append(Conn(("client", 40040), ("server", PORT)))
+    rec.connections.append(Conn(("client", 40041), ("server", 8081),
+                                note="unrelated connection 7 s later that marks the time"))
     rec.expected.append(finding("close_wait_leak", rec))
     # on the wire the client's FIN_WAIT_2 with a silent peer looks stuck as well
     rec.incidental.append(finding("fin_wait_2_stuck", rec))
@@ -338,9 +352,10 @@ def time_wait_reuse(rec: Recording) -> None:
 @scenario("time-wait-assassination")
 def time_wait_assassination(rec: Recording) -> None:
     rec.description = ("A normal connection; the client closes first and sits in TIME_WAIT. "
-                       "0.5 s later a RST (no ACK flag) with exactly the sequence number the "
-                       "client expects, crafted with scapy and sent from the server namespace "
-                       "with the server's own address and port, hits the TIME_WAIT socket; "
+                       "About a second later a RST (no ACK flag) with exactly the sequence "
+                       "number the client expects, crafted with scapy and sent from the server "
+                       "namespace with the server's own address and port, hits the TIME_WAIT "
+                       "socket; "
                        "with net.ipv4.tcp_rfc1337=0 the kernel drops the TIME_WAIT (ss no "
                        "longer lists it).")
     lab = rec.lab
@@ -353,6 +368,7 @@ def time_wait_assassination(rec: Recording) -> None:
     srv.expect("DONE")
     time.sleep(0.5)
     before = lab.ss("client")
+    rec.extra["ss_client_before_rst"] = before
     assert state_of(before, lab.endpoint("client", 40060),
                     lab.endpoint("server", PORT)) == "TIME_WAIT", before
     assert rec.capture is not None
@@ -402,9 +418,12 @@ def simultaneous_close(rec: Recording) -> None:
 def simultaneous_open(rec: Recording) -> None:
     rec.description = ("10.77.1.2:40080 and 10.77.2.2:40081 connect() to each other at the same "
                        "time, neither listens. iptables INPUT rules in both namespaces drop "
-                       "pure SYNs for 0.5 s so the first SYNs cross and are lost; the SYNs "
-                       "retransmitted after ~1 s each meet a socket in SYN_SENT: both answer "
-                       "SYN-ACK (SYN_RCVD) and reach ESTABLISHED. Then 100 bytes each way; "
+                       "pure SYNs for 0.5 s so the first SYNs (10.77.1.2's first, 50 ms ahead) "
+                       "cross and are lost. 10.77.1.2's SYN retransmitted after ~1 s meets "
+                       "10.77.2.2's socket in SYN_SENT, which answers SYN-ACK (SYN_RCVD); "
+                       "10.77.1.2 goes SYN_SENT -> ESTABLISHED and ACKs, 10.77.2.2 goes "
+                       "ESTABLISHED (10.77.2.2's own retransmission may or may not show, "
+                       "depending on which timer fires first). Then 100 bytes each way; "
                        "10.77.1.2 closes first (TIME_WAIT), 10.77.2.2 ends CLOSED. 'client' "
                        "below is 10.77.1.2.")
     lab = rec.lab
@@ -415,6 +434,8 @@ def simultaneous_open(rec: Recording) -> None:
     a = lab.endpoint_program("client", [
         "connect", "--addr", lab.addr("server"), "--port", "40081", "--local-port", "40080",
         "--do", "send 100; recv 100; close"], "a")
+    a.expect("CONNECTING")
+    time.sleep(0.05)  # 10.77.1.2's SYN is seen first, so it is the 'client'
     b = lab.endpoint_program("server", [
         "connect", "--addr", lab.addr("client"), "--port", "40080", "--local-port", "40081",
         "--do", "recv 100; send 100; recv-eof; close"], "b")
@@ -468,7 +489,7 @@ def syn_flood(rec: Recording, cookies: bool) -> None:
         lab.sysctl("server", {"net.ipv4.tcp_syncookies": "2"})
     rec.sysctls["server net.ipv4.tcp_syncookies"] = lab.run_in(
         "server", ["sysctl", "-n", "net.ipv4.tcp_syncookies"]).strip()
-    srv = server(rec, "echo; close", PORT, 4, "--backlog", "128")
+    srv = server(rec, "echo; close", PORT, 4, "--backlog", "128", "--hold")
     rec.start()
     flood = lab.endpoint_program("attacker", [
         "--lifetime", "20", "synflood", "--dst", lab.addr("server"), "--dport", str(PORT),
@@ -573,10 +594,11 @@ def data_after_close(rec: Recording) -> None:
 
 @scenario("linktype-any-sll")
 def linktype_any(rec: Recording) -> None:
-    rec.description = ("normal-client-close captured with `tcpdump -i any` in the client "
-                       "namespace (Linux cooked capture v1, LINUX_SLL).")
+    rec.description = ("normal-client-close captured with `tcpdump -i any -y LINUX_SLL` in the "
+                       "client namespace (Linux cooked capture v1; tcpdump 4.99 with libpcap "
+                       "1.10 would pick LINUX_SLL2 for 'any' by default).")
     rec.where = "client namespace, -i any (eth0 and lo; the TCP traffic is on eth0 only)"
-    rec.start("client", "any")
+    rec.start("client", "any", linktype="LINUX_SLL")
     normal_exchange(rec, 40130)
     rec.stop()
 
@@ -606,11 +628,14 @@ def linktype_pcapng(rec: Recording) -> None:
     rec.ext = "pcapng"
     rec.description = ("normal-client-close captured by dumpcap in the client namespace into "
                        "pcapng with two interfaces of different link types: eth0 (EN10MB) with "
-                       "filter 'outbound' and any (LINUX_SLL) with filter 'inbound', so every "
-                       "packet is recorded once: client-sent ones on interface 0, received ones "
-                       "on interface 1.")
-    rec.where = "client namespace: dumpcap -i eth0 -f outbound -i any -f inbound"
-    rec.start_pcapng("client", [("eth0", "outbound"), ("any", "inbound")])
+                       "filter 'src host 10.77.1.2' and any (LINUX_SLL) with filter 'inbound', "
+                       "so every TCP packet is recorded once: client-sent ones on interface 0, "
+                       "received ones on interface 1. dumpcap writes each interface's buffer in "
+                       "turn, so the frames are NOT in timestamp order (all of interface 0, "
+                       "then interface 1): a reader must merge them by timestamp.")
+    src = rec.lab.addr("client")
+    rec.where = f"client namespace: dumpcap -i eth0 -f 'src host {src}' -i any -f inbound"
+    rec.start_pcapng("client", [("eth0", f"src host {src}"), ("any", "inbound")])
     normal_exchange(rec, 40133)
     rec.stop()
 
@@ -687,6 +712,7 @@ def write_truth(rec: Recording) -> dict[str, Any]:
     }
     if rec.sysctls:
         truth["sysctls"] = rec.sysctls
+    truth.update(rec.extra)
     (rec.out / f"{rec.name}.truth.json").write_text(json.dumps(truth, indent=1) + "\n")
     return truth
 
