@@ -96,7 +96,7 @@ class Analysis:
         new = self._sweep(end)
         for conn in self.table.drain(end):
             new.extend(self._close(conn, end))
-        new.extend(self._emit(self.aggregates.findings()))
+        new.extend(self._emit(self.aggregates.findings(final=True)))
         # Per-connection findings absorbed by an aggregate (a flood's or a scan's members).
         if self.aggregates.members:
             self.findings = [f for f in self.findings if not self.aggregates.absorbs(f)]
@@ -120,6 +120,12 @@ class Analysis:
         return new
 
     def _close(self, conn: Connection, now: float) -> list[Finding]:
+        server = conn.server
+        if server.state == "SYN_RCVD" and server.synack_count == 1 and \
+                self.aggregates.answers_with_cookies(server.addr, server.port):
+            # Too young to judge alone, but this port answers statelessly.
+            conn._set(server, "CLOSED", 0, now,
+                      "no state kept: this server port was answering with SYN cookies")
         self.aggregates.on_connection_end(conn)
         found = self._emit(self.connection_detector.findings(conn, max(now, conn.last),
                                                              final=True))

@@ -82,7 +82,7 @@ class _Interface(NamedTuple):
 
 def _chunks_plain(stream: BinaryIO) -> Iterator[bytes]:
     # read1 returns what a pipe has now instead of waiting for a full chunk
-    read = getattr(stream, "read1", None) or stream.read
+    read = stream.read
     while True:
         chunk = read(READ_SIZE)
         if not chunk:

@@ -159,7 +159,7 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
     if decoder == "auto":
         decoder = "dpkt"
     for path in paths:
-        name = os.path.basename(path) if many else None
+        name = path if many else None
         analysis = Analysis(config.settings, capture=name, keep_connections=keep_connections)
         with _progress(path, progress) as update:
             try:

@@ -287,7 +287,7 @@ class ConnectionDetector:
                 add("close_wait_leak",
                     f"{who.role} {who.name} has been in CLOSE_WAIT for {_dur(age)}: "
                     f"{other.role} closed (FIN at frame {other.fin_frame}) and {who.role} "
-                    f"never sent its own FIN: the application did not call close() — a "
+                    f"never sent its own FIN: the application did not call close() - a "
                     f"socket leak if it keeps happening.", [other.fin_frame], who.since, who,
                     duration=age)
             elif who.state == FIN_WAIT_2 and age >= st.fin_wait_2_threshold and \
@@ -353,6 +353,7 @@ class _Target:
     synacks: int = 0
     synack_rexmits: int = 0
     cookie_hints: int = 0
+    cookie_connections: int = 0  # SYN-ACKs never retransmitted: no state kept
     first: float = 0.0
     last: float = 0.0
     first_frame: int = 0
@@ -385,7 +386,7 @@ class AggregateDetector:
         self.targets: dict[tuple[bytes, int], _Target] = {}
         self.sources: dict[bytes, _Source] = {}
         self.members: set[int] = set()  # connection ids absorbed by a reported aggregate
-        self._reported: set[tuple[str, Any]] = set()
+        self._reported: dict[tuple[str, Any], Finding] = {}
         self._member_limit = 1_000_000
 
     def on_attempt(self, conn: Connection, frame: int, ts: float) -> None:
@@ -423,37 +424,47 @@ class AggregateDetector:
             return
         t = self.targets.get((conn.server.addr, conn.server.port))
         src = self.sources.get(conn.client.addr)
-        done = conn.handshake_seen or (conn.client.state in SYNCHRONIZED and conn.server.seen)
+        # Completed only if the client itself spoke after its SYN (spoofed ones never do).
+        done = conn.handshake_seen or conn.client.packets > conn.client.syn_count
         if t is not None:
             t.completed += done
             t.synacks += conn.server.synack_count
             t.synack_rexmits += max(0, conn.server.synack_count - 1)
             t.cookie_hints += any(n.kind == "synack_without_options" for n in conn.notes)
+            t.cookie_connections += any(n.kind == "syn_cookie" for n in conn.notes)
         if src is not None:
             src.completed += done
             src.refused += any(n.kind == "connection_refused" for n in conn.notes)
 
-    def findings(self) -> list[Finding]:
+    def findings(self, final: bool = False) -> list[Finding]:
+        """Newly detected aggregates. With final=True, the ones reported earlier (live)
+        are brought up to date in place with the final numbers."""
         out: list[Finding] = []
         st = self.s
         for (addr, port), t in self.targets.items():
-            if ("flood", (addr, port)) in self._reported or t.syns < st.syn_flood_min_syns:
+            known = self._reported.get(("flood", (addr, port)))
+            if (known is None and t.syns < st.syn_flood_min_syns) or (known and not final):
                 continue
             peak = max(t.per_second.values())
             n_sources = len(t.sources) + t.sources_overflow
             ratio = t.completed / t.syns
-            if peak < st.syn_flood_rate or n_sources < st.syn_flood_sources or \
-                    ratio > st.syn_flood_completion:
+            if known is None and (peak < st.syn_flood_rate or n_sources < st.syn_flood_sources
+                                  or ratio > st.syn_flood_completion):
                 continue
-            self._reported.add(("flood", (addr, port)))
             self.members |= t.connections
             span = max(t.last - t.first, 1e-6)
-            cookies = t.cookie_hints > 0 and t.synack_rexmits == 0
+            cookies = t.cookie_connections > 0 or (t.cookie_hints > 0 and t.synack_rexmits == 0)
             target = format_endpoint(addr, port)
-            cookie_text = (" The server answered without the options the SYNs offered and "
-                           "never retransmitted a SYN-ACK: SYN cookies were in use."
-                           if cookies else "")
-            out.append(Finding(
+            if not cookies:
+                cookie_text = ""
+            elif t.synack_rexmits:
+                cookie_text = (f" The server kept state for some attempts ({t.synack_rexmits} "
+                               "SYN-ACK retransmissions) and answered others statelessly: its "
+                               "SYN queue overflowed and SYN cookies took over.")
+            else:
+                cookie_text = (" The server never retransmitted a SYN-ACK: it answered with "
+                               "SYN cookies and kept no state.")
+            finding = Finding(
                 kind="syn_flood", severity=SEVERITY["syn_flood"], time=t.first,
                 frames=[t.first_frame], connection=None, subject=target, server=target,
                 summary=(f"SYN flood against {target}: {t.syns} SYNs from {n_sources} "
@@ -463,26 +474,27 @@ class AggregateDetector:
                          "mean_syns_per_second": round(t.syns / span, 1),
                          "distinct_sources": n_sources, "completion_ratio": round(ratio, 4),
                          "completed": t.completed, "synacks": t.synacks,
+                         "stateless_synacks": t.cookie_connections,
                          "synack_retransmissions": t.synack_rexmits,
-                         "syn_cookies_suspected": cookies, "duration": span}))
+                         "syn_cookies_suspected": cookies, "duration": span})
+            self._record(("flood", (addr, port)), finding, known, out)
         for addr, src in self.sources.items():
-            if ("scan", addr) in self._reported:
+            known = self._reported.get(("scan", addr))
+            if known and not final:
                 continue
             max_ports = max((len(p) for p in src.ports_by_host.values()), default=0)
             max_hosts = max((len(h) for h in src.hosts_by_port.values()), default=0)
-            if max_ports < st.scan_ports and max_hosts < st.scan_hosts:
-                continue
             ratio = src.completed / max(src.attempts, 1)
-            if ratio > st.scan_completion:
+            if known is None and ((max_ports < st.scan_ports and max_hosts < st.scan_hosts)
+                                  or ratio > st.scan_completion):
                 continue
-            self._reported.add(("scan", addr))
             self.members |= src.connections
             who = format_addr(addr)
             top_hosts = sorted(src.ports_by_host.items(), key=lambda kv: -len(kv[1]))[:5]
             top_ports = sorted(src.hosts_by_port.items(), key=lambda kv: -len(kv[1]))[:5]
             kind_text = (f"{max_ports} ports on one host" if max_ports >= st.scan_ports
                          else f"{max_hosts} hosts on one port")
-            out.append(Finding(
+            finding = Finding(
                 kind="port_scan", severity=SEVERITY["port_scan"], time=src.first,
                 frames=[src.first_frame], connection=None, subject=who, server=None,
                 summary=(f"{who} probed {kind_text} ({src.attempts} attempts, "
@@ -493,8 +505,21 @@ class AggregateDetector:
                          "max_hosts_per_port": max_hosts,
                          "top_hosts": [[format_addr(h), len(p)] for h, p in top_hosts],
                          "top_ports": [[p, len(h)] for p, h in top_ports],
-                         "duration": max(src.last - src.first, 0.0)}))
+                         "duration": max(src.last - src.first, 0.0)})
+            self._record(("scan", addr), finding, known, out)
         return out
+
+    def _record(self, key: tuple[str, Any], finding: Finding, known: Finding | None,
+                out: list[Finding]) -> None:
+        if known is None:
+            self._reported[key] = finding
+            out.append(finding)
+        else:  # refresh the numbers of a finding already emitted
+            known.summary, known.details = finding.summary, finding.details
+
+    def answers_with_cookies(self, addr: bytes, port: int) -> bool:
+        t = self.targets.get((addr, port))
+        return t is not None and t.cookie_connections > 0
 
     def absorbs(self, finding: Finding) -> bool:
         return finding.kind in _ABSORBED and finding.connection in self.members

@@ -25,7 +25,7 @@ from tcpanalyze.report import FINDING_KINDS, SEVERITIES, SEVERITY_RANK, Finding,
 
 BASELINE_VERSION = 1
 # Severities below this are noise in most networks (retransmissions, keepalives).
-DEFAULT_FAIL_ON = ("medium",)
+DEFAULT_FAIL_ON = ("high",)
 # Severity specs meaning "everything" / "never fail", besides the severity names.
 _ANY = "any"
 _NONE = "none"

@@ -17,6 +17,7 @@ class Settings:
     fin_timeout: float = 60.0  # tcp_fin_timeout: orphaned FIN_WAIT_2 is dropped after this
     syn_timeout: float = 63.0  # tcp_syn_retries=5: 1+2+4+8+16+32 s
     synack_timeout: float = 63.0  # tcp_synack_retries=5
+    synack_rto: float = 1.0  # first SYN-ACK retransmission; none by 1.5x this = no state kept
     keepalive_time: float = 7200.0
     keepalive_intvl: float = 75.0
     keepalive_probes: int = 9

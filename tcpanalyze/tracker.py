@@ -282,6 +282,14 @@ class Connection:
             elif state == SYN_SENT and now - ep.first_syn_ts >= s.syn_timeout:
                 changes.append(self._set(ep, CLOSED, 0, ep.first_syn_ts + s.syn_timeout,
                                          f"SYN retries exhausted ({s.syn_timeout:g} s)"))
+            elif state == SYN_RCVD and ep.synack_count == 1 and not ep.tentative and \
+                    now - ep.first_syn_ts >= 1.5 * s.synack_rto:
+                # A server holding a SYN_RCVD entry retransmits its SYN-ACK after the
+                # initial RTO; one that never does kept no state (SYN cookies).
+                changes.append(self._set(ep, CLOSED, 0, ep.first_syn_ts + 1.5 * s.synack_rto,
+                                         "no SYN-ACK retransmission: no state kept "
+                                         "(SYN cookies)"))
+                self.notes.append(Note("syn_cookie", ep.role, 0, now))
             elif state == SYN_RCVD and now - ep.first_syn_ts >= s.synack_timeout:
                 changes.append(self._set(ep, CLOSED, 0, ep.first_syn_ts + s.synack_timeout,
                                          f"SYN-ACK retries exhausted ({s.synack_timeout:g} s)"))
@@ -529,6 +537,12 @@ class Connection:
         flags = seg.flags
         seq = seg.seq
         plen = seg.payload_len
+        if peer.fin_pending and sender.fin_seq is not None and \
+                seq_gt(seq, sender.fin_seq):
+            # This segment follows the sender's FIN in its sequence space, so (in order)
+            # the FIN reached the peer before it.
+            peer.fin_pending = False
+            self._receive_fin(peer, seg, "received FIN (before this later segment)")
         if seg.options:
             self._learn_options(seg, sender)
         state = sender.state
