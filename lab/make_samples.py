@@ -80,7 +80,7 @@ class Recording:
         assert self.capture is not None
         self.capture.stop()
         for role in self.lab.hosts:
-            if role != "router":
+            if role != "router" and role not in self.lab.removed:
                 self.ss[role] = self.lab.ss(role)
 
 
@@ -282,8 +282,9 @@ def unanswered_syn(rec: Recording) -> None:
 def peer_vanished(rec: Recording) -> None:
     rec.description = ("After a 100-byte request/response, iptables in the server namespace "
                        "starts dropping everything from the client. The client writes 500 "
-                       "bytes that are never acknowledged and retransmits them (RTO backoff "
-                       "~0.2, 0.6, 1.4, 3.0 s). Both kernels still say ESTABLISHED.")
+                       "bytes that are never acknowledged and retransmits them 5 times (RTO "
+                       "backoff: ~0.2, 0.4, 0.85, 1.7, 3.3 s after the first send). Both "
+                       "kernels still say ESTABLISHED.")
     srv = server(rec, "recv 100; send 100; hold")
     rec.start()
     cli = client(rec, 40032, "", PORT, 4, "client", "--stdin")
@@ -321,6 +322,69 @@ def close_wait_leak(rec: Recording) -> None:
     rec.expected.append(finding("close_wait_leak", rec))
     # on the wire the client's FIN_WAIT_2 with a silent peer looks stuck as well
     rec.incidental.append(finding("fin_wait_2_stuck", rec))
+    rec.stop()
+
+
+@scenario("fin-wait-2-stuck", extra=("backup",))
+def fin_wait_2_stuck(rec: Recording) -> None:
+    rec.description = ("Request/response, then the client closes (FIN) and the server ACKs it; "
+                       "0.3 s later the server host vanishes (its namespace is deleted, as if "
+                       "the machine crashed), so the client's orphaned socket waits in "
+                       "FIN_WAIT_2 for a FIN that never comes. 7 s later an unrelated short "
+                       "connection from the client to a second host (10.77.3.2:8080) marks "
+                       "the time. On the wire this looks like close-wait-leak; only the ss "
+                       "truth differs (the server has no kernel any more: null).")
+    rec.where = "router, interface c0 (the client's link; s0 vanishes with the server)"
+    lab = rec.lab
+    server(rec, "recv 100; send 100; recv-eof; hold")
+    rec.start("router", "c0")
+    cli = client(rec, 40045, "send 100; recv 100; close")
+    cli.expect("DONE")
+    time.sleep(0.3)
+    lab.remove_host("server")
+    time.sleep(7.0)
+    mark = lab.endpoint_program("backup", ["listen", "--addr", "0.0.0.0", "--port", "8080",
+                                           "--do", "echo; close"], "backup")
+    mark.expect("READY")
+    lab.endpoint_program("client", [
+        "connect", "--addr", lab.addr("backup"), "--port", "8080", "--local-port", "40046",
+        "--do", "send 10; recv 10; close"], "marker").expect("DONE")
+    mark.expect("DONE")
+    settle()
+    rec.connections.append(Conn(("client", 40045), ("server", PORT), note=(
+        "server host removed 0.3 s after ACKing the FIN: no kernel, no state")))
+    rec.connections.append(Conn(("client", 40046), ("backup", 8080),
+                                note="unrelated connection 7 s later that marks the time"))
+    rec.expected.append(finding("fin_wait_2_stuck", rec, client=lab.endpoint("client", 40045)))
+    # the wire cannot tell a crashed server from one that leaks its socket
+    rec.incidental.append(finding("close_wait_leak", rec))
+    rec.stop()
+    rec.connections[0].states = (state_of(rec.ss["client"], lab.endpoint("client", 40045),
+                                          lab.endpoint("server", PORT)), None)
+
+
+@scenario("last-ack-stuck")
+def last_ack_stuck(rec: Recording) -> None:
+    rec.description = ("The client closes first; iptables in the client namespace drops "
+                       "incoming FINs, so the server's FIN (sent when its application closes "
+                       "0.3 s after reading EOF; the client's FIN was ACKed before) is never "
+                       "ACKed: the server sits in LAST_ACK and "
+                       "retransmits the FIN (~0.2, 0.6, 1.4 s later) while the client waits "
+                       "in FIN_WAIT_2. The capture stops at ~2 s.")
+    lab = rec.lab
+    # the pause lets the server ACK the client's FIN on its own before sending its FIN
+    srv = server(rec, "recv 100; send 100; recv-eof; sleep 0.3; close")
+    rec.start()
+    cli = client(rec, 40047, "send 100; recv 100", PORT, 4, "client", "--stdin")
+    cli.expect("OK received")
+    lab.iptables("client", ["-A", "INPUT", "-p", "tcp", "--tcp-flags", "FIN", "FIN",
+                            "-j", "DROP"])
+    cli.do("close")
+    srv.expect("DONE")
+    time.sleep(2.0)
+    rec.connections.append(Conn(("client", 40047), ("server", PORT)))
+    rec.expected.append(finding("last_ack_stuck", rec))
+    rec.incidental.append(finding("retransmission", rec, note="the FIN retransmissions"))
     rec.stop()
 
 
@@ -725,15 +789,79 @@ def run_scenario(name: str, out: Path) -> dict[str, Any]:
         return write_truth(rec)
 
 
+README_HEAD = """# Sample captures
+
+Real Linux kernel TCP, made in network namespaces by `lab/make_samples.py` (run it as root
+from the repository root; `--only NAME[,NAME]` remakes single scenarios, `--readme` only
+rewrites this file). Topology (lab/netns.py): client 10.77.1.2 / fd77:1::2 -- router
+(c0 10.77.1.1, s0 10.77.2.1) -- server 10.77.2.2 / fd77:2::2; extra hosts attacker
+10.77.3.2 and scanner 10.77.4.2 (their own links to the router); spoofed flood sources
+come from 10.77.100.0/22, which the router black-holes. Unless a row says otherwise the
+capture was taken with tcpdump on the router's s0 (the server's link), Ethernet framing.
+
+Every `NAME.pcap[ng]` has a `NAME.truth.json`:
+
+- `connections[]`: `client`, `server` (`addr:port`, IPv6 `[addr]:port`), and
+  `client_state` / `server_state` as the kernel's `ss -tanoi` showed them right after the
+  capture stopped (not in ss = `CLOSED`; `null` = no kernel, e.g. spoofed sources). For a
+  reused 4-tuple only the last incarnation is in ss; earlier ones say `CLOSED` with a note.
+- `expected_findings[]`: what the scenario deliberately causes (from its design, never
+  from running tcpanalyze), finding `kind` names as in the report contract.
+- `incidental_findings[]`: what a correct analyser may also report as a side effect
+  (e.g. the FIN retransmissions of simultaneous-close). Neither required nor wrong.
+- `ss`: the parsed ss rows per namespace; `capture`: command, namespace, interface,
+  format and link type(s) read back from the file; `sysctls` where they matter.
+
+`tests/test_samples_truth.py` checks the truth files against the captures with tshark
+(every connection exists; every expected finding has its packets, e.g. a resent SYN-ACK
+for missing_third_ack). Kernel used: Linux %s (note tcp_syn_linear_timeouts=4: SYNs are
+resent after 1, 2, 3, 4, 5, 7 s, not 1, 3, 7 s).
+
+| file | what happens | states (client / server) | expected findings (incidental) |
+| --- | --- | --- | --- |
+"""
+
+
+def write_readme(out: Path) -> None:
+    import collections
+    import platform
+
+    rows = []
+    for truth_path in sorted(out.glob("*.truth.json")):
+        t = json.loads(truth_path.read_text())
+        name = t["scenario"]
+        capture = next(p.name for p in out.iterdir()
+                       if p.name.startswith(name + ".pcap"))
+        counts = collections.Counter(
+            f"{c['client_state'] or 'null'} / {c['server_state'] or 'null'}"
+            for c in t["connections"])
+        states = "<br>".join(f"{k} x{n}" if n > 1 else k for k, n in counts.items())
+        found = ", ".join(sorted({f["kind"] for f in t["expected_findings"]})) or "none"
+        extra = sorted({f["kind"] for f in t.get("incidental_findings", [])})
+        if extra:
+            found += f" ({', '.join(extra)})"
+        what = t["description"].replace("|", "/")
+        cap = t["capture"]
+        if isinstance(cap, dict) and cap.get("where", "").split(",")[0] != "router":
+            what += f" *Captured: {cap['where']}.*"
+        rows.append(f"| `{capture}` | {what} | {states} | {found} |")
+    text = README_HEAD % platform.release() + "\n".join(rows) + "\n"
+    (out / "README.md").write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default="", help="comma-separated scenario names")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--list", action="store_true")
+    p.add_argument("--readme", action="store_true", help="only rewrite sample_pcaps/README.md")
     a = p.parse_args(argv)
     if a.list:
         print("\n".join(SCENARIOS))
+        return 0
+    if a.readme:
+        write_readme(a.out)
         return 0
     names = [n.strip() for n in a.only.split(",") if n.strip()] or list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
@@ -746,6 +874,7 @@ def main(argv: list[str] | None = None) -> int:
         states = {(c["client_state"], c["server_state"]) for c in truth["connections"]}
         print(f"{name}: {time.monotonic() - t0:.1f}s, {len(truth['connections'])} "
               f"connection(s), states {sorted(states, key=str)[:4]}", flush=True)
+    write_readme(a.out)
     return 0
 
 

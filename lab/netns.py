@@ -140,9 +140,14 @@ class Capture:
         self.path = path
         self.ns = ns
         self.interface = interface
+        # path '-': the capture is written to self.stdout (a live pipe for a reader)
         self.proc = subprocess.Popen(
-            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            argv,
+            stdout=subprocess.PIPE if path == "-" else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=False,
         )
+        self.stdout = self.proc.stdout
         self.stderr = ""
         self._wait_started()
 
@@ -153,7 +158,7 @@ class Capture:
         deadline = time.monotonic() + timeout
         lines: list[str] = []
         while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
+            line = self.proc.stderr.readline().decode(errors="replace")
             if not line:
                 break
             lines.append(line)
@@ -168,7 +173,7 @@ class Capture:
     def _drain(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
-            self.stderr += line
+            self.stderr += line.decode(errors="replace")
 
     @property
     def command(self) -> str:
@@ -272,6 +277,7 @@ class Lab:
     _programs: list[Program] = field(default_factory=list)
     _captures: list[Capture] = field(default_factory=list)
     _created: list[str] = field(default_factory=list)
+    removed: set[str] = field(default_factory=set)  # roles whose host was removed
 
     # -- addresses ------------------------------------------------------------------
     @property
@@ -386,6 +392,18 @@ class Lab:
             run(["ip", "netns", "del", name], check=False)
         self._created.clear()
 
+    def remove_host(self, role: str) -> None:
+        """Make a host vanish at once (its kernel and sockets gone, its links down), as a
+        crashed machine would; the router's interface to it disappears too."""
+        ns = self.ns(role)
+        # a killed process would close its sockets (FIN/RST); a crashed host sends nothing
+        for tool in ("iptables", "ip6tables"):
+            self.run_in(ns, [tool, "-w", "-P", "OUTPUT", "DROP"])
+        self._kill_ns_processes(ns)
+        run(["ip", "netns", "del", ns])
+        self._created.remove(ns)
+        self.removed.add(role)
+
     @staticmethod
     def _kill_ns_processes(name: str) -> None:
         # a process left inside keeps the namespace (and its sockets) alive after 'del'
@@ -433,7 +451,8 @@ class Lab:
         snaplen: int = 0,
     ) -> Capture:
         """tcpdump -U -w PATH in a namespace; interface 'any' for all of them,
-        linktype e.g. 'LINUX_SLL2', nano for nanosecond timestamps."""
+        linktype e.g. 'LINUX_SLL2', nano for nanosecond timestamps.  PATH '-' writes the
+        capture to the returned Capture's .stdout (a live stream; read it while it runs)."""
         argv = ["tcpdump", "-n", "-U", "--immediate-mode", "-i", interface, "-w", str(path)]
         # tcpdump drops root to 'tcpdump' for the file write unless told otherwise
         argv[1:1] = ["-Z", "root"]
@@ -469,3 +488,24 @@ class Lab:
     def ss(self, role: str) -> list[dict[str, str]]:
         """Parsed `ss -tanoi` of the namespace (TCP sockets, all states)."""
         return parse_ss(self.run_in(role, ["ss", "-tanoi"]))
+
+    def exchange(self, lport: int, port: int = 8080, family: int = 4, closer: str = "client",
+                 nbytes: int = 300, client_role: str = "client") -> tuple[str, str]:
+        """One ordinary connection client -> server:port from local port lport: nbytes
+        each way, then `closer` ('client' or 'server') closes first and the other follows.
+        Returns (client endpoint, server endpoint) in truth-file notation."""
+        any_addr = "0.0.0.0" if family == 4 else "::"
+        if closer == "client":
+            srv_do, cli_do = "echo; close", f"send {nbytes}; recv {nbytes}; close"
+        else:
+            srv_do = f"recv {nbytes}; send {nbytes}; close"
+            cli_do = f"send {nbytes}; recv-eof; close"
+        srv = self.endpoint_program("server", ["listen", "--addr", any_addr, "--port", str(port),
+                                               "--do", srv_do], f"server:{port}")
+        srv.expect("READY")
+        cli = self.endpoint_program(client_role, [
+            "connect", "--addr", self.addr("server", family), "--port", str(port),
+            "--local-port", str(lport), "--do", cli_do], f"{client_role}:{lport}")
+        cli.expect("DONE")
+        srv.expect("DONE")
+        return self.endpoint(client_role, lport, family), self.endpoint("server", port, family)

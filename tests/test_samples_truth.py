@@ -322,6 +322,26 @@ def ev_close_wait_leak(f: dict[str, Any], t: dict[str, Any], segs: list[Seg]) ->
     assert segs[-1].ts - client_fin.ts > 5.0, "capture ends too soon after the FIN"
 
 
+def ev_fin_wait_2_stuck(f: dict[str, Any], t: dict[str, Any], segs: list[Seg]) -> None:
+    conv = the_connection(f, t, segs)
+    sv = f["server"]
+    client_fin = next(s for s in conv if s.src == f["client"] and s.fin)
+    fin_ack = next(s for s in conv if s.src == sv and s.ack == client_fin.seq + 1)
+    assert not any(s.src == sv and s.ts > fin_ack.ts for s in conv), "the peer was seen again"
+    assert segs[-1].ts - fin_ack.ts > 5.0, "capture ends too soon after the FIN's ACK"
+
+
+def ev_last_ack_stuck(f: dict[str, Any], t: dict[str, Any], segs: list[Seg]) -> None:
+    conv = the_connection(f, t, segs)
+    sv = f["server"]
+    client_fin = next(s for s in conv if s.dst == sv and s.fin)
+    server_fins = [s for s in conv if s.src == sv and s.fin and s.ts > client_fin.ts]
+    assert len(server_fins) >= 2 and len({s.seq for s in server_fins}) == 1, "FIN not resent"
+    fin_seq = server_fins[0].seq
+    assert not any(s.dst == sv and s.ack == fin_seq + 1 for s in conv), "the FIN was ACKed"
+    assert segs[-1].ts - server_fins[0].ts > 1.0
+
+
 def ev_time_wait_violation(f: dict[str, Any], t: dict[str, Any], segs: list[Seg]) -> None:
     conv = the_connection(f, t, segs)
     syns = [s for s in conv if s.syn and not s.has_ack]
