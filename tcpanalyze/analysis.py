@@ -197,7 +197,7 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
     if decoder == "tshark":
         from tcpanalyze.tshark import read_tshark_into
 
-        return read_tshark_into(analysis, path, on_finding=on_finding)
+        return read_tshark_into(analysis, path, on_finding=on_finding, stdin=stdin)
     from tcpanalyze.capture import CaptureError, open_capture
     from tcpanalyze.decode import Decoder
 

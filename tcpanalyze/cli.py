@@ -156,16 +156,18 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
     stats: dict[str, Any] = {"connections": 0, "evicted": 0}
     many = len(paths) > 1
     next_id = 0
-    if decoder == "auto":
-        decoder = "dpkt"
     for path in paths:
         name = path if many else None
         analysis = Analysis(config.settings, capture=name, keep_connections=keep_connections)
         with _progress(path, progress) as update:
             try:
-                summary = read_into(analysis, path, decoder=decoder,
+                summary = read_into(analysis, path,
+                                    decoder="dpkt" if decoder == "auto" else decoder,
                                     verify_checksums=verify_checksums, on_finding=on_finding,
                                     on_progress=update, stdin=sys.stdin.buffer)
+                if decoder == "auto" and _undecoded(summary):
+                    analysis, summary = _retry_with_tshark(analysis, summary, path, name,
+                                                           config, keep_connections)
             except KeyboardInterrupt:
                 summary = analysis.__dict__.pop("partial_summary", None) or CaptureSummary(
                     path=path, format="", linktypes=[], packets=0, tcp_segments=0, skipped={},
@@ -194,6 +196,28 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
             stats[key] += part.stats.get(key, 0)
     return Report(captures=captures, connections=connections, findings=findings,
                   tool_version=__version__, stats=stats)
+
+
+def _undecoded(summary: CaptureSummary) -> int:
+    return summary.skipped.get("tunnel", 0) + summary.skipped.get("unsupported_link", 0)
+
+
+def _retry_with_tshark(analysis: Analysis, summary: CaptureSummary, path: str,
+                       name: str | None, config: Config,
+                       keep_connections: bool) -> tuple[Analysis, CaptureSummary]:
+    """--decoder auto: dpkt could not open some packets (tunnels, link types); read the
+    file again with tshark when it is installed, else say how to get it."""
+    from tcpanalyze.tshark import tshark_available
+
+    count = _undecoded(summary)
+    if path == "-" or not tshark_available():
+        _err(f"{path}: {count} packet(s) not decoded (tunnels or unsupported link types); "
+             "install tshark (apt-get install tshark) and use --decoder tshark to read them")
+        return analysis, summary
+    _err(f"{path}: {count} packet(s) are tunnelled or of a link type the built-in decoder "
+         "does not open; reading the capture with tshark instead")
+    again = Analysis(config.settings, capture=name, keep_connections=keep_connections)
+    return again, read_into(again, path, decoder="tshark")
 
 
 def _open_errors() -> tuple[type[Exception], ...]:
@@ -427,6 +451,50 @@ def check_command(captures: tuple[str, ...], fail_on: tuple[str, ...], ignores: 
 
 
 write_baseline_fn = write_baseline
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("capture", metavar="CAPTURE")
+@click.option("-f", "--format", "fmt", type=click.Choice(["terminal", "json"]),
+              default="terminal", show_default=True)
+@click.option("--limit", type=int, default=50, show_default=True,
+              help="Disagreements listed at most.")
+def crosscheck(capture: str, fmt: str, limit: int) -> None:
+    """Decode a capture with dpkt and with tshark and compare, frame by frame, the
+    fields the tracker uses (addresses, ports, seq, ack, flags, window, payload
+    length, options) and the connections found.
+
+    Exit status: 0 the decoders agree, 1 they disagree, 2 the capture could not be
+    read or tshark is missing.
+    """
+    from tcpanalyze.crosscheck import crosscheck_capture
+
+    try:
+        result = crosscheck_capture(capture, limit=limit)
+    except _open_errors() as exc:
+        _err(str(exc))
+        sys.exit(ExitCode.ERROR)
+    if fmt == "json":
+        import json
+
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        from rich.table import Table
+
+        from tcpanalyze.output.terminal import make_console
+
+        console = make_console()
+        console.print(result.summary())
+        if result.disagreements:
+            table = Table(title="Disagreements")
+            for col in ("frame", "field", result.left_name, result.right_name):
+                table.add_column(col)
+            for d in result.disagreements[:limit]:
+                table.add_row(str(d.frame), d.field, str(d.left), str(d.right))
+            console.print(table)
+        for diff in result.connection_differences[:limit]:
+            console.print(f"connection {diff}")
+    sys.exit(ExitCode.OK if result.agree else ExitCode.FINDINGS)
 
 
 def entry() -> None:
