@@ -290,11 +290,13 @@ class ConnectionDetector:
                     f"never sent its own FIN: the application did not call close() - a "
                     f"socket leak if it keeps happening.", [other.fin_frame], who.since, who,
                     duration=age)
-            elif who.state == FIN_WAIT_2 and age >= st.fin_wait_2_threshold and \
-                    other.state != CLOSE_WAIT:
+            elif who.state == FIN_WAIT_2 and age >= st.fin_wait_2_threshold:
+                why = (f" {other.name} acknowledged the FIN and has been silent since: it "
+                       "either never closed its socket or is gone." if other.state == CLOSE_WAIT
+                       else "")
                 add("fin_wait_2_stuck",
                     f"{who.role} {who.name} has waited in FIN_WAIT_2 for {_dur(age)} for "
-                    f"{other.name}'s FIN, which never came.", [who.fin_frame], who.since,
+                    f"{other.name}'s FIN, which never came.{why}", [who.fin_frame], who.since,
                     who, duration=age)
             elif who.state in (LAST_ACK, CLOSING) and age >= st.last_ack_threshold:
                 add("last_ack_stuck",

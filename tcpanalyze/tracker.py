@@ -644,7 +644,12 @@ class Connection:
         if sender.fin_seq is not None:
             if fin_seq == sender.fin_seq:
                 self._note("fin_retransmission", sender, seg, count=sender.fin_count)
-                if peer.state == TIME_WAIT:
+                acked = peer.max_ack is not None and seq_gt(peer.max_ack, fin_seq)
+                if peer.fin_received and not acked:
+                    # Retransmitted and never acknowledged on the wire: the first copy
+                    # did not arrive either, so neither did our assumption.
+                    self._fin_not_received(peer, seg)
+                elif peer.state == TIME_WAIT:
                     peer.since = seg.ts  # Linux restarts TIME_WAIT on a retransmitted FIN
                 return
             self._note("fin_moved", sender, seg, old=sender.fin_seq, new=fin_seq)
