@@ -264,7 +264,7 @@ def unanswered_syn(rec: Recording) -> None:
     rec.sysctls["client net.ipv4.tcp_syn_linear_timeouts"] = linear or "absent"
     rec.description = ("iptables in the server namespace drops SYNs to port 8080 (a listener "
                        "exists). The client retransmits its SYN on the kernel's schedule "
-                       "(Linux >= 6.x with tcp_syn_linear_timeouts=4: after 1, 2, 3, 4, 5 and "
+                       "(recent kernels with tcp_syn_linear_timeouts=4: after 1, 2, 3, 4, 5 and "
                        "7 s; older kernels: 1, 3, 7 s); the capture stops at ~7.5 s with the "
                        "client still in SYN_SENT.")
     rec.lab.iptables("server", ["-A", "INPUT", "-p", "tcp", "--dport", str(PORT),

@@ -440,3 +440,46 @@ def test_every_designed_finding_kind_has_a_sample() -> None:
     """The lab covers the finding kinds it can cause with a real kernel."""
     kinds = {f["kind"] for t in TRUTHS for f in load(t).get("expected_findings", [])}
     assert set(EVIDENCE) <= kinds, set(EVIDENCE) - kinds
+
+
+# -- the ss parser that produced the truth files -------------------------------------------
+
+# real `ss -tanoi` output from the lab's namespaces (iproute2 6.1), info lines shortened
+SS_SERVER = """\
+State  Recv-Q Send-Q      Local Address:Port       Peer Address:Port Process
+LISTEN 0      128                     *:8080                  *:*
+\t bbr cwnd:10
+ESTAB  0      0             [fd77:2::2]:8080        [fd77:1::2]:40003
+\t ts sack bbr wscale:10,10 rto:204 rtt:0.196/0.098 mss:1428
+ESTAB  0      0      [::ffff:10.77.2.2]:8080 [::ffff:10.77.1.2]:40002
+\t ts sack bbr wscale:10,10 rto:204 rtt:0.03/0.015 mss:1448
+SYN-RECV 0      0             10.77.2.2:8080         10.77.1.2:40030 timer:(on,1.012ms,1)
+CLOSE-WAIT 1    0             10.77.2.2:8080         10.77.1.2:40040
+\t ts sack bbr wscale:10,10 rto:204
+"""
+SS_CLIENT = """\
+State     Recv-Q Send-Q Local Address:Port  Peer Address:PortProcess
+TIME-WAIT 0      0          10.77.1.2:40001    10.77.2.2:8081 timer:(timewait,59sec,0)
+\t
+FIN-WAIT-2 0      0          10.77.1.2:40040    10.77.2.2:8080 timer:(timewait,57sec,0)
+\t ts sack bbr wscale:10,10 rto:204
+SYN-SENT  0      1          10.77.1.2:40031    10.77.2.2:8080 timer:(on,2.1sec,2)
+\t ts sack bbr
+"""
+
+
+def test_parse_ss_maps_states_and_endpoints() -> None:
+    from lab.netns import parse_ss, state_of
+
+    srv = parse_ss(SS_SERVER)
+    assert [r["state"] for r in srv] == ["LISTEN", "ESTABLISHED", "ESTABLISHED", "SYN_RCVD",
+                                         "CLOSE_WAIT"]
+    # IPv4-mapped addresses of a dual-stack socket are written as plain IPv4
+    assert srv[2]["local"] == "10.77.2.2:8080" and srv[2]["peer"] == "10.77.1.2:40002"
+    assert srv[1]["peer"] == "[fd77:1::2]:40003"
+    assert state_of(srv, "10.77.2.2:8080", "10.77.1.2:40030") == "SYN_RCVD"
+    assert state_of(srv, "10.77.2.2:8080", "10.77.1.2:49999") == "CLOSED"
+    cli = parse_ss(SS_CLIENT)
+    assert [r["state"] for r in cli] == ["TIME_WAIT", "FIN_WAIT_2", "SYN_SENT"]
+    assert cli[0]["timer"] == "timer:(timewait,59sec,0)"
+    assert cli[2]["send_q"] == "1"
