@@ -23,14 +23,37 @@ from tcpanalyze.report import (
     Report,
     StateChange,
 )
-from tcpanalyze.segment import ACK, FIN, RST, SYN, Segment
+from tcpanalyze.segment import ACK, FIN, RST, SYN, Segment, format_endpoint
 from tcpanalyze.settings import Settings
 from tcpanalyze.tracker import Connection, final_states
+from tcpanalyze.zeek import ZeekView, first_packet_flips
 
-try:  # the Zeek-compatible view (conn_state, history)
-    from tcpanalyze.zeek import ZeekView
-except ImportError:  # pragma: no cover - during development only
-    ZeekView = None  # type: ignore[assignment,misc]
+
+class ZeekRecord:
+    """One record as Zeek would log it: Zeek's originator, its timers' splits."""
+
+    __slots__ = ("end", "orig", "orig_bytes", "orig_pkts", "resp", "resp_bytes",
+                 "resp_pkts", "start", "view")
+
+    def __init__(self, seg: Segment) -> None:
+        flip = first_packet_flips(seg)
+        self.orig = (seg.dst, seg.dport) if flip else (seg.src, seg.sport)
+        self.resp = (seg.src, seg.sport) if flip else (seg.dst, seg.dport)
+        self.view = ZeekView(flip)
+        self.start = self.end = seg.ts
+        self.orig_pkts = self.resp_pkts = self.orig_bytes = self.resp_bytes = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        orig, resp = self.orig, self.resp
+        o_pkts, r_pkts, o_bytes, r_bytes = (self.orig_pkts, self.resp_pkts,
+                                            self.orig_bytes, self.resp_bytes)
+        if self.view.roles_swapped:
+            orig, resp = resp, orig
+            o_pkts, r_pkts, o_bytes, r_bytes = r_pkts, o_pkts, r_bytes, o_bytes
+        return {"orig": format_endpoint(*orig), "resp": format_endpoint(*resp),
+                "start": self.start, "end": self.end, "conn_state": self.view.conn_state(),
+                "history": self.view.history(), "orig_pkts": o_pkts, "resp_pkts": r_pkts,
+                "orig_bytes": o_bytes, "resp_bytes": r_bytes}
 
 _KIND_ORDER = {kind: i for i, kind in enumerate(FINDING_KINDS)}
 
@@ -51,6 +74,7 @@ class Analysis:
     settings: Settings = field(default_factory=Settings)
     capture: str | None = None  # capture name stamped on findings (multi-capture runs)
     keep_connections: bool = True  # False: keep only connections with findings (live runs)
+    zeek_records: bool = False  # also split connections into records as Zeek would
     findings: list[Finding] = field(default_factory=list)
     connections: list[ConnectionSummary] = field(default_factory=list)
     connections_total: int = 0
@@ -74,10 +98,12 @@ class Analysis:
             self.last_ts = ts
         conn, _, _ = self.table.add(seg)
         view = conn.__dict__.get("zeek")
-        if view is None and ZeekView is not None:
+        if view is None:
             view = conn.__dict__["zeek"] = ZeekView(conn.flipped)
         if view is not None:
             view.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port)
+        if self.zeek_records:
+            self._zeek_record(conn, seg)
         if conn.client.packets + conn.server.packets == 1 and seg.flags & SYN \
                 and not seg.flags & ACK:
             self.aggregates.on_attempt(conn, seg.frame, ts)
@@ -135,6 +161,28 @@ class Analysis:
             self.connections.append(self._summarize(conn, kinds))
         return found
 
+    @staticmethod
+    def _zeek_record(conn: Connection, seg: Segment) -> None:
+        records: list[ZeekRecord] = conn.__dict__.setdefault("zeek_records", [])
+        from_orig = False
+        if records:
+            rec = records[-1]
+            from_orig = (seg.src, seg.sport) == rec.orig
+            if rec.view.starts_new_record(seg, from_orig, seg.ts):
+                records.append(ZeekRecord(seg))
+        else:
+            records.append(ZeekRecord(seg))
+        rec = records[-1]
+        from_orig = (seg.src, seg.sport) == rec.orig
+        rec.view.feed(seg, from_orig)
+        rec.end = seg.ts
+        if from_orig:
+            rec.orig_pkts += 1
+            rec.orig_bytes += seg.payload_len
+        else:
+            rec.resp_pkts += 1
+            rec.resp_bytes += seg.payload_len
+
     def _emit(self, findings: Iterable[Finding]) -> list[Finding]:
         out = []
         for finding in findings:
@@ -159,7 +207,8 @@ class Analysis:
             quality=conn.quality(),
             timeline=[StateChange(ch.ts, ch.frame, ch.role, ch.old, ch.new, ch.reason)
                       for ch in conn.timeline],
-            capture=self.capture)
+            capture=self.capture,
+            zeek_records=[r.to_dict() for r in conn.__dict__.get("zeek_records", ())])
 
 
 def _absorbed_kinds(summary: ConnectionSummary, keep: set[int | None]) -> set[str]:
@@ -172,14 +221,15 @@ def _absorbed_kinds(summary: ConnectionSummary, keep: set[int | None]) -> set[st
 
 
 def analyze(path: str, settings: Settings | None = None, *,
-            decoder: str = "dpkt", verify_checksums: bool = False,
+            decoder: str = "dpkt", verify_checksums: bool = False, zeek_records: bool = False,
             on_finding: Callable[[Finding], Any] | None = None,
             on_progress: Callable[[int, int], Any] | None = None,
             capture_name: str | None = None, keep_connections: bool = True,
             stdin: Any = None) -> Report:
     """Analyse one capture; read faults end the reading, never the report."""
     settings = settings or Settings()
-    analysis = Analysis(settings, capture=capture_name, keep_connections=keep_connections)
+    analysis = Analysis(settings, capture=capture_name, keep_connections=keep_connections,
+                        zeek_records=zeek_records)
     summary = read_into(analysis, path, decoder=decoder, verify_checksums=verify_checksums,
                         on_finding=on_finding, on_progress=on_progress, stdin=stdin)
     for finding in analysis.finish():

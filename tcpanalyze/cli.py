@@ -147,7 +147,7 @@ def _progress(path: str, enabled: bool) -> Iterator[Callable[[int, Any], None] |
 
 def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_checksums: bool,
                  progress: bool, on_finding: Callable[[Finding], None] | None = None,
-                 keep_connections: bool = True) -> Report:
+                 keep_connections: bool = True, zeek_records: bool = False) -> Report:
     """Analyse one or more captures into one merged report. Ctrl-C stops reading and
     still reports what was read."""
     captures: list[CaptureSummary] = []
@@ -158,7 +158,8 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
     next_id = 0
     for path in paths:
         name = path if many else None
-        analysis = Analysis(config.settings, capture=name, keep_connections=keep_connections)
+        analysis = Analysis(config.settings, capture=name, keep_connections=keep_connections,
+                            zeek_records=zeek_records)
         with _progress(path, progress) as update:
             try:
                 summary = read_into(analysis, path,
@@ -218,6 +219,11 @@ def _retry_with_tshark(analysis: Analysis, summary: CaptureSummary, path: str,
          "does not open; reading the capture with tshark instead")
     again = Analysis(config.settings, capture=name, keep_connections=keep_connections)
     return again, read_into(again, path, decoder="tshark")
+
+
+def _wants_zeek(fmt: str | None, outputs: tuple[str, ...]) -> bool:
+    """Zeek's records are computed only when a Zeek log is asked for."""
+    return fmt == "zeek" or any(p.lower().endswith(".log") for p in outputs)
 
 
 def _open_errors() -> tuple[type[Exception], ...]:
@@ -320,6 +326,7 @@ def report(captures: tuple[str, ...], fmt: str | None, outputs: tuple[str, ...],
 
     try:
         result = run_analysis(_expand(captures), config, decoder=decoder,
+                              zeek_records=_wants_zeek(fmt, ()),
                               verify_checksums=verify_checksums, progress=not no_progress,
                               on_finding=on_finding)
     except InputFailed as exc:
@@ -353,6 +360,7 @@ def flows(captures: tuple[str, ...], fmt: str, config_path: str | None, decoder:
     config = _load(config_path, overrides)
     try:
         result = run_analysis(_expand(captures), config, decoder=decoder,
+                              zeek_records=_wants_zeek(fmt, ()),
                               verify_checksums=verify_checksums, progress=not no_progress)
     except InputFailed as exc:
         _err(str(exc))
@@ -426,6 +434,7 @@ def check_command(captures: tuple[str, ...], fail_on: tuple[str, ...], ignores: 
         raise click.UsageError(str(exc)) from None
     try:
         result = run_analysis(_expand(captures), config, decoder=decoder,
+                              zeek_records=_wants_zeek(fmt or config.format, outputs),
                               verify_checksums=verify_checksums, progress=not no_progress)
     except InputFailed as exc:
         _err(str(exc))

@@ -125,6 +125,9 @@ class ConnectionSummary:
     quality: dict[str, Any] = field(default_factory=dict)  # handshake_seen, both_directions, gaps
     timeline: list[StateChange] = field(default_factory=list)
     capture: str | None = None
+    # Zeek's own records for this connection (its timers may split one connection into
+    # several); computed only on request (--format zeek, --zeek-records).
+    zeek_records: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self, timeline: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -147,6 +150,8 @@ class ConnectionSummary:
             out["timeline"] = [change.to_dict() for change in self.timeline]
         if self.capture is not None:
             out["capture"] = self.capture
+        if self.zeek_records:
+            out["zeek_records"] = self.zeek_records
         return out
 
 

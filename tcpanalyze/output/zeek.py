@@ -7,6 +7,7 @@ the unset marker '-', as Zeek writes unset optional fields.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 
@@ -123,6 +124,18 @@ def _row(conn: ConnectionSummary, capture: str) -> list[str]:
     ]
 
 
+def zeek_rows(conn: ConnectionSummary) -> list[ConnectionSummary]:
+    """The records Zeek would log for a connection: its own `zeek_records` when they
+    were computed (Zeek's timers may split one connection), else the connection."""
+    if not conn.zeek_records:
+        return [conn]
+    return [dataclasses.replace(
+        conn, client=r["orig"], server=r["resp"], start=r["start"], end=r["end"],
+        conn_state=r["conn_state"], history=r["history"], packets_client=r["orig_pkts"],
+        packets_server=r["resp_pkts"], bytes_client=r["orig_bytes"],
+        bytes_server=r["resp_bytes"]) for r in conn.zeek_records]
+
+
 def render(report: Report, opened: float | None = None, closed: float | None = None) -> str:
     """The log text. `opened` / `closed` default to the capture's first and last packet
     times (deterministic output; Zeek writes the wall clock there)."""
@@ -143,7 +156,8 @@ def render(report: Report, opened: float | None = None, closed: float | None = N
         "#fields" + "".join(SEPARATOR + name for name, _ in FIELDS),
         "#types" + "".join(SEPARATOR + kind for _, kind in FIELDS),
     ]
-    for conn in sorted(report.connections, key=lambda c: (c.start, c.id)):
+    rows = [record for conn in report.connections for record in zeek_rows(conn)]
+    for conn in sorted(rows, key=lambda c: (c.start, c.id)):
         lines.append(SEPARATOR.join(_row(conn, conn.capture or default_capture)))
     lines.append(f"#close{SEPARATOR}{_time_stamp(closed)}")
     return "\n".join(lines) + "\n"
