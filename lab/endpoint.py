@@ -7,6 +7,7 @@ Subcommands:
           [--do SCRIPT] [--stdin]
           connect (SO_REUSEADDR, optional bind); print CONNECTED, then run SCRIPT.
   rst     --src A --sport P --dst A --dport P --seq N [--ack N]      (scapy, raw socket)
+  craft   --src A --dst A --seg SPORT:DPORT:FLAGS ...   odd flag combinations (scapy)
   synflood --dst A --dport P --spoof-net CIDR --count N --rate R --sources K  (scapy)
   scan    --addr A --ports LO-HI [--timeout S]   connect() probes, one after the other
 
@@ -197,6 +198,22 @@ def cmd_rst(a: argparse.Namespace) -> None:
     say("OK rst sent")
 
 
+def cmd_craft(a: argparse.Namespace) -> None:
+    """Segments with chosen flag combinations, 0.05 s apart: --seg SPORT:DPORT:FLAGS,
+    FLAGS in scapy letters (S F R P A U E C), '' for none."""
+    from scapy.all import IP, TCP, raw
+
+    rng = random.Random(a.seed)
+    packets = []
+    for spec in a.seg[:100]:
+        sport, dport, flags = spec.split(":", 2)
+        packets.append(raw(IP(src=a.src, dst=a.dst)
+                           / TCP(sport=int(sport), dport=int(dport), flags=flags,
+                                 seq=rng.randrange(2**32), window=1024)))
+    send_raw(packets, a.dst, rate=20)
+    say(f"OK sent {len(packets)}")
+
+
 def send_raw(packets: list[bytes], dst: str, rate: float) -> None:
     """Send finished IP packets on a raw socket, at most `rate` per second (0: at once)."""
     fam = family_of(dst)
@@ -291,6 +308,13 @@ def main(argv: list[str] | None = None) -> None:
     rp.add_argument("--seq", type=int, required=True)
     rp.add_argument("--ack", type=int, default=None)
     rp.set_defaults(func=cmd_rst)
+
+    xp = sub.add_parser("craft")
+    xp.add_argument("--src", required=True)
+    xp.add_argument("--dst", required=True)
+    xp.add_argument("--seg", action="append", required=True)
+    xp.add_argument("--seed", type=int, default=11)
+    xp.set_defaults(func=cmd_craft)
 
     fp = sub.add_parser("synflood")
     fp.add_argument("--dst", required=True)

@@ -631,6 +631,42 @@ def port_scan(rec: Recording) -> None:
     rec.stop()
 
 
+INVALID_FLAGS = [("SF", "SYN+FIN"), ("", "no flags (NULL scan)"), ("FPU", "FIN+PSH+URG (Xmas)"),
+                 ("SR", "SYN+RST"), ("F", "FIN alone, no ACK")]
+
+
+@scenario("invalid-flags", extra=("scanner",))
+def invalid_flags(rec: Recording) -> None:
+    kinds = "; ".join(f"{flags or '-'} = {what}" for flags, what in INVALID_FLAGS)
+    rec.description = ("The scanner (10.77.4.2, its own address) sends scapy-crafted segments "
+                       "with flag combinations no TCP stack sends, 0.05 s apart, from source "
+                       "ports 51000.. to the listening port 8080 and the same set from 51100.. "
+                       f"to the closed port 8099 ({kinds}). The server's kernel drops them at "
+                       "the listener and answers RST-ACK at the closed port to those without "
+                       "RST (SYN+FIN, NULL, Xmas, FIN); the scanner's kernel has no sockets "
+                       "for them and stays silent.")
+    lab = rec.lab
+    server(rec, "hold")
+    rec.start()
+    segs = []
+    for base, dport in ((51000, 8080), (51100, 8099)):
+        for i, (flags, _what) in enumerate(INVALID_FLAGS):
+            segs += ["--seg", f"{base + i}:{dport}:{flags}"]
+            rec.connections.append(Conn(("scanner", base + i), ("server", dport),
+                                        note=f"flags {flags or 'none'}"))
+    craft = lab.endpoint_program("scanner", ["craft", "--src", lab.addr("scanner"),
+                                             "--dst", lab.addr("server"), *segs], "craft")
+    craft.expect("OK sent", timeout=20)
+    settle(0.3)
+    for dport in (8080, 8099):
+        rec.expected.append(finding("invalid_flags", rec, dport,
+                                    source=lab.addr("scanner"), combinations=[
+                                        f or "none" for f, _ in INVALID_FLAGS]))
+    rec.incidental.append(finding("connection_refused", rec, 8099,
+                                  note="the closed port's RST-ACKs to the odd segments"))
+    rec.stop()
+
+
 @scenario("data-after-close")
 def data_after_close(rec: Recording) -> None:
     rec.description = ("Request/response; the server application then close()s (FIN) and no "

@@ -414,6 +414,17 @@ def ev_port_scan(f: dict[str, Any], t: dict[str, Any], segs: list[Seg]) -> None:
     assert len(probes[f["host"]]) >= 20
 
 
+def ev_invalid_flags(f: dict[str, Any], t: dict[str, Any], segs: list[Seg]) -> None:
+    def invalid(flags: int) -> bool:
+        syn, fin, rst, ack = flags & 0x02, flags & 0x01, flags & 0x04, flags & 0x10
+        return (flags & 0x3F == 0 or bool(syn and fin) or bool(syn and rst)
+                or bool(fin and not ack))
+
+    odd = [s for s in segs if s.dst == f["server"] and host_of(s.src) == f["source"]
+           and invalid(s.flags)]
+    assert len(odd) >= 3, f"only {len(odd)} segments with impossible flags"
+
+
 EVIDENCE = {name.removeprefix("ev_"): fn for name, fn in globals().items()
             if name.startswith("ev_")}
 
