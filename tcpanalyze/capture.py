@@ -82,7 +82,7 @@ class _Interface(NamedTuple):
 
 def _chunks_plain(stream: BinaryIO) -> Iterator[bytes]:
     # read1 returns what a pipe has now instead of waiting for a full chunk
-    read = stream.read
+    read = getattr(stream, "read1", None) or stream.read
     while True:
         chunk = read(READ_SIZE)
         if not chunk:
@@ -312,7 +312,8 @@ class CaptureReader:
                 return
             buf, pos = self._buf, self._pos
             start = self._base + pos
-            if buf[pos:pos + 4] == PCAPNG_SHB:
+            btype, blen = hdr(buf, pos)
+            if btype == SHB:  # the same bytes in either byte order
                 if not self._fill(12):
                     raise self._error("file ends inside a section header block", start,
                                       self.frames_read + 1)
@@ -326,7 +327,7 @@ class CaptureReader:
                     raise self._error("section header block has a bad byte-order magic",
                                       start + 8, self.frames_read + 1)
                 hdr = struct.Struct(endian + "II").unpack_from
-            btype, blen = hdr(buf, pos)
+                btype, blen = hdr(buf, pos)
             if blen < 12 or blen % 4 or blen > MAX_BLOCK_LEN:
                 raise self._error(f"block type 0x{btype:x} has an impossible length {blen}",
                                   start, self.frames_read + 1)

@@ -45,6 +45,8 @@ TUNNEL_UDP_PORTS = {4789: "VXLAN", 2152: "GTP-U", 3544: "Teredo"}
 
 _ETH_IP4 = struct.Struct("!12xHBBHHHBBH4s4s")
 _TCP = struct.Struct("!HHIIBBHHH")
+_eth_ip4 = _ETH_IP4.unpack_from  # bound once: the fast path runs per frame
+_tcp_at = _TCP.unpack_from
 _U16 = struct.Struct("!H").unpack_from
 _U32_LE = struct.Struct("<I").unpack_from
 _U16_LE = struct.Struct("<H").unpack_from
@@ -84,11 +86,10 @@ class Decoder:
         data = frame.data
         # fast path: Ethernet II, IPv4 with a 20-byte header, unfragmented TCP
         if frame.linktype == 1 and len(data) >= 54 and not self.verify_checksums:
-            etype, vihl, _tos, total, _id, frag, _ttl, proto, _sum, src, dst = _ETH_IP4.unpack_from(
-                data, 0)
+            etype, vihl, _tos, total, _id, frag, _ttl, proto, _sum, src, dst = _eth_ip4(data, 0)
             if (etype == 0x0800 and vihl == 0x45 and proto == 6 and not frag & 0x3FFF
                     and total >= 40 and total + 14 <= max(len(data), frame.wirelen)):
-                sport, dport, seq, ack, off, flags, win, _c, _u = _TCP.unpack_from(data, 34)
+                sport, dport, seq, ack, off, flags, win, _c, _u = _tcp_at(data, 34)
                 thl = (off >> 4) << 2
                 if 20 <= thl <= total - 20 and 34 + thl <= len(data):
                     self.counts["tcp"] += 1

@@ -4,6 +4,7 @@ bad input ends cleanly with a one-line error; stdin is streamed, not slurped."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import re
 import shutil
@@ -227,6 +228,23 @@ def test_concatenated_gzip_members(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(raw[:cut]) + gzip.compress(raw[cut:]))
     frames, error = read_all(path)
     assert error is None and frames == read_all(DATA / "eth-nano.pcap")[0]
+
+
+def test_kuznetzov_pcap_records(tmp_path: Path) -> None:
+    # patched-libpcap format: magic a1b2cd34 and 8 more bytes (ifindex, protocol, type) per
+    # record; rewritten from a real capture, tshark reads it as "modified pcap"
+    raw = b"\xd4\xc3\xb2\xa1" + (DATA / "sll.pcap").read_bytes()[4:]
+    out = [b"\x34\xcd\xb2\xa1" + raw[4:24]]
+    offsets = [*pcap_record_offsets(raw), len(raw)]
+    for start, end in itertools.pairwise(offsets):
+        out.append(raw[start:start + 16] + b"\x07\x00\x00\x00\x08\x00\x04\x00" +
+                   raw[start + 16:end])
+    path = tmp_path / "kuznetzov.pcap"
+    path.write_bytes(b"".join(out))
+    frames, error = read_all(path)
+    assert error is None and frames == read_all(DATA / "sll.pcap")[0]
+    if shutil.which("tshark"):
+        assert len(tshark_fields(path, "frame.number")) == len(frames)
 
 
 # -- bad input ---------------------------------------------------------------------------
