@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -653,7 +654,7 @@ def invalid_flags(rec: Recording) -> None:
         for i, (flags, _what) in enumerate(INVALID_FLAGS):
             segs += ["--seg", f"{base + i}:{dport}:{flags}"]
             rec.connections.append(Conn(("scanner", base + i), ("server", dport),
-                                        note=f"flags {flags or 'none'}"))
+                                        note=f"flags {flags or 'none'}; crafted, no socket"))
     craft = lab.endpoint_program("scanner", ["craft", "--src", lab.addr("scanner"),
                                              "--dst", lab.addr("server"), *segs], "craft")
     craft.expect("OK sent", timeout=20)
@@ -665,6 +666,11 @@ def invalid_flags(rec: Recording) -> None:
     rec.incidental.append(finding("connection_refused", rec, 8099,
                                   note="the closed port's RST-ACKs to the odd segments"))
     rec.stop()
+    # the scanner's side is raw packets, not a socket: no kernel state (null); the
+    # server's is what its ss says
+    for conn in rec.connections:
+        peer = lab.endpoint(*conn.client)
+        conn.states = (None, state_of(rec.ss["server"], lab.endpoint(*conn.server), peer))
 
 
 @scenario("data-after-close")
@@ -723,7 +729,35 @@ def linktype_nano(rec: Recording) -> None:
     rec.stop()
 
 
+def reorder(rec: Recording) -> None:
+    """reordercap: the same pcapng with its frames sorted by timestamp."""
+    raw = rec.path.with_suffix(".unordered.tmp")
+    rec.path.rename(raw)
+    subprocess.run(["reordercap", str(raw), str(rec.path)], check=True, capture_output=True)
+    raw.unlink()
+    rec.extra["postprocess"] = f"reordercap {rec.name}.unordered {rec.path.name}"
+
+
 @scenario("linktype-pcapng-multi")
+def linktype_pcapng_ordered(rec: Recording) -> None:
+    rec.ext = "pcapng"
+    rec.description = ("normal-client-close captured by dumpcap in the client namespace into "
+                       "pcapng with two interfaces of different link types: eth0 (EN10MB) with "
+                       "filter 'src host 10.77.1.2' and any (LINUX_SLL) with filter 'inbound', "
+                       "so every TCP packet is recorded once: client-sent ones on interface 0, "
+                       "received ones on interface 1. dumpcap writes each interface's buffer in "
+                       "turn; the file was then put in timestamp order with reordercap (see "
+                       "linktype-pcapng-unordered for dumpcap's own order).")
+    src = rec.lab.addr("client")
+    rec.where = (f"client namespace: dumpcap -i eth0 -f 'src host {src}' -i any -f inbound, "
+                 "then reordercap")
+    rec.start_pcapng("client", [("eth0", f"src host {src}"), ("any", "inbound")])
+    normal_exchange(rec, 40134)
+    rec.stop()
+    reorder(rec)
+
+
+@scenario("linktype-pcapng-unordered")
 def linktype_pcapng(rec: Recording) -> None:
     rec.ext = "pcapng"
     rec.description = ("normal-client-close captured by dumpcap in the client namespace into "
