@@ -10,6 +10,7 @@ packets that make it (e.g. a SYN-ACK sent twice for missing_third_ack).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import struct
@@ -22,7 +23,9 @@ from typing import Any
 
 import pytest
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
+# TCA_SAMPLES_DIR checks a fresh `lab/make_samples.py --out DIR` run before committing it
+SAMPLES = Path(os.environ.get("TCA_SAMPLES_DIR")
+               or Path(__file__).resolve().parent.parent / "sample_pcaps")
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".pcap.gz", ".pcapng.gz")
 
 FINDING_KINDS = {
