@@ -248,7 +248,7 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
         from tcpanalyze.tshark import read_tshark_into
 
         return read_tshark_into(analysis, path, on_finding=on_finding, stdin=stdin)
-    from tcpanalyze.capture import CaptureError, open_capture
+    from tcpanalyze.capture import CaptureError, open_capture, time_ordered
     from tcpanalyze.decode import Decoder
 
     reader = open_capture(path, stdin=stdin)
@@ -257,7 +257,7 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
     decode = dec.decode
     frames = 0
     try:
-        for frame in reader:
+        for frame in time_ordered(reader):
             frames += 1
             seg = decode(frame)
             if seg is not None:

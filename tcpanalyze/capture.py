@@ -14,6 +14,7 @@ Byte offsets in messages count the (decompressed) capture stream from its start.
 
 from __future__ import annotations
 
+import heapq
 import struct
 import sys
 import zlib
@@ -151,6 +152,7 @@ class CaptureReader:
         self._extra = 0
         self._linktype = 0
         self.snaplen = 0
+        self.interfaces = 1  # most interface blocks in one pcapng section
         self._sniff()
 
     # -- buffer ------------------------------------------------------------------------
@@ -383,6 +385,7 @@ class CaptureReader:
                                       self.frames_read + 1)
                 interfaces.append(self._interface(buf, pos + 8, body_end, endian))
                 self.linktypes.add(interfaces[-1].linktype)
+                self.interfaces = max(self.interfaces, len(interfaces))
             elif btype == SHB:
                 interfaces = []  # interface ids are per section
             else:
@@ -425,3 +428,24 @@ def open_capture(path: str, stdin: BinaryIO | None = None) -> CaptureReader:
     except BaseException:
         stream.close()
         raise
+
+
+def time_ordered(reader: CaptureReader, window: float = 2.0) -> Iterator[Frame]:
+    """The reader's frames in timestamp order when a pcapng holds several interfaces.
+
+    dumpcap writes each interface's buffer in turn, so frames of different interfaces
+    interleave out of time order; the tracker needs capture-time order. Frames are held
+    at most `window` seconds of capture time (bounded memory) and keep their numbers.
+    Single-interface captures pass through in file order, as Wireshark reads them."""
+    heap: list[tuple[float, int, Frame]] = []
+    latest = float("-inf")
+    for frame in reader:
+        if reader.interfaces < 2 and not heap:
+            yield frame
+            continue
+        heapq.heappush(heap, (frame.ts, frame.number, frame))
+        latest = max(latest, frame.ts)
+        while heap and heap[0][0] <= latest - window:
+            yield heapq.heappop(heap)[2]
+    while heap:
+        yield heapq.heappop(heap)[2]

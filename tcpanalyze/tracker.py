@@ -537,6 +537,10 @@ class Connection:
         flags = seg.flags
         seq = seg.seq
         plen = seg.payload_len
+        if not flags & ACK:
+            # Without ACK (and no SYN/RST) every stack discards the segment (RFC 9293
+            # 3.10.7.4; Linux tcp_rcv_state_process): it is evidence of nothing.
+            return
         if peer.fin_pending and sender.fin_seq is not None and \
                 seq_gt(seq, sender.fin_seq):
             # This segment follows the sender's FIN in its sequence space, so (in order)
@@ -727,7 +731,7 @@ def final_states(conn: Connection) -> tuple[str, str]:
     out = []
     for ep, other in ((conn.client, conn.server), (conn.server, conn.client)):
         state = ep.state
-        never_answered = not ep.seen and other.state in (SYN_SENT, CLOSED)
+        never_answered = not ep.seen and other.state not in SYNCHRONIZED
         if state == LISTEN or (state == UNKNOWN and never_answered):
             state = CLOSED
         out.append(state)

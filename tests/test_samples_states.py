@@ -88,3 +88,17 @@ def test_findings_carry_frames_that_exist() -> None:
             assert finding.frames, (truth.name, finding.kind)
             assert all(1 <= f <= report.capture.packets for f in finding.frames)
             assert finding.summary.endswith((".", ")"))
+
+
+def test_multi_interface_pcapng_is_merged_by_time() -> None:
+    """dumpcap wrote all of one interface, then the other: without merging by time the
+    server would seem to answer before the client asked."""
+    from tcpanalyze.capture import open_capture
+
+    reader = open_capture(str(SAMPLES / "linktype-pcapng-unordered.pcapng"))
+    stamps = [f.ts for f in reader]
+    assert stamps != sorted(stamps)  # the file really is out of order
+    ordered = analyze(str(SAMPLES / "linktype-pcapng-unordered.pcapng"))
+    merged = analyze(str(SAMPLES / "linktype-pcapng-multi.pcapng"))  # reordercap'd copy
+    assert [(c.client_state, c.server_state, c.history) for c in ordered.connections] == \
+        [(c.client_state, c.server_state, c.history) for c in merged.connections]
