@@ -239,6 +239,24 @@ def ipv6_normal(rec: Recording) -> None:
     rec.stop()
 
 
+@scenario("ipv6-refused-reset")
+def ipv6_refused_reset(rec: Recording) -> None:
+    rec.description = ("Over IPv6: the client connects to port 9 where nothing listens (RST-ACK, "
+                       "ECONNREFUSED), then makes a connection to port 8080, exchanges 100 bytes "
+                       "each way and closes it with SO_LINGER {on, 0} (RST). Both end CLOSED.")
+    rec.start()
+    client(rec, 40022, "", 9, 6).expect("ERR connect ECONNREFUSED")
+    srv = server(rec, "recv 100; send 100; recv-eof", PORT, 6)
+    client(rec, 40023, "send 100; recv 100; linger0; close", PORT, 6).expect("DONE")
+    srv.expect("ERR")
+    settle()
+    rec.connections += [Conn(("client", 40022), ("server", 9), 6),
+                        Conn(("client", 40023), ("server", PORT), 6)]
+    rec.expected += [finding("connection_refused", rec, 9, 6),
+                     finding("rst_teardown", rec, PORT, 6, by="client")]
+    rec.stop()
+
+
 @scenario("dropped-third-ack")
 def dropped_third_ack(rec: Recording) -> None:
     rec.description = ("iptables in the server namespace drops every ACK without SYN from the "
