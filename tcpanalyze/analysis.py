@@ -3,6 +3,12 @@
 `Analysis` is sans-I/O: `feed(segment)` returns the findings that became certain with
 that segment (so a live stream can print them at once) and `finish()` closes the books.
 `analyze()` is the thin loop that drives it from a capture reader and decoder.
+
+Live runs (a pipe that may never end) use `keep_connections=False` and `zeek_view=False`:
+only connections with findings are summarised, and no Zeek view is kept per connection,
+so memory follows the connections open at once, not the connections seen. The end of a
+live run (EOF or Ctrl-C) is, as for a file, the time of the last packet: timers still
+running then are not fired by the wall clock.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tcpanalyze.detectors import AggregateDetector, ConnectionDetector
+from tcpanalyze.detectors import _ABSORBED, AggregateDetector, ConnectionDetector
 from tcpanalyze.flows import FlowTable
 from tcpanalyze.report import (
     FINDING_KINDS,
@@ -75,6 +81,7 @@ class Analysis:
     capture: str | None = None  # capture name stamped on findings (multi-capture runs)
     keep_connections: bool = True  # False: keep only connections with findings (live runs)
     zeek_records: bool = False  # also split connections into records as Zeek would
+    zeek_view: bool = True  # Zeek's conn_state/history per connection (off: less memory)
     findings: list[Finding] = field(default_factory=list)
     connections: list[ConnectionSummary] = field(default_factory=list)
     connections_total: int = 0
@@ -86,21 +93,23 @@ class Analysis:
         self._next_sweep = 0.0
         self.first_ts: float | None = None
         self.last_ts: float | None = None
+        self.segments = 0  # fed so far (a live view's packet rate)
 
     # -- streaming API ----------------------------------------------------------------
 
     def feed(self, seg: Segment) -> list[Finding]:
         ts = seg.ts
+        self.segments += 1
         if self.first_ts is None:
             self.first_ts = ts
             self._next_sweep = ts + 1.0
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
         conn, _, _ = self.table.add(seg)
-        view = conn.__dict__.get("zeek")
-        if view is None:
-            view = conn.__dict__["zeek"] = ZeekView(conn.flipped)
-        if view is not None:
+        if self.zeek_view:
+            view = conn.__dict__.get("zeek")
+            if view is None:
+                view = conn.__dict__["zeek"] = ZeekView(conn.flipped)
             view.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port)
         if self.zeek_records:
             self._zeek_record(conn, seg)
@@ -131,6 +140,8 @@ class Analysis:
                 if summary.id in self.aggregates.members:
                     summary.findings = [k for k in summary.findings
                                         if k not in _absorbed_kinds(summary, keep)]
+            if not self.keep_connections:  # kept only for findings that are now absorbed
+                self.connections = [c for c in self.connections if c.findings]
         self.findings.sort(key=lambda f: (f.time, _KIND_ORDER.get(f.kind, 99),
                                           f.connection or 0))
         self.connections.sort(key=lambda c: c.id)
@@ -142,7 +153,8 @@ class Analysis:
         self._next_sweep = now + 1.0
         new = self._emit(self.aggregates.findings())
         for conn in self.table.sweep(now):
-            new.extend(self._emit(self.connection_detector.findings(conn, now, final=False)))
+            new.extend(self._emit(self.connection_detector.findings(conn, now, final=False),
+                                  conn))
         return new
 
     def _close(self, conn: Connection, now: float) -> list[Finding]:
@@ -154,9 +166,11 @@ class Analysis:
                       "no state kept: this server port was answering with SYN cookies")
         self.aggregates.on_connection_end(conn)
         found = self._emit(self.connection_detector.findings(conn, max(now, conn.last),
-                                                             final=True))
+                                                             final=True), conn)
         self.connections_total += 1
         kinds = sorted(conn.__dict__.get("emitted", ()), key=lambda k: _KIND_ORDER.get(k, 99))
+        if conn.__dict__.get("absorbed"):
+            kinds = [k for k in kinds if k not in _ABSORBED]
         if self.keep_connections or kinds:
             self.connections.append(self._summarize(conn, kinds))
         return found
@@ -183,10 +197,27 @@ class Analysis:
             rec.resp_pkts += 1
             rec.resp_bytes += seg.payload_len
 
-    def _emit(self, findings: Iterable[Finding]) -> list[Finding]:
+    def _in_reported_aggregate(self, conn: Connection) -> bool:
+        """The connection is an attempt toward a target already reported as flooded, or
+        from a source already reported as scanning: its handshake findings are part of
+        that aggregate (decided here at once, so a long flood neither prints nor keeps a
+        finding per spoofed source)."""
+        reported = self.aggregates._reported
+        if not reported or not conn.client.syn_count:
+            return False
+        return (("flood", (conn.server.addr, conn.server.port)) in reported
+                or ("scan", conn.client.addr) in reported)
+
+    def _emit(self, findings: Iterable[Finding], conn: Connection | None = None
+              ) -> list[Finding]:
         out = []
+        absorbed = False
+        if conn is not None and findings:
+            absorbed = self._in_reported_aggregate(conn)
+            if absorbed:
+                conn.__dict__["absorbed"] = True
         for finding in findings:
-            if self.aggregates.absorbs(finding):
+            if self.aggregates.absorbs(finding) or (absorbed and finding.kind in _ABSORBED):
                 continue
             finding.capture = self.capture
             self.findings.append(finding)
@@ -242,12 +273,22 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
               verify_checksums: bool = False,
               on_finding: Callable[[Finding], Any] | None = None,
               on_progress: Callable[[int, int], Any] | None = None,
-              stdin: Any = None) -> CaptureSummary:
-    """Feed every segment of a capture into `analysis`; returns the capture summary."""
+              stdin: Any = None, interrupt: Any = None) -> CaptureSummary:
+    """Feed every segment of a capture into `analysis`; returns the capture summary.
+
+    `interrupt` (live.Interrupt) makes Ctrl-C/SIGTERM end the reading between two
+    frames, never inside one: the summary then says `interrupted` and, for stdin, that is
+    a normal end of a live run (no error)."""
     if decoder == "tshark":
         from tcpanalyze.tshark import read_tshark_into
 
-        return read_tshark_into(analysis, path, on_finding=on_finding, stdin=stdin)
+        if interrupt is None:
+            return read_tshark_into(analysis, path, on_finding=on_finding, stdin=stdin)
+        interrupt.waiting = True  # no clean point between frames: Ctrl-C raises at once
+        try:
+            return read_tshark_into(analysis, path, on_finding=on_finding, stdin=stdin)
+        finally:
+            interrupt.waiting = False
     from tcpanalyze.capture import CaptureError, open_capture, time_ordered
     from tcpanalyze.decode import Decoder
 
@@ -257,19 +298,47 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
     decode = dec.decode
     frames = 0
     try:
-        for frame in time_ordered(reader):
-            frames += 1
-            seg = decode(frame)
-            if seg is not None:
-                new = feed(seg)
-                if new and on_finding is not None:
-                    for finding in new:
-                        on_finding(finding)
-            if on_progress is not None and not frames & 0x3FFF:
-                on_progress(frames, getattr(reader, "bytes_read", 0))
+        if interrupt is None:
+            for frame in time_ordered(reader):
+                frames += 1
+                seg = decode(frame)
+                if seg is not None:
+                    new = feed(seg)
+                    if new and on_finding is not None:
+                        for finding in new:
+                            on_finding(finding)
+                if on_progress is not None and not frames & 0x3FFF:
+                    on_progress(frames, getattr(reader, "bytes_read", 0))
+        else:
+            # The signal handler raises only while we wait for input; while a frame is
+            # being analysed it just sets `requested`, which is checked after the frame.
+            ordered = time_ordered(reader)
+            while not interrupt.requested:
+                interrupt.waiting = True
+                try:
+                    frame = next(ordered)
+                except StopIteration:
+                    break
+                finally:
+                    interrupt.waiting = False
+                frames += 1
+                seg = decode(frame)
+                if seg is not None:
+                    new = feed(seg)
+                    if new and on_finding is not None:
+                        for finding in new:
+                            on_finding(finding)
+                if on_progress is not None and not frames & 0x3FFF:
+                    on_progress(frames, getattr(reader, "bytes_read", 0))
     except CaptureError as exc:  # a reader that raises instead of setting .error
         reader.error = exc
+    except KeyboardInterrupt:
+        if interrupt is None:
+            raise
+    interrupted = interrupt is not None and interrupt.requested
     error = reader.error
+    if interrupted and error is None and path != "-":
+        error = CaptureError(path, f"interrupted after {frames} frame(s)")
     counts = dict(dec.counts)
     skipped = {name: counts.get(name, 0) for name in PACKET_CLASSES if name != "tcp"}
     return CaptureSummary(
@@ -284,7 +353,9 @@ def build_report(captures: list[CaptureSummary], analysis: Analysis) -> Report:
     return Report(captures=captures, connections=analysis.connections,
                   findings=analysis.findings,
                   stats={"connections": analysis.connections_total,
-                         "evicted": analysis.table.evicted})
+                         "evicted": analysis.table.evicted,
+                         "idle_closed": analysis.table.idled,
+                         "peak_tracked": analysis.table.peak})
 
 
 def worst_severity(findings: Iterable[Finding]) -> str | None:

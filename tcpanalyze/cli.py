@@ -7,6 +7,7 @@ Exit codes (all commands): 0 done (for `check`: nothing crossed the threshold),
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import signal
@@ -147,33 +148,52 @@ def _progress(path: str, enabled: bool) -> Iterator[Callable[[int, Any], None] |
 
 def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_checksums: bool,
                  progress: bool, on_finding: Callable[[Finding], None] | None = None,
-                 keep_connections: bool = True, zeek_records: bool = False) -> Report:
-    """Analyse one or more captures into one merged report. Ctrl-C stops reading and
-    still reports what was read."""
+                 keep_connections: bool = True, zeek_records: bool = False,
+                 on_start: Callable[[Analysis, str], Any] | None = None) -> Report:
+    """Analyse one or more captures into one merged report. Ctrl-C (or SIGTERM) stops
+    reading and still reports what was read: for stdin that is the normal end of a live
+    run, for a file an incomplete read.
+
+    stdin ('-') is analysed as a live stream: only connections with findings are kept
+    for the report and no Zeek view unless a Zeek log is asked for, so memory stays
+    bounded however long it runs. `on_start(analysis, path)` sees each analysis before
+    reading starts (the watch view)."""
+    from tcpanalyze.live import Interrupt
+
     captures: list[CaptureSummary] = []
     connections = []
     findings: list[Finding] = []
-    stats: dict[str, Any] = {"connections": 0, "evicted": 0}
+    stats: dict[str, Any] = {"connections": 0, "evicted": 0, "idle_closed": 0,
+                             "peak_tracked": 0}
     many = len(paths) > 1
     next_id = 0
+    interrupt = Interrupt()
     for path in paths:
         name = path if many else None
-        analysis = Analysis(config.settings, capture=name, keep_connections=keep_connections,
-                            zeek_records=zeek_records)
-        with _progress(path, progress) as update:
+        live = path == "-"
+        analysis = Analysis(config.settings, capture=name,
+                            keep_connections=keep_connections and not live,
+                            zeek_records=zeek_records, zeek_view=not live or zeek_records)
+        if on_start is not None:
+            on_start(analysis, path)
+        with _progress(path, progress) as update, interrupt:
             try:
                 summary = read_into(analysis, path,
                                     decoder="dpkt" if decoder == "auto" else decoder,
                                     verify_checksums=verify_checksums, on_finding=on_finding,
-                                    on_progress=update, stdin=sys.stdin.buffer)
-                if decoder == "auto" and _undecoded(summary):
+                                    on_progress=update, stdin=sys.stdin.buffer,
+                                    interrupt=interrupt)
+                if decoder == "auto" and _undecoded(summary) and not interrupt.requested:
                     analysis, summary = _retry_with_tshark(analysis, summary, path, name,
                                                            config, keep_connections)
-            except KeyboardInterrupt:
-                summary = analysis.__dict__.pop("partial_summary", None) or CaptureSummary(
-                    path=path, format="", linktypes=[], packets=0, tcp_segments=0, skipped={},
+            except KeyboardInterrupt:  # the tshark decoder has no clean stop between frames
+                summary = CaptureSummary(
+                    path=path, format="", linktypes=[], packets=analysis.segments,
+                    tcp_segments=analysis.segments, skipped={},
                     first_ts=analysis.first_ts, last_ts=analysis.last_ts,
-                    error=f"{path}: interrupted")
+                    error=None if live else f"{path}: interrupted")
+            except BrokenPipeError:
+                raise
             except _open_errors() as exc:
                 raise InputFailed(str(exc)) from None
         for finding in analysis.finish():
@@ -194,7 +214,12 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
         connections.extend(part.connections)
         findings.extend(part.findings)
         for key in stats:
-            stats[key] += part.stats.get(key, 0)
+            if key == "peak_tracked":
+                stats[key] = max(stats[key], part.stats.get(key, 0))
+            else:
+                stats[key] += part.stats.get(key, 0)
+        if interrupt.requested:
+            break  # Ctrl-C ends the whole run, not just this capture
     return Report(captures=captures, connections=connections, findings=findings,
                   tool_version=__version__, stats=stats)
 
@@ -265,6 +290,22 @@ def _write_outputs(report: Report, fmt: str, outputs: tuple[str, ...],
             sys.stdout.write("\n")
 
 
+def _quiet_pipe(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`tcpanalyze ... | head`: a reader that went away ends the run quietly (exit 0),
+    without a traceback and without the interpreter's complaint when it flushes stdout."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
+
+    return wrapper
+
+
 # -- commands ------------------------------------------------------------------------------
 
 
@@ -301,21 +342,33 @@ def main() -> None:
               "state changes.")
 @click.option("--max-rows", type=int, default=40, show_default=True,
               help="Terminal/markdown: connections and findings listed at most.")
+@click.option("--live", is_flag=True,
+              help="While reading, show the watch view (rates, connections by state, "
+                   "newest findings), then the final report; see `tcpanalyze watch`.")
 @_common
+@_quiet_pipe
 def report(captures: tuple[str, ...], fmt: str | None, outputs: tuple[str, ...],
-           no_timeline: bool, max_rows: int, config_path: str | None, decoder: str,
-           verify_checksums: bool, no_progress: bool, overrides: tuple[str, ...]) -> None:
+           no_timeline: bool, max_rows: int, live: bool, config_path: str | None,
+           decoder: str, verify_checksums: bool, no_progress: bool,
+           overrides: tuple[str, ...]) -> None:
     """Analyse captures and report connections and findings.
 
     CAPTURE is a pcap/pcapng file (optionally gzip-compressed), a glob, or '-' for
     stdin. With --format ndjson each finding is printed the moment it is detected,
     so `tcpdump -w - | tcpanalyze report -f ndjson - | jq` works live.
 
+    A live stream ('-') is analysed as packets arrive; EOF, Ctrl-C or SIGTERM end it
+    with the full report (timers fired as of the last packet's time). Only connections
+    with findings are listed for a live stream; the counts cover all of them.
+
     Exit status: 0 when the captures were read (findings or not), 2 when a capture
     could not be read completely (what was read is still reported) or on usage errors.
     """
     config = _load(config_path, overrides)
     fmt = fmt or config.format or "terminal"
+    if live and fmt != "terminal":
+        raise click.UsageError("--live shows terminal tables; it cannot be combined with "
+                               f"--format {fmt} (write that with -o FILE instead)")
     live_ndjson = fmt == "ndjson"
     on_finding = None
     if live_ndjson:
@@ -325,10 +378,15 @@ def report(captures: tuple[str, ...], fmt: str | None, outputs: tuple[str, ...],
             write_finding(finding, sys.stdout)
 
     try:
-        result = run_analysis(_expand(captures), config, decoder=decoder,
-                              zeek_records=_wants_zeek(fmt, ()),
-                              verify_checksums=verify_checksums, progress=not no_progress,
-                              on_finding=on_finding)
+        if live:
+            result = _watch(_expand(captures), config, decoder=decoder,
+                            zeek_records=_wants_zeek(fmt, outputs),
+                            verify_checksums=verify_checksums)
+        else:
+            result = run_analysis(_expand(captures), config, decoder=decoder,
+                                  zeek_records=_wants_zeek(fmt, outputs),
+                                  verify_checksums=verify_checksums, progress=not no_progress,
+                                  on_finding=on_finding)
     except InputFailed as exc:
         _err(str(exc))
         sys.exit(ExitCode.ERROR)
@@ -348,11 +406,78 @@ def report(captures: tuple[str, ...], fmt: str | None, outputs: tuple[str, ...],
     sys.exit(ExitCode.ERROR if errors else ExitCode.OK)
 
 
+def _watch(paths: list[str], config: Config, *, decoder: str, zeek_records: bool,
+           verify_checksums: bool) -> Report:
+    """run_analysis under the live view (on stderr's terminal when stdout is not one)."""
+    from tcpanalyze.live import WatchView, live_display
+    from tcpanalyze.output.terminal import make_console
+
+    console = make_console()
+    if not console.is_terminal:
+        from rich.console import Console
+
+        console = Console(stderr=True, highlight=False)
+    views: list[WatchView] = []
+
+    def on_finding(finding: Finding) -> None:
+        if views:
+            views[-1].on_finding(finding)
+
+    with live_display(WatchView(Analysis(config.settings), "-"), console) as display:
+
+        def on_start(analysis: Analysis, path: str) -> None:
+            views.append(WatchView(analysis, path))
+            display.update(views[-1])
+
+        return run_analysis(paths, config, decoder=decoder, zeek_records=zeek_records,
+                            verify_checksums=verify_checksums, progress=False,
+                            on_finding=on_finding, on_start=on_start)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("capture", metavar="CAPTURE", default="-")
+@click.option("-o", "--output", "outputs", multiple=True, metavar="FILE",
+              help="Also write the final report to a file (format from the extension, as "
+                   "for `report`). Repeatable.")
+@click.option("--max-rows", type=int, default=40, show_default=True,
+              help="Final report: connections and findings listed at most.")
+@_common
+@_quiet_pipe
+def watch(capture: str, outputs: tuple[str, ...], max_rows: int, config_path: str | None,
+          decoder: str, verify_checksums: bool, no_progress: bool,
+          overrides: tuple[str, ...]) -> None:
+    """Watch a live capture: packets and new connections per second, the connections
+    tracked now by state on each side (a live `ss -tan` for the wire) and the newest
+    findings, redrawn once a second; Ctrl-C, SIGTERM or the end of the input print the
+    final report. Same as `report --live`.
+
+    \b
+    Examples:
+      tcpdump -i eth0 -U -w - tcp | tcpanalyze watch -
+      dumpcap -i eth0 -w - | tcpanalyze watch -
+    """
+    config = _load(config_path, overrides)
+    try:
+        result = _watch([capture], config, decoder=decoder,
+                        zeek_records=_wants_zeek(None, outputs),
+                        verify_checksums=verify_checksums)
+    except InputFailed as exc:
+        _err(str(exc))
+        sys.exit(ExitCode.ERROR)
+    options = output.RenderOptions(policy=config.policy, max_rows=max_rows)
+    _write_outputs(result, "terminal", outputs, options)
+    errors = _read_errors(result)
+    for error in errors:
+        _err(error)
+    sys.exit(ExitCode.ERROR if errors else ExitCode.OK)
+
+
 @main.command(context_settings=CONTEXT)
 @click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
 @click.option("-f", "--format", "fmt", type=click.Choice(["terminal", "json", "csv", "zeek"]),
               default="terminal", show_default=True)
 @_common
+@_quiet_pipe
 def flows(captures: tuple[str, ...], fmt: str, config_path: str | None, decoder: str,
           verify_checksums: bool, no_progress: bool, overrides: tuple[str, ...]) -> None:
     """List the TCP connections in captures: client, server, start, duration, packets
@@ -402,6 +527,7 @@ def flows(captures: tuple[str, ...], fmt: str, config_path: str | None, decoder:
               help="Write a report file, format from the extension (.json .ndjson .csv "
                    ".xml=JUnit .sarif .log=Zeek .md); repeatable.")
 @_common
+@_quiet_pipe
 def check_command(captures: tuple[str, ...], fail_on: tuple[str, ...], ignores: tuple[str, ...],
                   baseline: str | None, write_baseline: str | None, fmt: str | None,
                   outputs: tuple[str, ...], config_path: str | None, decoder: str,

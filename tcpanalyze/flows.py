@@ -5,20 +5,37 @@ whose connection is over (FIN or RST seen) starts a new connection instance: por
 Connections leave the table when they are finished (both ends CLOSED, TIME_WAIT expired by
 capture time), idle too long, or evicted because the table is full; the caller gets each
 one exactly once through `pop_finished()` / `drain()`.
+
+Memory stays bounded on endless streams: every connection has one deadline in a heap (its
+next timer: TIME_WAIT, SYN/SYN-ACK retries, a detector threshold, or idleness), so a timer
+costs O(log n) when it is due and nothing before. An endpoint that never answered holds
+nothing, so a SYN nobody (or only a SYN cookie) answered leaves once its timers ran out:
+spoofed-source floods do not pile up. The table is ordered by last activity, so evicting
+the longest-idle connection when it is full is O(1).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Iterator
 
 from tcpanalyze.segment import ACK, SYN, Segment, parse_options, seq_gt
 from tcpanalyze.settings import Settings
 from tcpanalyze.tracker import (
+    CLOSE_WAIT,
     CLOSED,
+    CLOSING,
+    FIN_WAIT_2,
+    LAST_ACK,
+    LISTEN,
+    SYN_RCVD,
+    SYN_SENT,
     TIME_WAIT,
+    UNKNOWN,
     Change,
     Connection,
+    Endpoint,
     Note,
 )
 
@@ -31,6 +48,11 @@ Key = tuple[bytes, int, bytes, int]
 # A closed connection stays in the table this long (capture time) so that stragglers
 # (retransmissions, RSTs answering in-flight data) are not taken for a new connection.
 CLOSE_LINGER = 5.0
+# A connection nothing happens to is still looked at this often (capture time), so that
+# evidence-based findings (a peer that vanished) appear during a live run.
+QUIET_RECHECK = 60.0
+# Timer arithmetic in floats: look a hair after the deadline so `expire` sees it passed.
+_EPSILON = 1e-6
 
 
 def flow_key(seg: Segment) -> Key:
@@ -57,17 +79,39 @@ def sender_is_client(seg: Segment) -> bool:
     return True
 
 
+def _gone(ep: Endpoint) -> bool:
+    """The endpoint holds no connection: CLOSED, or it never sent anything (a SYN's
+    target that never answered keeps no state)."""
+    state = ep.state
+    return state == CLOSED or (not ep.packets and state in (UNKNOWN, LISTEN))
+
+
+def is_done(conn: Connection) -> bool:
+    """Nothing more can happen to this connection but stragglers.
+
+    Besides both ends being gone, a "client" that only ever sent SYNs, facing a server
+    that gave up on it (SYN-ACK retries exhausted, or a SYN cookie: no state), is done:
+    a spoofed source that never existed."""
+    c, s = conn.client, conn.server
+    if _gone(s):
+        return _gone(c) or (c.packets == c.syn_count and not conn.handshake_seen)
+    return _gone(c) and _gone(s)
+
+
 class FlowTable:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.active: dict[Key, Connection] = {}
+        # ordered by last activity (least recent first): eviction pops the front
+        self.active: OrderedDict[Key, Connection] = OrderedDict()
         self.next_id = 1
         self.now = 0.0
         self.evicted = 0  # connections pushed out because the table was full
+        self.idled = 0  # connections that left after idle_timeout without a close
+        self.peak = 0  # most connections tracked at once
         self._finished: list[Connection] = []
-        # (deadline, id, connection): when to look at a connection again (timers, idle)
+        # (deadline, id, connection): when to look at a connection again. Each connection
+        # has one live entry (its `due`); entries with another time are stale, skipped.
         self._deadlines: list[tuple[float, int, Connection]] = []
-        self._next_sweep = 0.0
 
     def __len__(self) -> int:
         return len(self.active)
@@ -75,7 +119,8 @@ class FlowTable:
     def add(self, seg: Segment) -> tuple[Connection, list[Change], list[Note]]:
         """Feed a segment to its connection, creating or splitting as needed."""
         key = flow_key(seg)
-        conn = self.active.get(key)
+        active = self.active
+        conn = active.get(key)
         ts = seg.ts
         if ts > self.now:
             self.now = ts
@@ -89,11 +134,18 @@ class FlowTable:
             self.next_id += 1
             if notes:
                 conn.notes.extend(notes)
-            self.active[key] = conn
-            heapq.heappush(self._deadlines, (ts + 1.0, conn.id, conn))
-            if len(self.active) > self.settings.max_connections:
+            active[key] = conn
+            if len(active) > self.settings.max_connections:
                 self._evict_one()
-        changes, new_notes = conn.feed(seg)
+            if len(active) > self.peak:
+                self.peak = len(active)
+            changes, new_notes = conn.feed(seg)
+            self._schedule(conn, ts, new=True)
+        else:
+            active.move_to_end(key)
+            changes, new_notes = conn.feed(seg)
+            if changes:
+                self._schedule(conn, ts)
         if notes:
             new_notes = notes + new_notes
         return conn, changes, new_notes
@@ -133,6 +185,48 @@ class FlowTable:
                      ts_advances=ts_advances,
                      same_side=tw_ep.addr == seg.src and tw_ep.port == seg.sport)]
 
+    # -- timers -----------------------------------------------------------------------
+
+    def next_check(self, conn: Connection, now: float) -> float:
+        """The capture time at which something may next happen to `conn` without a
+        packet: a TCP timer running out, a detector threshold crossed, the close linger
+        or the idle timeout (whichever comes first after `now`)."""
+        s = self.settings
+        last = conn.last
+        if is_done(conn):
+            return max(last + CLOSE_LINGER, now)
+        due = min(last + s.idle_timeout, now + min(QUIET_RECHECK, s.idle_timeout))
+        for ep in (conn.client, conn.server):
+            state = ep.state
+            since = ep.since
+            if state == TIME_WAIT:
+                times: tuple[float, ...] = (since + s.time_wait,)
+            elif state == FIN_WAIT_2:
+                times = (since + s.fin_wait_2_threshold, since + s.fin_timeout)
+            elif state == CLOSE_WAIT:
+                times = (since + s.close_wait_threshold,)
+            elif state in (LAST_ACK, CLOSING):
+                times = (since + s.last_ack_threshold,)
+            elif state == SYN_SENT:
+                times = (ep.first_syn_ts + s.syn_timeout,)
+            elif state == SYN_RCVD:
+                times = (ep.first_syn_ts + 1.5 * s.synack_rto,
+                         ep.first_syn_ts + s.synack_timeout)
+            else:
+                continue
+            for t in times:
+                if now < t < due:
+                    due = t
+        return due + _EPSILON
+
+    def _schedule(self, conn: Connection, now: float, new: bool = False) -> None:
+        due = self.next_check(conn, now)
+        # Only an earlier deadline needs a new entry; a later one is found when the
+        # current entry comes up.
+        if new or due < conn.__dict__.get("due", due + 1.0):
+            conn.__dict__["due"] = due
+            heapq.heappush(self._deadlines, (due, conn.id, conn))
+
     # -- leaving the table ------------------------------------------------------------
 
     def _finish(self, conn: Connection) -> None:
@@ -149,9 +243,11 @@ class FlowTable:
         self._finished.append(conn)
 
     def _evict_one(self) -> None:
-        """Table full: push out the connection idle the longest (counted, not lost)."""
-        oldest = min(self.active.values(), key=lambda c: c.last)
+        """Table full: push out the connection idle the longest (counted, not lost: it
+        is closed like any other, its findings and counts kept)."""
+        _, oldest = self.active.popitem(last=False)
         self.evicted += 1
+        oldest.__dict__["evicted"] = True
         oldest.expire(self.now)
         self._finish(oldest)
 
@@ -160,30 +256,24 @@ class FlowTable:
         whose deadlines passed (for duration-based detectors)."""
         due: list[Connection] = []
         deadlines = self._deadlines
+        idle_timeout = self.settings.idle_timeout
         while deadlines and deadlines[0][0] <= now:
-            _, _, conn = heapq.heappop(deadlines)
-            if conn.finished:
-                continue
+            when, _, conn = heapq.heappop(deadlines)
+            if conn.finished or conn.__dict__.get("due") != when:
+                continue  # gone already, or a stale entry (rescheduled earlier)
             conn.expire(now)
-            if conn.client.state == CLOSED and conn.server.state == CLOSED \
-                    and now - conn.last >= CLOSE_LINGER:
+            if is_done(conn) and now - conn.last >= CLOSE_LINGER:
                 self._finish(conn)
                 continue
-            if now - conn.last > self.settings.idle_timeout:
+            if now - conn.last > idle_timeout:
+                self.idled += 1
                 self._finish(conn)
                 continue
             due.append(conn)
-            heapq.heappush(deadlines, (now + self._recheck(conn), conn.id, conn))
+            nxt = self.next_check(conn, now)
+            conn.__dict__["due"] = nxt
+            heapq.heappush(deadlines, (nxt, conn.id, conn))
         return due
-
-    def _recheck(self, conn: Connection) -> float:
-        # Closing connections are looked at every second; quiet ones rarely.
-        c, s = conn.client.state, conn.server.state
-        if c == CLOSED and s == CLOSED:
-            return CLOSE_LINGER
-        if TIME_WAIT in (c, s) or c != s:
-            return 1.0
-        return min(60.0, self.settings.idle_timeout)
 
     def pop_finished(self) -> list[Connection]:
         out, self._finished = self._finished, []
@@ -194,4 +284,5 @@ class FlowTable:
         for conn in list(self.active.values()):
             conn.expire(end)
             self._finish(conn)
+        self._deadlines.clear()
         yield from self.pop_finished()
