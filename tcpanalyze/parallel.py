@@ -1,0 +1,365 @@
+"""`--jobs N`: one capture file analysed by N worker processes, merged into one result.
+
+Every worker reads and decodes the whole file (reading is cheap next to tracking) and
+tracks only the connections whose five-tuple hashes to it, so each connection's segments
+stay in order in one process. The other segments still move the worker's clock: timer
+sweeps happen at exactly the capture times they happen at in a single process, so
+duration findings and timer state changes come out the same.
+
+The parent merges: connection ids are renumbered in the order the connections were
+created in the capture (the order of their first frames, which is how one process numbers
+them), the aggregate detectors' counters (SYN flood per target, scan per source) are
+summed, and the aggregate findings are decided once, on the merged counters, by the
+ordinary `Analysis.finish()`.
+
+Known limits (none is met by any capture in the test corpus): a SYN flood that crosses
+its thresholds mid-capture but no longer at the end is not reported (one process would
+keep it); a connection whose server port answers with SYN cookies is judged only with the
+cookie evidence of its own worker; beyond 65536 sources per target the overflow count of
+the merged sets is approximate; eviction (`max_connections`) applies per worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import re
+import time
+from array import array
+from collections.abc import Callable
+from typing import Any
+
+from tcpanalyze.capture import CaptureError, open_capture, time_ordered
+from tcpanalyze.decode import Decoder
+from tcpanalyze.detectors import _MAX_SOURCES, _MAX_TARGETS, AggregateDetector, _Source, _Target
+from tcpanalyze.report import PACKET_CLASSES, CaptureSummary, Finding
+from tcpanalyze.settings import Settings
+from tcpanalyze.tracker import Connection
+
+__all__ = ["connection_worker", "read_into_parallel"]
+
+_GOLDEN = 0x9E3779B1
+
+
+def connection_worker(src: bytes, sport: int, dst: bytes, dport: int, jobs: int) -> int:
+    """The worker that owns a five-tuple; symmetric, so both directions agree."""
+    h = int.from_bytes(src, "big") ^ int.from_bytes(dst, "big") ^ sport ^ dport
+    h ^= h >> 64
+    h ^= h >> 32
+    return (((h & 0xFFFFFFFF) * _GOLDEN) >> 13) % jobs
+
+
+class _CountingAggregates(AggregateDetector):
+    """A worker's aggregate detector: counts, never decides (the parent decides on the
+    merged counters), and remembers when each key was first seen so the merge can keep
+    the single-process insertion order (it breaks ties in the 'top' lists)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.first_seen: dict[tuple[Any, ...], int] = {}
+
+    def on_attempt(self, conn: Connection, frame: int, ts: float) -> None:
+        seen = self.first_seen
+        server, port, client = conn.server.addr, conn.server.port, conn.client.addr
+        for key in (("t", server, port), ("s", client), ("h", client, server),
+                    ("p", client, port)):
+            if key not in seen:
+                seen[key] = frame
+        super().on_attempt(conn, frame, ts)
+
+    def findings(self, final: bool = False) -> list[Finding]:
+        return []
+
+
+def _worker(path: str, settings: Settings, me: int, jobs: int, options: dict[str, Any],
+            progress: Any, results: Any) -> None:
+    from tcpanalyze.analysis import Analysis
+
+    try:
+        results.put((me, _work(Analysis, path, settings, me, jobs, options, progress)))
+    except BaseException as exc:  # the parent must hear about it, not wait forever
+        results.put((me, exc))
+
+
+def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
+          options: dict[str, Any], progress: Any) -> dict[str, Any]:
+    analysis = analysis_cls(settings, capture=options["capture"],
+                            keep_connections=options["keep_connections"],
+                            zeek_records=options["zeek_records"])
+    # a later Analysis field (live runs switch the Zeek view off); absent is on
+    analysis.zeek_view = options["zeek_view"]
+    analysis.aggregates = _CountingAggregates(settings)
+    table = analysis.table
+    active = table.active
+    # Positions count frames in the order they are analysed (time order, which for a
+    # multi-interface pcapng is not frame-number order). Flat arrays, 8 bytes an entry.
+    created = array("q")  # (position, local id) of each connection this worker created
+    # (position, phase, tracked): this worker's table size whenever it changed, right
+    # after the flow table's add (phase 1, where one process checks its peak) or at the
+    # end of the frame (phase 2, after timers); the parent adds them up for the peak.
+    sizes = array("q")
+    tracked = 0
+    last_id = 0
+    position = 0
+    add = table.add
+
+    def counted_add(seg: Any) -> Any:
+        nonlocal tracked, last_id
+        out = add(seg)
+        conn_id = out[0].id
+        if conn_id > last_id:  # ids only grow: a new connection
+            last_id = conn_id
+            created.extend((position, conn_id))
+        if len(active) != tracked:
+            tracked = len(active)
+            sizes.extend((position, 1, tracked))
+        return out
+
+    table.add = counted_add
+    reader = open_capture(path)
+    dec = Decoder(verify_checksums=options["verify_checksums"])
+    decode = dec.decode
+    feed = analysis.feed
+    try:
+        for frame in time_ordered(reader):
+            position += 1
+            seg = decode(frame)
+            if seg is not None:
+                h = (int.from_bytes(seg.src, "big") ^ int.from_bytes(seg.dst, "big")
+                     ^ seg.sport ^ seg.dport)
+                h ^= h >> 64
+                h ^= h >> 32
+                if (((h & 0xFFFFFFFF) * _GOLDEN) >> 13) % jobs == me:
+                    feed(seg)
+                else:
+                    # Another worker's segment: only the clock moves (Analysis.feed's
+                    # bookkeeping without the connection).
+                    ts = seg.ts
+                    if analysis.first_ts is None:
+                        analysis.first_ts = ts
+                        analysis._next_sweep = ts + 1.0
+                    if analysis.last_ts is None or ts > analysis.last_ts:
+                        analysis.last_ts = ts
+                    if ts > table.now:
+                        table.now = ts
+                    if ts >= analysis._next_sweep:
+                        analysis._sweep(ts)
+                        for done in table.pop_finished():
+                            analysis._close(done, ts)
+                if len(active) != tracked:
+                    tracked = len(active)
+                    sizes.extend((position, 2, tracked))
+            if progress is not None and not position & 0x3FFF:
+                progress[0] = position
+                progress[1] = reader.position
+    except CaptureError as exc:
+        reader.error = exc
+    # finish() without the aggregate decisions: sweep, then close what is left
+    end = analysis.last_ts if analysis.last_ts is not None else 0.0
+    analysis._sweep(end)
+    for conn in table.drain(end):
+        analysis._close(conn, end)
+    if progress is not None:
+        progress[0] = position
+    return {
+        "frames": position, "counts": dict(dec.counts), "format": reader.format,
+        "linktypes": sorted(reader.linktypes),
+        "error": str(reader.error) if reader.error is not None else None,
+        "first_ts": analysis.first_ts, "last_ts": analysis.last_ts,
+        "connections": analysis.connections, "findings": analysis.findings,
+        "total": analysis.connections_total, "evicted": table.evicted,
+        "aggregates": analysis.aggregates, "created": created,
+        "idled": getattr(table, "idled", 0), "sizes": sizes,
+    }
+
+
+def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums: bool = False,
+                       on_progress: Callable[[int, int], Any] | None = None
+                       ) -> CaptureSummary:
+    """Like analysis.read_into, with `jobs` processes; `analysis` ends up holding the
+    merged connections, per-connection findings and aggregate counters, ready for
+    `analysis.finish()`."""
+    from tcpanalyze.analysis import LINKTYPE_NAMES
+
+    open_capture(path).close()  # not a capture at all: CaptureError here, as read_into does
+    ctx = mp.get_context("fork")
+    progress = ctx.Array("q", 2, lock=False) if on_progress is not None else None
+    results = ctx.SimpleQueue()
+    options = {"capture": analysis.capture, "keep_connections": analysis.keep_connections,
+               "zeek_records": analysis.zeek_records, "verify_checksums": verify_checksums,
+               "zeek_view": getattr(analysis, "zeek_view", True)}
+    workers = [ctx.Process(target=_worker, args=(path, analysis.settings, k, jobs, options,
+                                                 progress if k == 0 else None, results),
+                           daemon=True) for k in range(jobs)]
+    for w in workers:
+        w.start()
+    parts: list[dict[str, Any]] = [{}] * jobs
+    try:
+        pending = jobs
+        while pending:
+            if on_progress is not None and progress is not None:
+                while results.empty():
+                    on_progress(progress[0], progress[1])
+                    time.sleep(0.2)
+            me, part = results.get()
+            if isinstance(part, BaseException):
+                raise part
+            parts[me] = part
+            pending -= 1
+    finally:
+        for w in workers:
+            if w.is_alive() and pending:
+                w.terminate()
+            w.join()
+    _merge(analysis, parts)
+    first = parts[0]
+    counts = first["counts"]
+    return CaptureSummary(
+        path=path, format=first["format"],
+        linktypes=sorted(LINKTYPE_NAMES.get(lt, f"LINKTYPE_{lt}") for lt in first["linktypes"]),
+        packets=first["frames"], tcp_segments=counts.get("tcp", 0),
+        skipped={name: counts.get(name, 0) for name in PACKET_CLASSES if name != "tcp"},
+        first_ts=analysis.first_ts, last_ts=analysis.last_ts, error=first["error"],
+        decoder="dpkt")
+
+
+_PREVIOUS = re.compile(r"\(connection (\d+)\)")
+
+
+def _merge(analysis: Any, parts: list[dict[str, Any]]) -> None:
+    # Global ids: one process numbers connections in creation order = first-frame order.
+    order = sorted((created[i], k, created[i + 1]) for k, part in enumerate(parts)
+                   for created in (part["created"],) for i in range(0, len(created), 2))
+    ids: list[dict[int, int]] = [{} for _ in parts]
+    for new, (_ff, k, local) in enumerate(order, 1):
+        ids[k][local] = new
+    for k, part in enumerate(parts):
+        remap = ids[k]
+        for summary in part["connections"]:
+            summary.id = remap[summary.id]
+            analysis.connections.append(summary)
+        for finding in part["findings"]:
+            if finding.connection is not None:
+                finding.connection = remap[finding.connection]
+            previous = finding.details.get("previous")
+            if previous is not None:  # port reuse: the earlier connection, same worker
+                finding.details["previous"] = remap[previous]
+                finding.summary = _PREVIOUS.sub(f"(connection {remap[previous]})",
+                                                finding.summary)
+            analysis.findings.append(finding)
+        analysis.connections_total += part["total"]
+        analysis.table.evicted += part["evicted"]
+    if hasattr(analysis.table, "peak"):
+        analysis.table.idled += sum(p["idled"] for p in parts)
+        analysis.table.peak = _peak(parts)
+    firsts = [p["first_ts"] for p in parts if p["first_ts"] is not None]
+    lasts = [p["last_ts"] for p in parts if p["last_ts"] is not None]
+    analysis.first_ts = min(firsts) if firsts else None
+    analysis.last_ts = max(lasts) if lasts else None
+    analysis.aggregates = _merge_aggregates(analysis.settings,
+                                            [p["aggregates"] for p in parts], ids)
+
+
+def _peak(parts: list[dict[str, Any]]) -> int:
+    """Most connections tracked at once by one process: the workers' table sizes added
+    up frame by frame, looked at where one process looks (right after a flow-table add)."""
+    events = sorted((sizes[i], sizes[i + 1], k, sizes[i + 2]) for k, part in enumerate(parts)
+                    for sizes in (part["sizes"],) for i in range(0, len(sizes), 3))
+    current = [0] * len(parts)
+    total = peak = 0
+    for _frame, phase, k, n in events:
+        total += n - current[k]
+        current[k] = n
+        if phase == 1 and total > peak:
+            peak = total
+    return peak
+
+
+def _merge_aggregates(settings: Settings, workers: list[_CountingAggregates],
+                      ids: list[dict[int, int]]) -> AggregateDetector:
+    merged = AggregateDetector(settings)
+    seen: dict[tuple[Any, ...], int] = {}
+    for w in workers:
+        for key, frame in w.first_seen.items():
+            if key not in seen or frame < seen[key]:
+                seen[key] = frame
+
+    def first(key: tuple[Any, ...]) -> int:
+        return seen.get(key, 0)
+
+    targets: dict[tuple[bytes, int], _Target] = {}
+    sources: dict[bytes, _Source] = {}
+    for k, w in enumerate(workers):
+        remap = ids[k]
+        for key, t in w.targets.items():
+            m = targets.get(key)
+            if m is None:
+                m = targets[key] = _Target(first=t.first, first_frame=t.first_frame)
+            if t.first_frame < m.first_frame:
+                m.first, m.first_frame = t.first, t.first_frame
+            m.syns += t.syns
+            m.completed += t.completed
+            m.synacks += t.synacks
+            m.synack_rexmits += t.synack_rexmits
+            m.cookie_hints += t.cookie_hints
+            m.cookie_connections += t.cookie_connections
+            m.last = max(m.last, t.last)
+            m.per_second.update(t.per_second)
+            m.sources_overflow += t.sources_overflow
+            m.sources |= t.sources
+            m.connections.update(remap[c] for c in t.connections)
+        for addr, s in w.sources.items():
+            m2 = sources.get(addr)
+            if m2 is None:
+                m2 = sources[addr] = _Source(first=s.first, first_frame=s.first_frame)
+            if s.first_frame < m2.first_frame:
+                m2.first, m2.first_frame = s.first, s.first_frame
+            m2.attempts += s.attempts
+            m2.completed += s.completed
+            m2.refused += s.refused
+            m2.last = max(m2.last, s.last)
+            for host, ports in s.ports_by_host.items():
+                m2.ports_by_host.setdefault(host, set()).update(ports)
+            for port, hosts in s.hosts_by_port.items():
+                m2.hosts_by_port.setdefault(port, set()).update(hosts)
+            m2.connections.update(remap[c] for c in s.connections)
+    for m in targets.values():
+        if len(m.sources) > _MAX_SOURCES:  # as one process would have stopped storing
+            extra = len(m.sources) - _MAX_SOURCES
+            m.sources = set(list(m.sources)[:_MAX_SOURCES])
+            m.sources_overflow += extra
+    # Insertion order as one process would have it (first attempt first): it decides
+    # the order of aggregate findings with equal times and ties in the 'top' lists.
+    for key in sorted(targets, key=lambda key: first(("t", *key))):
+        merged.targets[key] = targets[key]
+    for addr in sorted(sources, key=lambda a: first(("s", a))):
+        s = sources[addr]
+        s.ports_by_host = {h: set(list(p)[:_MAX_TARGETS]) if len(p) > _MAX_TARGETS else p
+                           for h, p in sorted(s.ports_by_host.items(),
+                                              key=lambda kv: first(("h", addr, kv[0])))}
+        s.hosts_by_port = {p: set(list(h)[:_MAX_TARGETS]) if len(h) > _MAX_TARGETS else h
+                           for p, h in sorted(s.hosts_by_port.items(),
+                                              key=lambda kv: first(("p", addr, kv[0])))}
+        merged.sources[addr] = s
+    return merged
+
+
+def default_jobs() -> int:
+    """The number of cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def analyze_parallel(path: str, settings: Settings | None = None, jobs: int = 2, *,
+                     verify_checksums: bool = False, zeek_records: bool = False,
+                     capture_name: str | None = None, keep_connections: bool = True) -> Any:
+    """`analysis.analyze()` with `jobs` worker processes; returns the Report."""
+    from tcpanalyze.analysis import Analysis, build_report
+
+    analysis = Analysis(settings or Settings(), capture=capture_name,
+                        keep_connections=keep_connections, zeek_records=zeek_records)
+    summary = read_into_parallel(analysis, path, jobs, verify_checksums=verify_checksums)
+    analysis.finish()
+    return build_report([summary], analysis)
