@@ -282,6 +282,15 @@ class ConnectionDetector:
                     f"{who.state}.", who.rexmit_frames[-_MAX_FRAMES:], who.rexmit_first_ts,
                     who)
         for who, other in ((c, s), (s, c)):
+            if who.keepalive_unanswered >= st.keepalive_probes:
+                add("half_open",
+                    f"{who.role} {who.name} sent {who.keepalive_unanswered} keepalive probes "
+                    f"that {other.name} never answered: the peer is gone, and after "
+                    f"{st.keepalive_probes} probes {who.role}'s kernel drops the connection.",
+                    [n.frame for n in conn.notes if n.kind == "keepalive"
+                     and n.role == who.role][-_MAX_FRAMES:], who.last_ts, who,
+                    probes=who.keepalive_unanswered)
+        for who, other in ((c, s), (s, c)):
             age = now - who.since
             if who.state == CLOSE_WAIT and age >= st.close_wait_threshold:
                 add("close_wait_leak",

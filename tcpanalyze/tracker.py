@@ -109,6 +109,7 @@ class Endpoint:
         "fin_ts",
         "first_syn_ts",
         "isn",
+        "keepalive_unanswered",
         "keepalives",
         "last_data_ts",
         "last_ts",
@@ -181,6 +182,7 @@ class Endpoint:
         self.rexmit_repeat = 0
         self.rexmit_first_ts = 0.0
         self.keepalives = 0
+        self.keepalive_unanswered = 0  # probes since the peer last said anything
         self.zero_windows = 0
         self.zero_window_since: float | None = None
         self.zero_window_frame = 0
@@ -248,6 +250,7 @@ class Connection:
         self.flags_seen |= flags
         sender.packets += 1
         sender.last_ts = seg.ts
+        peer.keepalive_unanswered = 0  # the peer's probes, if any, got an answer
         if seg.payload_len:
             sender.bytes += seg.payload_len
             sender.data_segments += 1
@@ -579,6 +582,7 @@ class Connection:
             if plen and d < 0:
                 if plen <= 1 and d == -1 and not flags & FIN:
                     sender.keepalives += 1
+                    sender.keepalive_unanswered += 1
                     self._note("keepalive", sender, seg)
                 elif peer.window == 0 and plen <= 1:
                     pass  # zero-window probe
@@ -587,6 +591,7 @@ class Connection:
             elif not plen and d == -1 and not flags & FIN and sender.state in SYNCHRONIZED \
                     and peer.window != 0:  # with a zero window it is a window probe
                 sender.keepalives += 1
+                sender.keepalive_unanswered += 1
                 self._note("keepalive", sender, seg)
             elif d > 0 and sender.seen:
                 self.holes += 1

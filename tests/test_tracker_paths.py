@@ -18,7 +18,8 @@ S = (bytes([10, 0, 0, 2]), 80)
 
 
 class Wire:
-    """Builds a conversation: w.c(flags, seq, ack, len) from the client, w.s(...) from the server."""
+    """Builds a conversation: w.c(flags, seq, ack, len) from the client, w.s(...) from
+    the server."""
 
     def __init__(self, t0: float = 1000.0) -> None:
         self.segments: list[Segment] = []
@@ -293,3 +294,15 @@ def test_flow_table_keeps_both_directions_in_one_connection() -> None:
     conns = {id(table.add(seg)[0]) for seg in w.segments}
     assert len(conns) == 1
     assert final_states(next(iter(table.active.values()))) == ("ESTABLISHED", "ESTABLISHED")
+
+
+def test_unanswered_keepalives_mean_a_vanished_peer() -> None:
+    w = handshake(Wire())
+    for _ in range(9):  # Linux: 9 probes, 75 s apart
+        w.c(ACK, CI, SI + 1, dt=75.0)  # seq = snd_nxt - 1: a keepalive probe
+    a = run(w)
+    assert {"keepalive", "half_open"} <= kinds(a)
+    answered = handshake(Wire())
+    for _ in range(9):
+        answered.c(ACK, CI, SI + 1, dt=75.0).s(ACK, SI + 1, CI + 1, dt=0.001)
+    assert "half_open" not in kinds(run(answered))
