@@ -308,7 +308,7 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
                         for finding in new:
                             on_finding(finding)
                 if on_progress is not None and not frames & 0x3FFF:
-                    on_progress(frames, getattr(reader, "bytes_read", 0))
+                    on_progress(frames, reader.position)
         else:
             # The signal handler raises only while we wait for input; while a frame is
             # being analysed it just sets `requested`, which is checked after the frame.
@@ -329,7 +329,7 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
                         for finding in new:
                             on_finding(finding)
                 if on_progress is not None and not frames & 0x3FFF:
-                    on_progress(frames, getattr(reader, "bytes_read", 0))
+                    on_progress(frames, reader.position)
     except CaptureError as exc:  # a reader that raises instead of setting .error
         reader.error = exc
     except KeyboardInterrupt:

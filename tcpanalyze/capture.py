@@ -244,6 +244,15 @@ class CaptureReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def position(self) -> int:
+        """Bytes of the input consumed so far (of the file itself, so compressed bytes
+        for a .gz): what a progress bar measures against the file size."""
+        try:
+            return self._stream.tell()
+        except (OSError, ValueError):  # a pipe, or closed
+            return self._base + self._pos
+
     def close(self) -> None:
         if self._owned:
             self._stream.close()
