@@ -21,9 +21,11 @@ the merged sets is approximate; eviction (`max_connections`) applies per worker.
 
 from __future__ import annotations
 
+import copy
 import multiprocessing as mp
 import os
 import re
+import signal
 import time
 from array import array
 from collections.abc import Callable
@@ -116,6 +118,17 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         return out
 
     table.add = counted_add
+    emitted_at = array("q")  # position at which each of analysis.findings was emitted
+    emit = analysis._emit
+
+    def positioned_emit(*args: Any, **kwargs: Any) -> list[Finding]:
+        out = emit(*args, **kwargs)
+        emitted_at.extend([position] * (len(analysis.findings) - len(emitted_at)))
+        return out
+
+    analysis._emit = positioned_emit
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     reader = open_capture(path)
     dec = Decoder(verify_checksums=options["verify_checksums"])
     decode = dec.decode
@@ -169,16 +182,21 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         "connections": analysis.connections, "findings": analysis.findings,
         "total": analysis.connections_total, "evicted": table.evicted,
         "aggregates": analysis.aggregates, "created": created,
-        "idled": getattr(table, "idled", 0), "sizes": sizes,
+        "idled": getattr(table, "idled", 0), "sizes": sizes, "emitted_at": emitted_at,
     }
 
 
 def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums: bool = False,
-                       on_progress: Callable[[int, int], Any] | None = None
-                       ) -> CaptureSummary:
+                       on_finding: Callable[[Finding], Any] | None = None,
+                       on_progress: Callable[[int, int], Any] | None = None,
+                       interrupt: Any = None) -> CaptureSummary:
     """Like analysis.read_into, with `jobs` processes; `analysis` ends up holding the
     merged connections, per-connection findings and aggregate counters, ready for
-    `analysis.finish()`."""
+    `analysis.finish()`.
+
+    Findings reach `on_finding` after all workers are done, in the order one process
+    would have emitted them. `interrupt.requested` (live.Interrupt) stops the workers
+    and raises KeyboardInterrupt: a file read in parallel has no partial result."""
     from tcpanalyze.analysis import LINKTYPE_NAMES
 
     open_capture(path).close()  # not a capture at all: CaptureError here, as read_into does
@@ -197,10 +215,12 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     try:
         pending = jobs
         while pending:
-            if on_progress is not None and progress is not None:
-                while results.empty():
+            while results.empty():
+                if interrupt is not None and interrupt.requested:
+                    raise KeyboardInterrupt
+                if on_progress is not None and progress is not None:
                     on_progress(progress[0], progress[1])
-                    time.sleep(0.2)
+                time.sleep(0.1)
             me, part = results.get()
             if isinstance(part, BaseException):
                 raise part
@@ -212,6 +232,8 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
                 w.terminate()
             w.join()
     _merge(analysis, parts)
+    if on_finding is not None:
+        _replay(analysis, on_finding)
     first = parts[0]
     counts = first["counts"]
     return CaptureSummary(
@@ -227,10 +249,11 @@ _PREVIOUS = re.compile(r"\(connection (\d+)\)")
 
 
 def _merge(analysis: Any, parts: list[dict[str, Any]]) -> None:
-    # Global ids: one process numbers connections in creation order = first-frame order.
+    # Global ids: one process numbers connections in the order it creates them.
     order = sorted((created[i], k, created[i + 1]) for k, part in enumerate(parts)
                    for created in (part["created"],) for i in range(0, len(created), 2))
     ids: list[dict[int, int]] = [{} for _ in parts]
+    emitted: list[tuple[int, int, Finding]] = []
     for new, (_ff, k, local) in enumerate(order, 1):
         ids[k][local] = new
     for k, part in enumerate(parts):
@@ -238,7 +261,7 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> None:
         for summary in part["connections"]:
             summary.id = remap[summary.id]
             analysis.connections.append(summary)
-        for finding in part["findings"]:
+        for i, finding in enumerate(part["findings"]):
             if finding.connection is not None:
                 finding.connection = remap[finding.connection]
             previous = finding.details.get("previous")
@@ -246,9 +269,11 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> None:
                 finding.details["previous"] = remap[previous]
                 finding.summary = _PREVIOUS.sub(f"(connection {remap[previous]})",
                                                 finding.summary)
-            analysis.findings.append(finding)
+            emitted.append((part["emitted_at"][i], finding.connection or 0, finding))
         analysis.connections_total += part["total"]
         analysis.table.evicted += part["evicted"]
+    emitted.sort(key=lambda e: (e[0], e[1]))  # emission order of one process
+    analysis.findings.extend(f for _, _, f in emitted)
     if hasattr(analysis.table, "peak"):
         analysis.table.idled += sum(p["idled"] for p in parts)
         analysis.table.peak = _peak(parts)
@@ -258,6 +283,16 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> None:
     analysis.last_ts = max(lasts) if lasts else None
     analysis.aggregates = _merge_aggregates(analysis.settings,
                                             [p["aggregates"] for p in parts], ids)
+
+
+def _replay(analysis: Any, on_finding: Callable[[Finding], Any]) -> None:
+    """Hand the merged per-connection findings to `on_finding`, without those an
+    aggregate finding will absorb (decided on a copy: `finish()` decides for real)."""
+    probe = copy.deepcopy(analysis.aggregates)
+    probe.findings(final=True)
+    for finding in analysis.findings:
+        if not probe.absorbs(finding):
+            on_finding(finding)
 
 
 def _peak(parts: list[dict[str, Any]]) -> int:
