@@ -68,9 +68,32 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Validate IP/TCP checksums and set aside segments that fail "
                           "(off by default: captures taken on an endpoint carry offloaded, "
                           "wrong checksums).")(f)
+    f = click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+                     expose_value=False, callback=_remember_jobs,
+                     help="Worker processes for each capture file (default: the number of "
+                          "cores). Connections are split by five-tuple; the report is the "
+                          "same as with --jobs 1. Pipes ('-') are read by one process.")(f)
     f = click.option("--no-progress", is_flag=True,
                      help="No progress bar (it is shown only when stderr is a terminal).")(f)
     return _settings_option(f)
+
+
+def _remember_jobs(ctx: click.Context, _param: Any, value: int | None) -> int | None:
+    ctx.meta["tcpanalyze.jobs"] = value
+    return value
+
+
+def _jobs(streaming: bool) -> int:
+    """--jobs, else the number of cores; but 1 when findings are streamed as they are
+    detected (ndjson): workers hand theirs over only at the end, and an aggregate
+    finding then carries its final numbers instead of those at its detection."""
+    from tcpanalyze.parallel import default_jobs
+
+    ctx = click.get_current_context(silent=True)
+    value = ctx.meta.get("tcpanalyze.jobs") if ctx is not None else None
+    if value is not None:
+        return int(value)
+    return 1 if streaming else default_jobs()
 
 
 def _parse_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -137,8 +160,9 @@ def _progress(path: str, enabled: bool) -> Iterator[Callable[[int, Any], None] |
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(os.path.basename(path), total=total, pps="-")
 
-        def update(frames: int, reader: Any) -> None:
-            done = getattr(reader, "position", 0)
+        def update(frames: int, position: Any) -> None:
+            # bytes of the file consumed (a reader object is asked for its position)
+            done = position if isinstance(position, int) else getattr(position, "position", 0)
             elapsed = bar.tasks[0].elapsed or 0
             pps = f"{frames / elapsed:,.0f}" if elapsed > 0.5 else "-"
             bar.update(task, completed=done, pps=pps)
@@ -159,6 +183,7 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
     bounded however long it runs. `on_start(analysis, path)` sees each analysis before
     reading starts (the watch view)."""
     from tcpanalyze.live import Interrupt
+    from tcpanalyze.parallel import read_into_parallel
 
     captures: list[CaptureSummary] = []
     connections = []
@@ -168,6 +193,7 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
     many = len(paths) > 1
     next_id = 0
     interrupt = Interrupt()
+    jobs = _jobs(streaming=on_finding is not None)
     for path in paths:
         name = path if many else None
         live = path == "-"
@@ -178,11 +204,17 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
             on_start(analysis, path)
         with _progress(path, progress) as update, interrupt:
             try:
-                summary = read_into(analysis, path,
-                                    decoder="dpkt" if decoder == "auto" else decoder,
-                                    verify_checksums=verify_checksums, on_finding=on_finding,
-                                    on_progress=update, stdin=sys.stdin.buffer,
-                                    interrupt=interrupt)
+                if jobs > 1 and not live and decoder != "tshark" and on_start is None:
+                    summary = read_into_parallel(analysis, path, jobs,
+                                                 verify_checksums=verify_checksums,
+                                                 on_finding=on_finding, on_progress=update,
+                                                 interrupt=interrupt)
+                else:
+                    summary = read_into(analysis, path,
+                                        decoder="dpkt" if decoder == "auto" else decoder,
+                                        verify_checksums=verify_checksums,
+                                        on_finding=on_finding, on_progress=update,
+                                        stdin=sys.stdin.buffer, interrupt=interrupt)
                 if decoder == "auto" and _undecoded(summary) and not interrupt.requested:
                     analysis, summary = _retry_with_tshark(analysis, summary, path, name,
                                                            config, keep_connections)
