@@ -1,0 +1,154 @@
+"""Time tcpanalyze against tshark, tcptrace and a plain dpkt loop on one capture.
+
+    python3 bench/run_bench.py [CAPTURE] [--runs 3] [--jobs 2] [--only NAME ...]
+
+Every tool runs `--runs` times on the same file, one after the other; the table shows
+the median wall time, packets per second (capinfos' packet count / median time) and
+peak memory, then the ratios the issue sets targets for. Peak memory is the kernel's
+ru_maxrss of the process (wait4) for one-process tools; for `tcpanalyze --jobs N` the
+workers are forked children, so it is the sampled peak (every 50 ms) of the summed PSS
+of the whole process tree (PSS splits pages shared after fork instead of counting them
+once per process). The load average before and after is printed: other work on the
+machine skews everything, so compare runs taken together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT = ROOT / "data" / "bench.pcap"
+
+
+def commands(capture: str, jobs: int) -> dict[str, list[str]]:
+    py = sys.executable
+    return {
+        "tcpanalyze --jobs 1": [py, "-m", "tcpanalyze", "report", "--format", "json",
+                                "--no-progress", "--jobs", "1", capture],
+        f"tcpanalyze --jobs {jobs}": [py, "-m", "tcpanalyze", "report", "--format", "json",
+                                      "--no-progress", "--jobs", str(jobs), capture],
+        "tshark conv,tcp": ["tshark", "-n", "-r", capture, "-q", "-z", "conv,tcp"],
+        "tshark fields": ["tshark", "-n", "-r", capture, "-T", "fields", "-e", "tcp.stream",
+                          "-e", "tcp.analysis.flags"],
+        "tcptrace -n": ["tcptrace", "-n", capture],
+        "dpkt loop": [py, str(ROOT / "dpkt_loop.py"), capture],
+    }
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_once(argv: list[str], tree: bool) -> tuple[float, int]:
+    """(wall seconds, peak KiB) of one run; output goes to /dev/null."""
+    peak = 0
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=ROOT.parent)
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.05):
+            peak = max(peak, sum(_pss_kb(p) for p in _tree(proc.pid)))
+
+    sampler = threading.Thread(target=sample, daemon=True) if tree else None
+    if sampler is not None:
+        sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    done.set()
+    if sampler is not None:
+        sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)}: exit {proc.returncode}")
+    return wall, peak if tree else usage.ru_maxrss
+
+
+def packet_count(capture: str) -> int:
+    out = subprocess.run(["capinfos", "-M", "-c", "-T", "-r", capture], capture_output=True,
+                         text=True, check=True).stdout
+    return int(out.split("\t")[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("capture", nargs="?", default=str(DEFAULT))
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--only", nargs="*", help="tool names (substrings) to run")
+    p.add_argument("--json", help="also write the numbers here")
+    args = p.parse_args()
+    packets = packet_count(args.capture)
+    size = os.path.getsize(args.capture)
+    print(f"{args.capture}: {packets:,} packets, {size / 1e6:.0f} MB; "
+          f"load before {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs", flush=True)
+    results: dict[str, dict[str, float]] = {}
+    for name, argv in commands(args.capture, args.jobs).items():
+        if args.only and not any(o in name for o in args.only):
+            continue
+        tree = name.startswith("tcpanalyze") and not name.endswith(" 1")
+        runs = [run_once(argv, tree) for _ in range(args.runs)]
+        wall = statistics.median(r[0] for r in runs)
+        rss = statistics.median(r[1] for r in runs)
+        results[name] = {"seconds": wall, "pps": packets / wall, "peak_mib": rss / 1024,
+                         "runs": [r[0] for r in runs]}
+        print(f"{name:24} {wall:8.2f} s {packets / wall:12,.0f} pkt/s {rss / 1024:8.0f} MiB"
+              f"   runs {', '.join(f'{r[0]:.2f}' for r in runs)}", flush=True)
+    print(f"load after {os.getloadavg()[0]:.2f}")
+
+    def ratio(a: str, b: str, key: str = "pps") -> str:
+        if a in results and b in results:
+            return f"{results[a][key] / results[b][key]:.2f}"
+        return "n/a"
+
+    single, multi = "tcpanalyze --jobs 1", f"tcpanalyze --jobs {args.jobs}"
+    print(f"single / tshark conv,tcp (target >= 4):   {ratio(single, 'tshark conv,tcp')}")
+    print(f"single / dpkt loop       (target >= 2):   {ratio(single, 'dpkt loop')}")
+    print(f"--jobs {args.jobs} / single     (target >= 1.7): {ratio(multi, single)}")
+    print(f"memory single / tshark conv (target <= 0.25): "
+          f"{ratio(single, 'tshark conv,tcp', 'peak_mib')}")
+    print(f"memory --jobs {args.jobs} / tshark conv:            "
+          f"{ratio(multi, 'tshark conv,tcp', 'peak_mib')}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"capture": args.capture, "packets": packets,
+                                               "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
