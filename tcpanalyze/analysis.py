@@ -294,7 +294,9 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
 
     reader = open_capture(path, stdin=stdin)
     dec = Decoder(verify_checksums=verify_checksums)
-    feed = analysis.feed
+    from tcpanalyze.fastpath import make_feed
+
+    feed = make_feed(analysis)  # analysis.feed, with quiet segments short-cut
     decode = dec.decode
     frames = 0
     try:

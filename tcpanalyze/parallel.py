@@ -34,6 +34,7 @@ from typing import Any
 from tcpanalyze.capture import CaptureError, open_capture, time_ordered
 from tcpanalyze.decode import Decoder
 from tcpanalyze.detectors import _MAX_SOURCES, _MAX_TARGETS, AggregateDetector, _Source, _Target
+from tcpanalyze.fastpath import make_feed
 from tcpanalyze.report import PACKET_CLASSES, CaptureSummary, Finding
 from tcpanalyze.settings import Settings
 from tcpanalyze.tracker import Connection
@@ -132,7 +133,7 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
     reader = open_capture(path)
     dec = Decoder(verify_checksums=options["verify_checksums"])
     decode = dec.decode
-    feed = analysis.feed
+    feed = make_feed(analysis)
     try:
         for frame in time_ordered(reader):
             position += 1
