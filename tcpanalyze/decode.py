@@ -29,6 +29,9 @@ __all__ = ["MAX_EXAMPLES", "Decoder"]
 MAX_EXAMPLES = 5
 MAX_LINK_HEADERS = 16  # VLAN tags, MPLS labels, FabricPath ... before we give up
 MAX_IP_HEADERS = 12  # IPv6 extension headers / AH walked before we give up
+# Timestamps outside [0, 2**35) s (year 3058) come from corrupt headers, not clocks; past
+# about 2**52 s adding a timer (+1 s) no longer changes a float, which would stall timers.
+MAX_TIMESTAMP = float(2**35)
 
 # link types (LINKTYPE_* as stored in files)
 LT_NULL, LT_ETHERNET, LT_PPP, LT_RAW_OLD12, LT_RAW_OLD14 = 0, 1, 9, 12, 14
@@ -85,7 +88,8 @@ class Decoder:
     def decode(self, frame: Frame) -> Segment | None:
         data = frame.data
         # fast path: Ethernet II, IPv4 with a 20-byte header, unfragmented TCP
-        if frame.linktype == 1 and len(data) >= 54 and not self.verify_checksums:
+        if frame.linktype == 1 and len(data) >= 54 and not self.verify_checksums \
+                and 0.0 <= frame.ts < MAX_TIMESTAMP:
             etype, vihl, _tos, total, _id, frag, _ttl, proto, _sum, src, dst = _eth_ip4(data, 0)
             if (etype == 0x0800 and vihl == 0x45 and proto == 6 and not frag & 0x3FFF
                     and total >= 40 and total + 14 <= max(len(data), frame.wirelen)):
@@ -110,6 +114,8 @@ class Decoder:
     # -- general path ------------------------------------------------------------------
     def _decode(self, frame: Frame) -> Segment:
         data = frame.data
+        if not 0.0 <= frame.ts < MAX_TIMESTAMP:
+            raise _Skip("malformed", f"timestamp {frame.ts:.6g} s is out of range")
         # where the link layer's payload ends on the wire; PPPoE can say less
         self._end = max(frame.wirelen, len(data))
         version, at = self._link(frame.linktype, data, frame.wirelen > len(data))

@@ -1,0 +1,106 @@
+"""Hostile input: regressions for what the fuzzers found, resource bounds (allocation,
+header chains, frames held for ordering, connection-table floods), file names and payloads
+that must never be executed, evaluated or used as a path.
+
+The classes of bad input and what the user sees are listed in docs/bad-input.md."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fuzz.captures import (
+    check_capture,
+    ether,
+    ipv4,
+    ipv4_addr,
+    pcapng_block,
+    pcapng_epb,
+    pcapng_idb,
+    pcapng_shb,
+    tcp_header,
+)
+from tcpanalyze.capture import open_capture
+from tcpanalyze.decode import MAX_TIMESTAMP, Decoder
+from tcpanalyze.segment import ACK, SYN
+
+ROOT = Path(__file__).resolve().parent.parent
+A, B = ipv4_addr(1), ipv4_addr(2)
+
+
+@contextlib.contextmanager
+def within(seconds: float) -> Iterator[None]:
+    """Fail (instead of hanging the suite) when the body runs longer than `seconds`."""
+    def expire(*_: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def handshake(ts: float = 1_700_000_000.0, sport: int = 40000) -> list[tuple[float, bytes]]:
+    """A three-way handshake, a data segment and its ACK, as Ethernet frames."""
+    c = 1000
+    s = 5000
+    return [
+        (ts, ether(ipv4(A, B, tcp_header(sport, 80, c, 0, SYN)))),
+        (ts + 0.001, ether(ipv4(B, A, tcp_header(80, sport, s, c + 1, SYN | ACK)))),
+        (ts + 0.002, ether(ipv4(A, B, tcp_header(sport, 80, c + 1, s + 1, ACK)))),
+        (ts + 0.003, ether(ipv4(A, B, tcp_header(sport, 80, c + 1, s + 1, ACK) + b"x" * 10))),
+        (ts + 0.004, ether(ipv4(B, A, tcp_header(80, sport, s + 1, c + 11, ACK)))),
+    ]
+
+
+# -- regressions found by the fuzzers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("stamp", [2**62, 2**64 - 1, 2**56])
+def test_absurd_pcapng_timestamp_is_malformed_not_a_hang(tmp_path: Path, stamp: int) -> None:
+    # Found by fuzzing: a bit flip in an if_tsresol/timestamp gave 3.3e18 s; `now + 5.0`
+    # equalled `now` and the flow table's timer sweep never ended.
+    frames = handshake()
+    body = [pcapng_shb(), pcapng_idb()]
+    for i, (ts, data) in enumerate(frames):
+        if i == 2:
+            body.append(pcapng_block(6, struct.pack("<IIIII", 0, stamp >> 32,
+                                                    stamp & 0xFFFFFFFF, len(data), len(data))
+                                     + data))
+        else:
+            body.append(pcapng_epb(ts, data))
+    path = tmp_path / "future.pcapng"
+    path.write_bytes(b"".join(body))
+    with within(20):
+        outcome = check_capture(str(path))
+    assert outcome.report is not None
+    cap = outcome.report.captures[0]
+    assert cap.packets == 5 and cap.error is None
+    assert cap.skipped["malformed"] == 1 and cap.tcp_segments == 4
+    assert cap.last_ts is not None and cap.last_ts < MAX_TIMESTAMP
+
+
+def test_negative_timestamp_from_tsoffset_is_malformed(tmp_path: Path) -> None:
+    # if_tsoffset (option 14) is signed: a hostile one puts every frame before 1970
+    tsoffset = struct.pack("<HHq", 14, 8, -(2**40)) + struct.pack("<HH", 0, 0)
+    body = [pcapng_shb(), pcapng_idb(options=tsoffset)]
+    body += [pcapng_epb(ts, data) for ts, data in handshake()]
+    path = tmp_path / "past.pcapng"
+    path.write_bytes(b"".join(body))
+    decoder = Decoder()
+    frames = list(open_capture(str(path)))
+    assert all(f.ts < 0 for f in frames)
+    assert [decoder.decode(f) for f in frames] == [None] * 5
+    assert decoder.counts["malformed"] == 5
+    assert "timestamp" in decoder.examples["malformed"][0][1]
+    with within(20):
+        outcome = check_capture(str(path))
+    assert outcome.report is not None and outcome.report.connections == []
