@@ -28,6 +28,9 @@ MAX_CAPLEN = 262144
 # Bound for any pcapng block (name resolution and custom blocks can exceed one packet).
 MAX_BLOCK_LEN = 16 * 1024 * 1024
 READ_SIZE = 1 << 20
+# Bound on frames held back for time ordering (bytes, counting a frame's own overhead).
+MAX_REORDER_BYTES = 32 * 1024 * 1024
+_HELD_OVERHEAD = 200
 
 PCAP_MAGICS: dict[bytes, tuple[str, int, int]] = {
     # magic bytes as stored -> (struct byte order, fraction divisor, extra bytes per record)
@@ -439,22 +442,28 @@ def open_capture(path: str, stdin: BinaryIO | None = None) -> CaptureReader:
         raise
 
 
-def time_ordered(reader: CaptureReader, window: float = 2.0) -> Iterator[Frame]:
+def time_ordered(reader: CaptureReader, window: float = 2.0,
+                 max_held: int = MAX_REORDER_BYTES) -> Iterator[Frame]:
     """The reader's frames in timestamp order when a pcapng holds several interfaces.
 
     dumpcap writes each interface's buffer in turn, so frames of different interfaces
     interleave out of time order; the tracker needs capture-time order. Frames are held
-    at most `window` seconds of capture time (bounded memory) and keep their numbers.
+    at most `window` seconds of capture time and at most `max_held` bytes (a capture whose
+    clock stands still must not be held whole), and keep their numbers.
     Single-interface captures pass through in file order, as Wireshark reads them."""
     heap: list[tuple[float, int, Frame]] = []
     latest = float("-inf")
+    held = 0
     for frame in reader:
         if reader.interfaces < 2 and not heap:
             yield frame
             continue
         heapq.heappush(heap, (frame.ts, frame.number, frame))
+        held += len(frame.data) + _HELD_OVERHEAD
         latest = max(latest, frame.ts)
-        while heap and heap[0][0] <= latest - window:
-            yield heapq.heappop(heap)[2]
+        while heap and (heap[0][0] <= latest - window or held > max_held):
+            out = heapq.heappop(heap)[2]
+            held -= len(out.data) + _HELD_OVERHEAD
+            yield out
     while heap:
         yield heapq.heappop(heap)[2]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import struct
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from fuzz.captures import (
     pcapng_shb,
     tcp_header,
 )
-from tcpanalyze.capture import open_capture
+from tcpanalyze.capture import open_capture, time_ordered
 from tcpanalyze.decode import MAX_TIMESTAMP, Decoder
 from tcpanalyze.segment import ACK, SYN
 
@@ -104,3 +105,34 @@ def test_negative_timestamp_from_tsoffset_is_malformed(tmp_path: Path) -> None:
     with within(20):
         outcome = check_capture(str(path))
     assert outcome.report is not None and outcome.report.connections == []
+
+
+def test_time_ordering_holds_a_bounded_number_of_bytes(tmp_path: Path) -> None:
+    # Two interfaces whose clock stands still: ordering by time must not hold the whole
+    # capture back (it held every frame until the end before the byte bound).
+    payload = b"\0" * 1000
+    body = [pcapng_shb(), pcapng_idb(), pcapng_idb()]
+    body += [pcapng_epb(1.0, payload, ifid=i & 1) for i in range(20_000)]
+    path = tmp_path / "still.pcapng"
+    path.write_bytes(b"".join(body))
+    reader = open_capture(str(path))
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in time_ordered(reader, max_held=1 << 20))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 20_000
+    assert peak < 6 * 1024 * 1024  # the frames alone are 20 MB
+
+
+def test_time_ordering_still_orders_within_the_bound(tmp_path: Path) -> None:
+    # the bound must not break what ordering is for: dumpcap's interleaved buffers
+    body = [pcapng_shb(), pcapng_idb(), pcapng_idb()]
+    stamps = [1.0, 1.2, 1.4, 1.1, 1.3, 1.5]
+    body += [pcapng_epb(ts, b"\0" * 60, ifid=i // 3) for i, ts in enumerate(stamps)]
+    path = tmp_path / "interleaved.pcapng"
+    path.write_bytes(b"".join(body))
+    ordered = list(time_ordered(open_capture(str(path))))
+    assert [f.ts for f in ordered] == sorted(stamps)
+    assert [f.number for f in ordered] == [1, 4, 2, 5, 3, 6]
