@@ -144,7 +144,11 @@ class FlowTable:
         else:
             active.move_to_end(key)
             changes, new_notes = conn.feed(seg)
-            if changes:
+            if new_notes:
+                # new evidence (a reset, a retransmission): look at it at the next sweep,
+                # so a live run reports it within a second of capture time
+                self._schedule(conn, ts, soon=True)
+            elif changes:
                 self._schedule(conn, ts)
         if notes:
             new_notes = notes + new_notes
@@ -219,8 +223,9 @@ class FlowTable:
                     due = t
         return due + _EPSILON
 
-    def _schedule(self, conn: Connection, now: float, new: bool = False) -> None:
-        due = self.next_check(conn, now)
+    def _schedule(self, conn: Connection, now: float, new: bool = False,
+                  soon: bool = False) -> None:
+        due = now + _EPSILON if soon else self.next_check(conn, now)
         # Only an earlier deadline needs a new entry; a later one is found when the
         # current entry comes up.
         if new or due < conn.__dict__.get("due", due + 1.0):
