@@ -1,8 +1,9 @@
 """`--jobs N`: one capture file analysed by N worker processes, merged into one result.
 
 Every worker reads and decodes the whole file (reading is cheap next to tracking) and
-tracks only the connections whose five-tuple hashes to it, so each connection's segments
-stay in order in one process. The other segments still move the worker's clock: timer
+tracks only the connections whose five-tuple is assigned to it (`Assignment`: the same
+deterministic choice in every worker), so each connection's segments stay in order in
+one process. The other segments still move the worker's clock: timer
 sweeps happen at exactly the capture times they happen at in a single process, so
 duration findings and timer state changes come out the same.
 
@@ -39,17 +40,53 @@ from tcpanalyze.report import PACKET_CLASSES, CaptureSummary, Finding
 from tcpanalyze.settings import Settings
 from tcpanalyze.tracker import Connection
 
-__all__ = ["connection_worker", "read_into_parallel"]
+__all__ = ["Assignment", "analyze_parallel", "read_into_parallel"]
 
-_GOLDEN = 0x9E3779B1
+# Forget a five-tuple's worker once it has been silent this much longer than the idle
+# timeout: its connection has left its worker's table by then (memory stays bounded by
+# the connections of the recent past, not by the capture).
+_FORGET_MARGIN = 120.0
+_DECAY_EVERY = 8192  # segments between halvings of the recent-load counters
 
 
-def connection_worker(src: bytes, sport: int, dst: bytes, dport: int, jobs: int) -> int:
-    """The worker that owns a five-tuple; symmetric, so both directions agree."""
-    h = int.from_bytes(src, "big") ^ int.from_bytes(dst, "big") ^ sport ^ dport
-    h ^= h >> 64
-    h ^= h >> 32
-    return (((h & 0xFFFFFFFF) * _GOLDEN) >> 13) % jobs
+class Assignment:
+    """Which worker owns a five-tuple. Every worker runs the same assignment on the same
+    segments, so all agree without talking: a five-tuple seen for the first time goes to
+    the worker with the least recent load (segments, halved every 8192), ties to the
+    lowest number, and stays there. Unlike a hash, this keeps a few concurrent bulk
+    transfers (which carry most packets of many captures) on different workers."""
+
+    def __init__(self, jobs: int, idle_timeout: float) -> None:
+        self.jobs = jobs
+        self.owner: dict[tuple[bytes, int, bytes, int], list[Any]] = {}  # key -> [worker, ts]
+        self.load = [0] * jobs
+        self.count = 0
+        self.forget_after = 2 * idle_timeout + _FORGET_MARGIN
+
+    def worker(self, src: bytes, sport: int, dst: bytes, dport: int, ts: float) -> int:
+        key = (src, sport, dst, dport) if (src, sport) <= (dst, dport) else (
+            dst, dport, src, sport)
+        entry = self.owner.get(key)
+        load = self.load
+        if entry is None:
+            w = load.index(min(load))
+            self.owner[key] = [w, ts]
+        else:
+            w = entry[0]
+            entry[1] = ts
+        load[w] += 1
+        self.count += 1
+        if self.count >= _DECAY_EVERY:
+            self._decay(ts)
+        return w
+
+    def _decay(self, now: float) -> None:
+        self.count = 0
+        self.load = [n >> 1 for n in self.load]
+        if len(self.owner) > 65536:
+            limit = now - self.forget_after
+            for key in [k for k, (_, ts) in self.owner.items() if ts < limit]:
+                del self.owner[key]
 
 
 class _CountingAggregates(AggregateDetector):
@@ -134,16 +171,13 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
     dec = Decoder(verify_checksums=options["verify_checksums"])
     decode = dec.decode
     feed = make_feed(analysis)
+    assign = Assignment(jobs, settings.idle_timeout).worker
     try:
         for frame in time_ordered(reader):
             position += 1
             seg = decode(frame)
             if seg is not None:
-                h = (int.from_bytes(seg.src, "big") ^ int.from_bytes(seg.dst, "big")
-                     ^ seg.sport ^ seg.dport)
-                h ^= h >> 64
-                h ^= h >> 32
-                if (((h & 0xFFFFFFFF) * _GOLDEN) >> 13) % jobs == me:
+                if assign(seg.src, seg.sport, seg.dst, seg.dport, seg.ts) == me:
                     feed(seg)
                 else:
                     # Another worker's segment: only the clock moves (Analysis.feed's

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tcpanalyze.analysis import analyze
-from tcpanalyze.parallel import analyze_parallel, connection_worker
+from tcpanalyze.parallel import Assignment, analyze_parallel
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -47,14 +47,20 @@ def test_three_workers_merge_aggregates_ids_and_order(name: str) -> None:
         assert flood["details"]["syns"] == 1001
 
 
-def test_both_directions_of_a_connection_go_to_one_worker() -> None:
+def test_assignment_keeps_a_connection_together_and_spreads_bulk_transfers() -> None:
     a, b = bytes([10, 81, 1, 2]), bytes([10, 81, 2, 2])
-    for jobs in (2, 3, 4):
-        for port in range(10000, 10200):
-            assert connection_worker(a, port, b, 80, jobs) == connection_worker(b, 80, a, port,
-                                                                                  jobs)
-    spread = {connection_worker(a, port, b, 80, 2) for port in range(10000, 10100)}
-    assert spread == {0, 1}
+    first, second = Assignment(2, 3600.0), Assignment(2, 3600.0)
+    owners = []
+    # two bulk transfers running at the same time, each direction in turn
+    for i in range(20000):
+        port = 50001 if i % 2 else 50000
+        w = first.worker(a, port, b, 9100, float(i)) if i % 4 < 2 else \
+            first.worker(b, 9100, a, port, float(i))
+        assert w == second.worker(a, port, b, 9100, float(i))  # every worker agrees
+        owners.append((port, w))
+    by_port = {port: {w for p, w in owners if p == port} for port in (50000, 50001)}
+    assert by_port[50000] == {0}
+    assert by_port[50001] == {1}  # not on the busy worker
 
 
 def test_cli_json_is_byte_identical() -> None:
