@@ -185,8 +185,25 @@ def make_feed(analysis: Any) -> Callable[[Segment], list[Finding]]:
             if rel_ack > reasm.trim_seq:
                 reasm.ack_received(rel_ack)
             if plen:
-                zep.reassembler.data_sent(rel_seq, plen,
-                                          zep.to_relative(zep.ack_seq, zep.ack_wraps))
+                own = zep.reassembler
+                acked = (zep.ack_wraps << 32) + zep.ack_seq - zep.start_seq
+                upper = rel_seq + plen
+                blocks = own.blocks
+                if rel_seq >= acked and rel_seq >= own.trim_seq and (
+                        not blocks or blocks[-1][1] == rel_seq):
+                    # in-order data: _Reassembler.data_sent's append, sort and merge
+                    # come down to growing the last block (blocks stay sorted, disjoint,
+                    # and none holds last_reassem inside it)
+                    if blocks:
+                        last = blocks[-1]
+                        last[1] = upper
+                    else:
+                        last = [rel_seq, upper]
+                        blocks.append(last)
+                    if last[0] <= own.last_reassem < upper:
+                        own.last_reassem = upper
+                else:
+                    own.data_sent(rel_seq, plen, acked)
         if ts >= analysis._next_sweep:
             new = analysis._sweep(ts)
             finished = table.pop_finished()
