@@ -253,6 +253,9 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
             while results.empty():
                 if interrupt is not None and interrupt.requested:
                     raise KeyboardInterrupt
+                if not any(w.is_alive() for w in workers) and results.empty():
+                    codes = [w.exitcode for w in workers]
+                    raise RuntimeError(f"analysis workers ended without a result: {codes}")
                 if on_progress is not None and progress is not None:
                     on_progress(progress[0], progress[1])
                 time.sleep(0.1)
