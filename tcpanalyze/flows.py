@@ -48,6 +48,9 @@ Key = tuple[bytes, int, bytes, int]
 # A closed connection stays in the table this long (capture time) so that stragglers
 # (retransmissions, RSTs answering in-flight data) are not taken for a new connection.
 CLOSE_LINGER = 5.0
+# A handshake that never completed has no in-flight data to straggle in: its attempt
+# leaves after a shorter linger (a spoofed-source flood brings thousands per second).
+EMBRYONIC_LINGER = 1.0
 # A connection nothing happens to is still looked at this often (capture time), so that
 # evidence-based findings (a peer that vanished) appear during a live run.
 QUIET_RECHECK = 60.0
@@ -84,6 +87,13 @@ def _gone(ep: Endpoint) -> bool:
     target that never answered keeps no state)."""
     state = ep.state
     return state == CLOSED or (not ep.packets and state in (UNKNOWN, LISTEN))
+
+
+def _linger(conn: Connection) -> float:
+    c = conn.client
+    if not conn.handshake_seen and c.packets == c.syn_count and not c.rst_count:
+        return EMBRYONIC_LINGER
+    return CLOSE_LINGER
 
 
 def is_done(conn: Connection) -> bool:
@@ -198,7 +208,7 @@ class FlowTable:
         s = self.settings
         last = conn.last
         if is_done(conn):
-            return max(last + CLOSE_LINGER, now)
+            return max(last + _linger(conn), now)
         due = min(last + s.idle_timeout, now + min(QUIET_RECHECK, s.idle_timeout))
         for ep in (conn.client, conn.server):
             state = ep.state
@@ -231,6 +241,12 @@ class FlowTable:
         if new or due < conn.__dict__.get("due", due + 1.0):
             conn.__dict__["due"] = due
             heapq.heappush(self._deadlines, (due, conn.id, conn))
+            if len(self._deadlines) > 2 * len(self.active) + 1024:
+                # entries of evicted/finished connections would keep them alive until
+                # their time: drop them (amortised O(1)), so memory follows max_connections
+                self._deadlines = [e for e in self._deadlines
+                                   if not e[2].finished and e[2].__dict__.get("due") == e[0]]
+                heapq.heapify(self._deadlines)
 
     # -- leaving the table ------------------------------------------------------------
 
@@ -267,7 +283,7 @@ class FlowTable:
             if conn.finished or conn.__dict__.get("due") != when:
                 continue  # gone already, or a stale entry (rescheduled earlier)
             conn.expire(now)
-            if is_done(conn) and now - conn.last >= CLOSE_LINGER:
+            if is_done(conn) and now - conn.last >= _linger(conn):
                 self._finish(conn)
                 continue
             if now - conn.last > idle_timeout:

@@ -136,3 +136,47 @@ def test_time_ordering_still_orders_within_the_bound(tmp_path: Path) -> None:
     ordered = list(time_ordered(open_capture(str(path))))
     assert [f.ts for f in ordered] == sorted(stamps)
     assert [f.number for f in ordered] == [1, 4, 2, 5, 3, 6]
+
+
+# -- a capture engineered to create very many connections -------------------------------------
+
+FLOOD_SERVER = ipv4_addr(0xFFFF)
+
+
+def syn_flood_pcap(path: Path, count: int, rate: float = 10_000.0) -> None:
+    """`count` SYNs from distinct sources to one server port, `rate` per second."""
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
+    parts = [head]
+    for i in range(count):
+        ts = 1_700_000_000 + i / rate
+        frame = ether(ipv4(ipv4_addr(i + 1), FLOOD_SERVER,
+                           tcp_header(1024 + i % 60000, 80, i * 7919, 0, SYN)))
+        parts.append(struct.pack("<IIII", int(ts), round((ts % 1) * 1e6), len(frame),
+                                 len(frame)) + frame)
+    path.write_bytes(b"".join(parts))
+
+
+def test_syn_flood_keeps_the_flow_table_and_its_timers_bounded(tmp_path: Path) -> None:
+    # Before the fix the timer heap kept an entry (and so the whole Connection) for every
+    # evicted connection until its deadline (63 s of capture time): a flood of distinct
+    # SYNs kept all of them alive whatever max_connections said.
+    import gc
+
+    from tcpanalyze.analysis import Analysis, read_into
+    from tcpanalyze.settings import Settings
+    from tcpanalyze.tracker import Connection
+
+    count, limit = 20_000, 1000
+    path = tmp_path / "flood.pcap"
+    syn_flood_pcap(path, count)
+    analysis = Analysis(Settings(max_connections=limit), keep_connections=False)
+    with within(120):
+        summary = read_into(analysis, str(path))
+    assert summary.tcp_segments == count and summary.error is None
+    gc.collect()
+    alive = sum(isinstance(o, Connection) for o in gc.get_objects())
+    assert alive <= 2 * limit + 1024, alive
+    assert analysis.table.peak <= limit
+    analysis.finish()
+    assert analysis.table.evicted == count - limit
+    assert "syn_flood" in {f.kind for f in analysis.findings}
