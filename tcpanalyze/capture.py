@@ -58,6 +58,14 @@ class Frame(NamedTuple):
     data: bytes  # captured bytes (caplen = len(data))
 
 
+def _printable(path: str) -> str:
+    """The path for a one-line message: control characters (a newline in a file name)
+    written as escapes, everything else as it is."""
+    if path.isprintable():
+        return path
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in path)
+
+
 class CaptureError(Exception):
     """A capture that cannot be read (further); str() is the one-line message."""
 
@@ -67,7 +75,7 @@ class CaptureError(Exception):
         self.offset = offset
         self.frame = frame
         self.what = what
-        name = "<stdin>" if path == "-" else path
+        name = "<stdin>" if path == "-" else _printable(path)
         if frame is not None and offset is not None:
             where = f"frame {frame} (byte offset {offset})"
         elif offset is not None:

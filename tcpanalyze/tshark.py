@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
+from .capture import _printable
 from .report import PACKET_CLASSES
 from .segment import Segment
 
@@ -227,11 +228,11 @@ class TsharkDecoder:
             for t in threads:
                 t.join(timeout=5)
         if finished:
-            message = _tshark_message(stderr_lines)
+            message = _tshark_message(stderr_lines) or f"tshark exited with {rc}"
             if rc != 0 and self.frames_read == 0:
-                raise TsharkError(f"{self.path}: {message or f'tshark exited with {rc}'}")
-            if rc != 0 or message:
-                self.error = f"{self.path}: {message or f'tshark exited with {rc}'}"
+                raise TsharkError(f"{_printable(self.path)}: {message}")
+            if rc != 0 or _tshark_message(stderr_lines):
+                self.error = f"{_printable(self.path)}: {message}"
 
     def _parse(self, line: str) -> Segment | None:
         f = line.rstrip("\n").split("\t")
@@ -343,6 +344,7 @@ def _capture_format(path: str) -> tuple[str, list[int]]:
         reader = open_capture(path)
     except (ImportError, CaptureError, OSError):
         return "tshark", []  # a format tshark reads but capture.py does not (snoop, erf, ...)
+    reader.close()  # only the header was wanted
     return reader.format, sorted(reader.linktypes)
 
 

@@ -7,8 +7,13 @@ The classes of bad input and what the user sees are listed in docs/bad-input.md.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import shutil
 import signal
 import struct
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +21,12 @@ from pathlib import Path
 import pytest
 
 from fuzz.captures import (
+    DATA,
     check_capture,
     ether,
     ipv4,
     ipv4_addr,
+    pcap_file,
     pcapng_block,
     pcapng_epb,
     pcapng_idb,
@@ -180,3 +187,119 @@ def test_syn_flood_keeps_the_flow_table_and_its_timers_bounded(tmp_path: Path) -
     analysis.finish()
     assert analysis.table.evicted == count - limit
     assert "syn_flood" in {f.kind for f in analysis.findings}
+
+
+# -- file names and payloads are data, never code or paths -------------------------------------
+
+HOSTILE_NAMES = [
+    "with space.pcap",
+    "-leading-dash.pcap",
+    "--version.pcap",
+    "semi;colon.pcap",
+    "$(touch PWNED).pcap",
+    "`touch PWNED`.pcap",
+    "quote'single.pcap",
+    'quote"double.pcap',
+    "new\nline.pcap",
+    "tab\tand\x1bescape.pcap",
+    "[/x]markup.pcap",  # a folder '[', a file 'x]...': rich markup (it crashed the terminal)
+    "%s%n{0}.pcap",
+    "ünïcødé.pcap",
+]
+ETH_NANO_FRAMES = 43  # capinfos tests/data/eth-nano.pcap
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tcpanalyze", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def hostile_path(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name  # '/' in a name means a folder ('[' for the markup case)
+    path.parent.mkdir(exist_ok=True)
+    shutil.copyfile(DATA / "eth-nano.pcap", path)
+    return path
+
+
+def assert_no_canary(tmp_path: Path) -> None:
+    assert not list(tmp_path.rglob("PWNED*")), "a file name was executed"
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_file_names_through_the_cli(tmp_path: Path, name: str) -> None:
+    path = hostile_path(tmp_path, name)
+    for fmt in ("json", "terminal"):
+        proc = run_cli("report", "--decoder", "dpkt", "-f", fmt, "--", str(path),
+                       cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stderr == ""
+        if fmt == "json":
+            data = json.loads(proc.stdout)
+            assert data["capture"]["path"] == str(path)
+            assert data["capture"]["packets"] == ETH_NANO_FRAMES
+    assert_no_canary(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["new\nline.pcap", "[/x]markup.pcap",
+                                  "$(touch PWNED);x.pcap"])
+def test_read_error_for_a_hostile_name_is_one_line(tmp_path: Path, name: str) -> None:
+    path = hostile_path(tmp_path, name)
+    path.write_bytes(path.read_bytes()[:3000])  # cut inside a record
+    proc = run_cli("report", "--decoder", "dpkt", "-f", "terminal", "--", str(path),
+                   cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("tcpanalyze: ") and "frame " in lines[0]
+    assert path.name.split("\n")[-1] in lines[0]
+    assert_no_canary(tmp_path)
+
+
+needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None,
+                                  reason="tshark is not installed (apt-get install tshark)")
+
+
+@needs_tshark
+@pytest.mark.tshark
+def test_tshark_decoder_gets_hostile_names_as_one_argument(tmp_path: Path) -> None:
+    from tcpanalyze.analysis import analyze
+
+    for name in HOSTILE_NAMES:
+        path = hostile_path(tmp_path, name)
+        report = analyze(str(path), decoder="tshark")
+        cap = report.captures[0]
+        assert cap.error is None, (name, cap.error)
+        # tshark counts the same frames as capinfos does
+        assert cap.packets == ETH_NANO_FRAMES, name
+    assert_no_canary(tmp_path)
+
+
+SHELL_AND_PYTHON = [
+    b"$(touch PWNED_PAYLOAD)", b"`touch PWNED_PAYLOAD`", b"; touch PWNED_PAYLOAD #",
+    b"__import__('os').system('touch PWNED_PAYLOAD')", b"{0.__class__}%s%n%x",
+    b"[/red][bold]markup", b"\x1b]0;title\x07\x1b[2J", b"../../../../etc/passwd\0",
+]
+
+
+def test_payload_text_is_never_evaluated(tmp_path: Path) -> None:
+    """Shell, Python, format-string, markup and terminal-escape text in TCP payloads and
+    in options: counted as bytes, nothing else."""
+    frames = handshake()[:3]
+    c, s = 1001, 5001
+    ts = frames[-1][0]
+    for text in SHELL_AND_PYTHON:
+        ts += 0.01
+        frames.append((ts, ether(ipv4(A, B, tcp_header(40000, 80, c, s, ACK,
+                                                        options=text[:40]) + text))))
+        c += len(text)
+    path = tmp_path / "payloads.pcap"
+    path.write_bytes(pcap_file(frames))
+    for fmt in ("json", "terminal", "sarif", "markdown", "csv", "zeek"):
+        proc = run_cli("report", "--decoder", "dpkt", "-f", fmt, str(path), cwd=tmp_path)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert b"PWNED" not in proc.stdout.encode()
+    data = json.loads(run_cli("report", "-f", "json", str(path), cwd=tmp_path).stdout)
+    assert data["capture"]["tcp_segments"] == len(frames)
+    assert data["connections"][0]["bytes"]["client"] == sum(len(t) for t in SHELL_AND_PYTHON)
+    assert_no_canary(tmp_path)
