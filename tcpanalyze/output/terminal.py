@@ -77,7 +77,7 @@ def capture_table(report: Report, ascii_only: bool = False) -> RenderableType:
     grid.add_column(overflow="fold")
     plain = ascii_text if ascii_only else str
     for capture in report.captures:
-        grid.add_row("capture", plain(capture.path))
+        grid.add_row("capture", Text(plain(capture.path)))  # a name is not markup
         grid.add_row("format", f"{capture.format} (decoder {capture.decoder})")
         grid.add_row("link types", ", ".join(capture.linktypes) or "-")
         classes = {"tcp": capture.tcp_segments, **capture.skipped}
