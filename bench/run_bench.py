@@ -9,7 +9,9 @@ ru_maxrss of the process (wait4) for one-process tools; for `tcpanalyze --jobs N
 workers are forked children, so it is the sampled peak (every 50 ms) of the summed PSS
 of the whole process tree (PSS splits pages shared after fork instead of counting them
 once per process). The load average before and after is printed: other work on the
-machine skews everything, so compare runs taken together.
+machine skews wall times, so CPU seconds are shown too, and for `--jobs N` the critical
+path (the parent's own CPU plus the busiest worker's), which is what the wall time
+would be on an otherwise idle machine with N free cores.
 """
 
 from __future__ import annotations
@@ -73,9 +75,21 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
-def run_once(argv: list[str], tree: bool) -> tuple[float, int]:
-    """(wall seconds, peak KiB) of one run; output goes to /dev/null."""
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def run_once(argv: list[str], tree: bool) -> tuple[float, int, float, float]:
+    """(wall seconds, peak KiB, CPU seconds, critical-path CPU seconds) of one run;
+    output goes to /dev/null. The critical path of a parallel run is the parent's own
+    CPU plus the busiest worker's: the wall time an otherwise idle machine would show."""
     peak = 0
+    worker_cpu: dict[int, float] = {}
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=ROOT.parent)
@@ -84,7 +98,10 @@ def run_once(argv: list[str], tree: bool) -> tuple[float, int]:
     def sample() -> None:
         nonlocal peak
         while not done.wait(0.05):
-            peak = max(peak, sum(_pss_kb(p) for p in _tree(proc.pid)))
+            pids = _tree(proc.pid)
+            peak = max(peak, sum(_pss_kb(p) for p in pids))
+            for pid in pids[1:]:
+                worker_cpu[pid] = max(worker_cpu.get(pid, 0.0), _cpu_seconds(pid))
 
     sampler = threading.Thread(target=sample, daemon=True) if tree else None
     if sampler is not None:
@@ -97,7 +114,9 @@ def run_once(argv: list[str], tree: bool) -> tuple[float, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)}: exit {proc.returncode}")
-    return wall, peak if tree else usage.ru_maxrss
+    cpu = usage.ru_utime + usage.ru_stime  # includes the workers it waited for
+    critical = cpu - sum(worker_cpu.values()) + max(worker_cpu.values(), default=0.0)
+    return wall, peak if tree else usage.ru_maxrss, cpu, critical
 
 
 def packet_count(capture: str) -> int:
@@ -126,10 +145,14 @@ def main() -> None:
         runs = [run_once(argv, tree) for _ in range(args.runs)]
         wall = statistics.median(r[0] for r in runs)
         rss = statistics.median(r[1] for r in runs)
+        cpu = statistics.median(r[2] for r in runs)
+        critical = statistics.median(r[3] for r in runs)
         results[name] = {"seconds": wall, "pps": packets / wall, "peak_mib": rss / 1024,
+                         "cpu": cpu, "critical_cpu": critical, "cpu_pps": packets / critical,
                          "runs": [r[0] for r in runs]}
         print(f"{name:24} {wall:8.2f} s {packets / wall:12,.0f} pkt/s {rss / 1024:8.0f} MiB"
-              f"   runs {', '.join(f'{r[0]:.2f}' for r in runs)}", flush=True)
+              f"  cpu {cpu:6.2f} s, critical {critical:6.2f} s = {packets / critical:10,.0f}"
+              f" pkt/s   runs {', '.join(f'{r[0]:.2f}' for r in runs)}", flush=True)
     print(f"load after {os.getloadavg()[0]:.2f}")
 
     def ratio(a: str, b: str, key: str = "pps") -> str:
@@ -141,6 +164,10 @@ def main() -> None:
     print(f"single / tshark conv,tcp (target >= 4):   {ratio(single, 'tshark conv,tcp')}")
     print(f"single / dpkt loop       (target >= 2):   {ratio(single, 'dpkt loop')}")
     print(f"--jobs {args.jobs} / single     (target >= 1.7): {ratio(multi, single)}")
+    print("by CPU critical path (what an idle machine would show):")
+    print(f"  single / tshark conv,tcp: {ratio(single, 'tshark conv,tcp', 'cpu_pps')}, "
+          f"single / dpkt loop: {ratio(single, 'dpkt loop', 'cpu_pps')}, "
+          f"--jobs {args.jobs} / single: {ratio(multi, single, 'cpu_pps')}")
     print(f"memory single / tshark conv (target <= 0.25): "
           f"{ratio(single, 'tshark conv,tcp', 'peak_mib')}")
     print(f"memory --jobs {args.jobs} / tshark conv:            "
