@@ -54,6 +54,8 @@ EMBRYONIC_LINGER = 1.0
 # A connection nothing happens to is still looked at this often (capture time), so that
 # evidence-based findings (a peer that vanished) appear during a live run.
 QUIET_RECHECK = 60.0
+# New evidence on a connection is looked at within a second, at most this often.
+EVIDENCE_RECHECK = 10.0
 # Timer arithmetic in floats: look a hair after the deadline so `expire` sees it passed.
 _EPSILON = 1e-6
 
@@ -154,9 +156,12 @@ class FlowTable:
         else:
             active.move_to_end(key)
             changes, new_notes = conn.feed(seg)
-            if new_notes:
+            if new_notes and ts - conn.__dict__.get("evidence_check", -EVIDENCE_RECHECK) \
+                    >= EVIDENCE_RECHECK:
                 # new evidence (a reset, a retransmission): look at it at the next sweep,
-                # so a live run reports it within a second of capture time
+                # so a live run reports it within a second of capture time; at most every
+                # few seconds per connection (the detectors read all of its notes)
+                conn.__dict__["evidence_check"] = ts
                 self._schedule(conn, ts, soon=True)
             elif changes:
                 self._schedule(conn, ts)
