@@ -26,6 +26,7 @@ from fuzz.captures import (
     ether,
     ipv4,
     ipv4_addr,
+    ipv6,
     pcap_file,
     pcapng_block,
     pcapng_epb,
@@ -33,7 +34,7 @@ from fuzz.captures import (
     pcapng_shb,
     tcp_header,
 )
-from tcpanalyze.capture import open_capture, time_ordered
+from tcpanalyze.capture import Frame, open_capture, time_ordered
 from tcpanalyze.decode import MAX_TIMESTAMP, Decoder
 from tcpanalyze.segment import ACK, SYN
 
@@ -303,3 +304,84 @@ def test_payload_text_is_never_evaluated(tmp_path: Path) -> None:
     assert data["capture"]["tcp_segments"] == len(frames)
     assert data["connections"][0]["bytes"]["client"] == sum(len(t) for t in SHELL_AND_PYTHON)
     assert_no_canary(tmp_path)
+
+
+# -- deep and looping header chains, decompression bombs ----------------------------------------
+
+
+def test_thousand_deep_header_chains_are_bounded() -> None:
+    """Stacks far deeper than any network: each frame is judged within a bounded walk."""
+    inner = ipv4(A, B, tcp_header(40000, 80, 1, 1, ACK))
+    vlan = b"".join(b"\0\x01\x81\x00" for _ in range(1000))
+    mpls = b"".join(struct.pack("!I", 16 << 12 | 64) for _ in range(1000))  # no bottom
+    hop = bytes((0, 0)) + b"\0" * 6  # hop-by-hop naming hop-by-hop again: a loop
+    ah = bytes((51, 0)) + b"\0" * 6  # IPv4 AH naming AH again
+    frames = [
+        ether(vlan + inner, 0x8100),
+        ether(mpls + inner, 0x8847),
+        ether(ipv6(bytes(16), bytes(16), tcp_header(1, 2, 3, 4, ACK), nh=0, ext=hop * 1000),
+              0x86DD),
+        ether(ipv4(A, B, ah * 1000 + tcp_header(1, 2, 3, 4, ACK), proto=51)),
+    ]
+    decoder = Decoder()
+    with within(5):
+        for i, data in enumerate(frames, 1):
+            assert decoder.decode(Frame(i, 1.0, 1, len(data), data)) is None
+    assert decoder.counts["malformed"] == len(frames)
+    assert all("more than" in why or "too long" in why
+               for _, why in decoder.examples["malformed"])
+
+
+def test_gzip_bomb_is_streamed_in_bounded_memory(tmp_path: Path) -> None:
+    # 64 MiB of records of zeros inflates from ~64 KiB: it must be streamed, never held
+    import zlib
+
+    pack = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
+    record = struct.pack("<IIII", 1_700_000_000, 0, 1008, 1008) + bytes(1008)
+    chunk = record * 1024  # 1 MiB
+    parts = [pack.compress(head)] + [pack.compress(chunk) for _ in range(64)] + [pack.flush()]
+    path = tmp_path / "bomb.pcap.gz"
+    path.write_bytes(b"".join(parts))
+    assert path.stat().st_size < 200_000
+    reader = open_capture(str(path))
+    tracemalloc.start()
+    try:
+        count = 0
+        for _ in reader:
+            count += 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 64 * 1024 and reader.error is None
+    assert peak < 16 * 1024 * 1024
+
+
+def test_syn_flood_through_the_cli_counts_evictions(tmp_path: Path) -> None:
+    """`-s max-connections=1000` against a flood of distinct SYNs: the report says how many
+    connections were evicted, the table never held more than the limit, and the process
+    stays within a memory bound. TCPANALYZE_FUZZ_SCALE=10 runs the 200k-SYN version."""
+    import resource
+
+    scale = int(os.environ.get("TCPANALYZE_FUZZ_SCALE", "1"))
+    count, limit = (200_000 if scale >= 10 else 30_000), 1000
+    path = tmp_path / "flood.pcap"
+    syn_flood_pcap(path, count)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run(
+        # one worker: with --jobs N every worker has its own table of max-connections
+        [sys.executable, "-m", "tcpanalyze", "report", "-f", "json", "--decoder", "dpkt",
+         "--jobs", "1", "--no-timeline", "-s", f"max-connections={limit}", str(path)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"{count} SYNs, max-connections={limit}: child peak RSS {rss_mib:.0f} MiB")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["capture"]["tcp_segments"] == count
+    assert data["stats"]["evicted"] == count - limit
+    assert data["stats"].get("peak_tracked", limit) <= limit
+    assert "syn_flood" in {f["kind"] for f in data["findings"]}
+    # the report itself lists every connection; the bound is on what tracking costs
+    if before < rss_mib * 1024:  # a fresh peak: this child's own
+        assert rss_mib < 120 + count * 0.008, rss_mib  # a guard: 8 KiB per reported connection
