@@ -173,15 +173,16 @@ def _progress(path: str, enabled: bool) -> Iterator[Callable[[int, Any], None] |
 def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_checksums: bool,
                  progress: bool, on_finding: Callable[[Finding], None] | None = None,
                  keep_connections: bool = True, zeek_records: bool = False,
-                 on_start: Callable[[Analysis, str], Any] | None = None) -> Report:
+                 on_start: Callable[[Analysis, str], Any] | None = None,
+                 bounded_stdin: bool = True) -> Report:
     """Analyse one or more captures into one merged report. Ctrl-C (or SIGTERM) stops
     reading and still reports what was read: for stdin that is the normal end of a live
     run, for a file an incomplete read.
 
-    stdin ('-') is analysed as a live stream: only connections with findings are kept
-    for the report and no Zeek view unless a Zeek log is asked for, so memory stays
-    bounded however long it runs. `on_start(analysis, path)` sees each analysis before
-    reading starts (the watch view)."""
+    stdin ('-') is analysed as a live stream: with `bounded_stdin` only connections with
+    findings are kept for the report and no Zeek view unless a Zeek log is asked for, so
+    memory stays bounded however long it runs (`flows` lists every connection instead).
+    `on_start(analysis, path)` sees each analysis before reading starts (the watch view)."""
     from tcpanalyze.live import Interrupt
     from tcpanalyze.parallel import read_into_parallel
 
@@ -197,9 +198,10 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
     for path in paths:
         name = path if many else None
         live = path == "-"
+        bounded = live and bounded_stdin
         analysis = Analysis(config.settings, capture=name,
-                            keep_connections=keep_connections and not live,
-                            zeek_records=zeek_records, zeek_view=not live or zeek_records)
+                            keep_connections=keep_connections and not bounded,
+                            zeek_records=zeek_records, zeek_view=not bounded or zeek_records)
         if on_start is not None:
             on_start(analysis, path)
         with _progress(path, progress) as update, interrupt:
@@ -518,7 +520,8 @@ def flows(captures: tuple[str, ...], fmt: str, config_path: str | None, decoder:
     try:
         result = run_analysis(_expand(captures), config, decoder=decoder,
                               zeek_records=_wants_zeek(fmt, ()),
-                              verify_checksums=verify_checksums, progress=not no_progress)
+                              verify_checksums=verify_checksums, progress=not no_progress,
+                              bounded_stdin=False)
     except InputFailed as exc:
         _err(str(exc))
         sys.exit(ExitCode.ERROR)
