@@ -342,3 +342,21 @@ def test_evicted_connections_keep_their_findings_and_counts() -> None:
     # evicted before its CLOSE_WAIT was old enough to judge: the evidence up to then
     # stays (the connection is closed like any other), the count is right
     assert kinds <= {f.kind for f in whole.findings}
+
+
+def test_flows_from_stdin_lists_every_connection_report_only_those_with_findings() -> None:
+    truth = _truth("close-wait-leak")
+    data = CLOSE_WAIT.read_bytes()
+    flows = _cli("flows", "--format", "json", "-")
+    f_out, f_err = flows.communicate(data, timeout=30)
+    assert flows.returncode == 0, f_err.decode()
+    listed = {(c["client"], c["server"]) for c in json.loads(f_out)["connections"]}
+    assert listed == {(c["client"], c["server"]) for c in truth["connections"]}
+    report = _cli("report", "--format", "json", "-")
+    r_out, r_err = report.communicate(data, timeout=30)
+    assert report.returncode == 0, r_err.decode()
+    doc = json.loads(r_out)
+    assert doc["stats"]["connections"] == len(truth["connections"])
+    # a live stream keeps only the connections that have findings: the leaking one
+    assert [(c["client"], c["server"]) for c in doc["connections"]] == [
+        ("10.77.1.2:40040", "10.77.2.2:8080")]
