@@ -93,3 +93,45 @@ def test_damaged_capture_through_the_cli(tmp_path: Path, name: str, data: bytes)
         assert data_out["capture"]["packets"] == expected.report.captures[0].packets
         assert data_out["capture"]["error"] == expected.error
         assert lines[0] == f"tcpanalyze: {expected.error}"
+
+
+def truncated_seed() -> bytes:
+    raw = (ROOT / "tests" / "data" / "eth-nano.pcap").read_bytes()
+    return raw[:3000]
+
+
+def whole_records_before_the_cut() -> tuple[int, int]:
+    """(records wholly inside the first 3000 bytes, offset of the one cut), walked by hand."""
+    _, records = layout((ROOT / "tests" / "data" / "eth-nano.pcap").read_bytes())
+    whole = [r for r in records if r.end <= 3000]
+    assert records[len(whole)].start < 3000  # the cut falls inside the next record
+    return len(whole), records[len(whole)].start
+
+
+@pytest.mark.parametrize("command", [["report", "-f", "json"], ["flows", "-f", "json"],
+                                     ["check", "-f", "json", "--fail-on", "none"]])
+def test_every_command_reports_a_fault_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(truncated_seed())
+    proc = subprocess.run([sys.executable, "-m", "tcpanalyze", *command, "--decoder", "dpkt",
+                           str(path)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("tcpanalyze: wrote")]
+    assert len(lines) == 1 and ONE_LINE.match(lines[0]), proc.stderr
+    whole, offset = whole_records_before_the_cut()
+    assert f"{path}: frame {whole + 1} (byte offset {offset}): " in lines[0]
+    assert json.loads(proc.stdout)["capture"]["packets"] == whole
+
+
+def test_damaged_stdin_is_named_stdin(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "tcpanalyze", "report", "-f", "json",
+                           "--decoder", "dpkt", "-"], input=truncated_seed(),
+                          capture_output=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2 and "Traceback" not in stderr
+    assert stderr.splitlines() == [stderr.splitlines()[0]]
+    whole, offset = whole_records_before_the_cut()
+    assert stderr.startswith(f"tcpanalyze: <stdin>: frame {whole + 1} (byte offset {offset}): ")
+    assert json.loads(proc.stdout)["capture"]["packets"] == whole
