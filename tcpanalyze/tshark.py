@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from .capture import _printable
+from .decode import MAX_TIMESTAMP
 from .report import PACKET_CLASSES
 from .segment import Segment
 
@@ -274,19 +275,29 @@ class TsharkDecoder:
             counts[cls] += 1
             self._example(cls, number, "TCP header incomplete")
             return None
-        if family == "ip":
-            src = socket.inet_aton(_last(f[F_IP_SRC]))
-            dst = socket.inet_aton(_last(f[F_IP_DST]))
-        else:
-            src = socket.inet_pton(socket.AF_INET6, _last(f[F_IP6_SRC]))
-            dst = socket.inet_pton(socket.AF_INET6, _last(f[F_IP6_DST]))
+        try:
+            ts = float(f[F_TIME])
+            if family == "ip":
+                src = socket.inet_aton(_last(f[F_IP_SRC]))
+                dst = socket.inet_aton(_last(f[F_IP_DST]))
+            else:
+                src = socket.inet_pton(socket.AF_INET6, _last(f[F_IP6_SRC]))
+                dst = socket.inet_pton(socket.AF_INET6, _last(f[F_IP6_DST]))
+        except (ValueError, OSError):  # a field tshark could not fill from a broken header
+            counts["malformed"] += 1
+            self._example("malformed", number, "IP addresses or time unreadable")
+            return None
+        if not 0.0 <= ts < MAX_TIMESTAMP:  # as decode.py: corrupt time would stall timers
+            counts["malformed"] += 1
+            self._example("malformed", number, f"timestamp {ts:.6g} s is out of range")
+            return None
         options = _last(f[F_OPTIONS])
         counts["tcp"] += 1
         if not TUNNEL_PROTOCOLS.isdisjoint(upto) or upto.count("ip") + upto.count("ipv6") > 1:
             self.tunnelled += 1
         return Segment(
             number,
-            float(f[F_TIME]),
+            ts,
             src,
             dst,
             int(_last(sport)),
@@ -356,6 +367,9 @@ def read_tshark_into(analysis: Any, path: str, *,
     from .analysis import LINKTYPE_NAMES
     from .report import CaptureSummary
 
+    if path != "-" and os.path.isfile(path) and os.path.getsize(path) == 0:
+        # tshark reads an empty file as a capture without packets; it is not a capture
+        raise TsharkError(f"{_printable(path)}: empty file, not a capture")
     fmt, linktypes = _capture_format(path)
     decoder = TsharkDecoder(path, stdin=stdin)
     feed = analysis.feed

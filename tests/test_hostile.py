@@ -385,3 +385,30 @@ def test_syn_flood_through_the_cli_counts_evictions(tmp_path: Path) -> None:
     # the report itself lists every connection; the bound is on what tracking costs
     if before < rss_mib * 1024:  # a fresh peak: this child's own
         assert rss_mib < 120 + count * 0.008, rss_mib  # a guard: 8 KiB per reported connection
+
+
+@needs_tshark
+@pytest.mark.tshark
+def test_tshark_decoder_refuses_an_empty_file_and_guards_time(tmp_path: Path) -> None:
+    from tcpanalyze.analysis import analyze
+    from tcpanalyze.tshark import TsharkError
+
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    # tshark itself reads an empty file as zero packets; the dpkt path refuses it
+    with pytest.raises(TsharkError, match="empty file, not a capture"):
+        analyze(str(empty), decoder="tshark")
+    # the same absurd timestamp as the dpkt regression above: malformed, no stall
+    frames = handshake()
+    stamp = 2**62
+    body = [pcapng_shb(), pcapng_idb()]
+    for i, (ts, data) in enumerate(frames):
+        body.append(pcapng_block(6, struct.pack("<IIIII", 0, stamp >> 32, stamp & 0xFFFFFFFF,
+                                                len(data), len(data)) + data)
+                    if i == 2 else pcapng_epb(ts, data))
+    path = tmp_path / "future.pcapng"
+    path.write_bytes(b"".join(body))
+    with within(60):
+        cap = analyze(str(path), decoder="tshark").captures[0]
+    assert cap.packets == 5
+    assert cap.tcp_segments == 4 and cap.skipped["malformed"] == 1
