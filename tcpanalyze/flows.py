@@ -121,9 +121,12 @@ class FlowTable:
         self.idled = 0  # connections that left after idle_timeout without a close
         self.peak = 0  # most connections tracked at once
         self._finished: list[Connection] = []
-        # (deadline, id, connection): when to look at a connection again. Each connection
-        # has one live entry (its `due`); entries with another time are stale, skipped.
-        self._deadlines: list[tuple[float, int, Connection]] = []
+        # (deadline, id): when to look at a connection again. Each connection has one live
+        # entry (its `due`); entries with another time, or of a connection no longer in
+        # `_by_id`, are stale and skipped. Ids, not objects: an evicted connection must
+        # not be kept alive by its heap entry until its deadline.
+        self._deadlines: list[tuple[float, int]] = []
+        self._by_id: dict[int, Connection] = {}
 
     def __len__(self) -> int:
         return len(self.active)
@@ -147,6 +150,7 @@ class FlowTable:
             if notes:
                 conn.notes.extend(notes)
             active[key] = conn
+            self._by_id[conn.id] = conn
             if len(active) > self.settings.max_connections:
                 self._evict_one()
             if len(active) > self.peak:
@@ -245,13 +249,7 @@ class FlowTable:
         # current entry comes up.
         if new or due < conn.__dict__.get("due", due + 1.0):
             conn.__dict__["due"] = due
-            heapq.heappush(self._deadlines, (due, conn.id, conn))
-            if len(self._deadlines) > 2 * len(self.active) + 1024:
-                # entries of evicted/finished connections would keep them alive until
-                # their time: drop them (amortised O(1)), so memory follows max_connections
-                self._deadlines = [e for e in self._deadlines
-                                   if not e[2].finished and e[2].__dict__.get("due") == e[0]]
-                heapq.heapify(self._deadlines)
+            heapq.heappush(self._deadlines, (due, conn.id))
 
     # -- leaving the table ------------------------------------------------------------
 
@@ -266,6 +264,7 @@ class FlowTable:
             key = (key[2], key[3], key[0], key[1])
         if self.active.get(key) is conn:
             del self.active[key]
+        self._by_id.pop(conn.id, None)
         self._finished.append(conn)
 
     def _evict_one(self) -> None:
@@ -281,11 +280,19 @@ class FlowTable:
         """Run timers up to capture time `now`; returns the connections still open
         whose deadlines passed (for duration-based detectors)."""
         due: list[Connection] = []
+        by_id = self._by_id
+        if len(self._deadlines) > 2 * len(by_id) + 4096:
+            # mostly entries of connections gone early (evicted, split) or rescheduled:
+            # drop them (amortised O(1) per entry)
+            self._deadlines = [e for e in self._deadlines
+                               if e[1] in by_id and by_id[e[1]].__dict__.get("due") == e[0]]
+            heapq.heapify(self._deadlines)
         deadlines = self._deadlines
         idle_timeout = self.settings.idle_timeout
         while deadlines and deadlines[0][0] <= now:
-            when, _, conn = heapq.heappop(deadlines)
-            if conn.finished or conn.__dict__.get("due") != when:
+            when, conn_id = heapq.heappop(deadlines)
+            conn = by_id.get(conn_id)
+            if conn is None or conn.__dict__.get("due") != when:
                 continue  # gone already, or a stale entry (rescheduled earlier)
             conn.expire(now)
             if is_done(conn) and now - conn.last >= _linger(conn):
@@ -298,7 +305,7 @@ class FlowTable:
             due.append(conn)
             nxt = self.next_check(conn, now)
             conn.__dict__["due"] = nxt
-            heapq.heappush(deadlines, (nxt, conn.id, conn))
+            heapq.heappush(deadlines, (nxt, conn.id))
         return due
 
     def pop_finished(self) -> list[Connection]:
@@ -311,4 +318,5 @@ class FlowTable:
             conn.expire(end)
             self._finish(conn)
         self._deadlines.clear()
+        self._by_id.clear()
         yield from self.pop_finished()
