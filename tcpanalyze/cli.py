@@ -309,9 +309,8 @@ def _write_outputs(report: Report, fmt: str, outputs: tuple[str, ...],
             out_fmt = output.format_for_path(path)
         except output.UnknownFormat as exc:
             raise click.UsageError(str(exc)) from None
-        text = output.render(out_fmt, report, options)
         with open(path, "w", encoding="utf-8") as stream:
-            stream.write(text)
+            _render_to(stream, out_fmt, report, options)
     if skip_stdout:
         return
     if fmt == "terminal":
@@ -319,9 +318,17 @@ def _write_outputs(report: Report, fmt: str, outputs: tuple[str, ...],
 
         print_report(report, make_console(), options.policy, max_rows=options.max_rows)
     else:
-        sys.stdout.write(output.render(fmt, report, options))
-        if fmt not in ("ndjson",) and not output.render(fmt, report, options).endswith("\n"):
-            sys.stdout.write("\n")
+        _render_to(sys.stdout, fmt, report, options)
+
+
+def _render_to(stream: Any, fmt: str, report: Report, options: output.RenderOptions) -> None:
+    if fmt == "json":  # streamed: large reports never exist as one string
+        from tcpanalyze.output import json as json_output
+
+        json_output.write(report, stream, options.indent, options.timeline)
+        return
+    text = output.render(fmt, report, options)
+    stream.write(text if text.endswith("\n") or fmt == "ndjson" else text + "\n")
 
 
 def _quiet_pipe(command: Callable[..., Any]) -> Callable[..., Any]:

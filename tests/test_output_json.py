@@ -75,3 +75,19 @@ def test_write_finding_flushes_each_line() -> None:
     assert stream.flushes == 2
     assert [json.loads(x)["subject"] for x in stream.getvalue().splitlines()] == [
         "10.1.0.2:80", "10.1.0.3:443"]
+
+
+def test_streamed_json_is_the_same_text_on_real_captures() -> None:
+    import io
+    from pathlib import Path
+
+    from tcpanalyze.analysis import analyze
+    from tcpanalyze.output import json as json_output
+
+    samples = Path(__file__).resolve().parents[1] / "sample_pcaps"
+    for capture in sorted(samples.glob("*.pcap*"))[:12]:
+        report = analyze(str(capture))
+        for timeline in (True, False):
+            out = io.StringIO()
+            json_output.write(report, out, 2, timeline)
+            assert out.getvalue() == json_output.render(report, 2, timeline), capture.name
