@@ -161,7 +161,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=1_000_000)
     ap.add_argument("--flood-share", type=float, default=0.55,
                     help="share of the connections that are spoofed flood SYNs")
-    ap.add_argument("--rate", type=float, default=1000.0,
+    ap.add_argument("--rate", type=float, default=500.0,
                     help="ordinary connections per second of capture time")
     ap.add_argument("--flood-rate", type=float, default=5000.0,
                     help="flood SYNs per second of capture time")
