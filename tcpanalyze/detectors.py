@@ -11,7 +11,7 @@ not show is downgraded to info and says so.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -374,6 +374,28 @@ class _Target:
     connections: set[int] = field(default_factory=set)
 
 
+_MAX_ONCE = 262_144  # seen-once sources remembered (about 100 bytes each)
+
+
+class _Once:
+    """A source with a single attempt so far, kept small."""
+
+    __slots__ = ("completed", "conn_id", "dport", "dst", "frame", "refused", "ts")
+
+    def __init__(self, ts: float, frame: int, dst: bytes, dport: int, conn_id: int) -> None:
+        self.ts, self.frame, self.dst, self.dport, self.conn_id = ts, frame, dst, dport, conn_id
+        self.completed = 0
+        self.refused = 0
+
+    def promote(self) -> _Source:
+        src = _Source(attempts=1, completed=self.completed, refused=self.refused,
+                      first=self.ts, last=self.ts, first_frame=self.frame)
+        src.ports_by_host[self.dst] = {self.dport}
+        src.hosts_by_port[self.dport] = {self.dst}
+        src.connections.add(self.conn_id)
+        return src
+
+
 @dataclass
 class _Source:
     """Connection attempts from one client address (port scan detector)."""
@@ -396,6 +418,9 @@ class AggregateDetector:
         self.s = settings
         self.targets: dict[tuple[bytes, int], _Target] = {}
         self.sources: dict[bytes, _Source] = {}
+        # Sources seen once (a spoofed flood: one SYN each) stay in this small, capped
+        # form; a second attempt promotes them to a full _Source for scan detection.
+        self._once: OrderedDict[bytes, _Once] = OrderedDict()
         self.members: set[int] = set()  # connection ids absorbed by a reported aggregate
         self._reported: dict[tuple[str, Any], Finding] = {}
         self._member_limit = 1_000_000
@@ -415,9 +440,17 @@ class AggregateDetector:
             t.sources_overflow += conn.client.addr not in t.sources
         if len(t.connections) < self._member_limit:
             t.connections.add(conn.id)
-        src = self.sources.get(conn.client.addr)
+        addr = conn.client.addr
+        src = self.sources.get(addr)
         if src is None:
-            src = self.sources[conn.client.addr] = _Source(first=ts, first_frame=frame)
+            once = self._once.pop(addr, None)
+            if once is None:
+                self._once[addr] = _Once(ts, frame, conn.server.addr, conn.server.port,
+                                         conn.id)
+                if len(self._once) > _MAX_ONCE:
+                    self._once.popitem(last=False)  # forgotten: at most one attempt lost
+                return
+            src = self.sources[addr] = once.promote()
         src.attempts += 1
         src.last = ts
         ports = src.ports_by_host.setdefault(conn.server.addr, set())
@@ -434,7 +467,7 @@ class AggregateDetector:
         if not conn.client.syn_count:
             return
         t = self.targets.get((conn.server.addr, conn.server.port))
-        src = self.sources.get(conn.client.addr)
+        src = self.sources.get(conn.client.addr) or self._once.get(conn.client.addr)
         # Completed only if the client itself spoke after its SYN (spoofed ones never do).
         done = conn.handshake_seen or conn.client.packets > conn.client.syn_count
         if t is not None:
@@ -527,6 +560,10 @@ class AggregateDetector:
             out.append(finding)
         else:  # refresh the numbers of a finding already emitted
             known.summary, known.details = finding.summary, finding.details
+
+    def source_items(self) -> list[tuple[bytes, _Source]]:
+        """Every source, the seen-once ones as full _Source objects (for merging)."""
+        return [*self.sources.items(), *((a, o.promote()) for a, o in self._once.items())]
 
     def answers_with_cookies(self, addr: bytes, port: int) -> bool:
         t = self.targets.get((addr, port))

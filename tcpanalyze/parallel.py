@@ -381,7 +381,7 @@ def _merge_aggregates(settings: Settings, workers: list[_CountingAggregates],
             m.sources_overflow += t.sources_overflow
             m.sources |= t.sources
             m.connections.update(remap[c] for c in t.connections)
-        for addr, s in w.sources.items():
+        for addr, s in w.source_items():
             m2 = sources.get(addr)
             if m2 is None:
                 m2 = sources[addr] = _Source(first=s.first, first_frame=s.first_frame)
