@@ -116,6 +116,12 @@ class Analysis:
         if conn.client.packets + conn.server.packets == 1 and seg.flags & SYN \
                 and not seg.flags & ACK:
             self.aggregates.on_attempt(conn, seg.frame, ts)
+        elif not conn.completion_counted and conn.client.syn_count and (
+                conn.handshake_seen or conn.client.packets > conn.client.syn_count):
+            # Counted as the handshake completes, not when the connection ends (after
+            # TIME_WAIT): a busy server's completion ratio must be current.
+            conn.completion_counted = True
+            self.aggregates.on_completed(conn)
         new: list[Finding] = []
         if ts >= self._next_sweep:
             new.extend(self._sweep(ts))

@@ -183,7 +183,8 @@ class ConnectionDetector:
             combos = sorted({n.data["combo"] for n in notes})
             who = ep[notes[0].role]
             add("invalid_flags",
-                f"{who.role} {who.name} sent {len(notes)} segment(s) with invalid flag "
+                f"{who.role} {who.name} sent {conn.note_counts['invalid_flags']} segment(s) "
+                "with invalid flag "
                 f"combinations ({', '.join(combos)}): a scanner, a broken stack or an "
                 "evasion attempt.", [n.frame for n in notes], notes[0].ts, who,
                 combos=combos)
@@ -210,9 +211,9 @@ class ConnectionDetector:
                 tail = " and was still closed at the end" if still else ""
                 add("zero_window",
                     f"{who.role} {who.name} advertised a zero receive window "
-                    f"{len(notes)} time(s) (longest {_dur(longest)}){tail}: its application "
+                    f"{who.zero_windows} time(s) (longest {_dur(longest)}){tail}: its application "
                     "is not reading fast enough, so the peer had to stop sending.",
-                    [n.frame for n in notes], notes[0].ts, who, count=len(notes),
+                    [n.frame for n in notes], notes[0].ts, who, count=who.zero_windows,
                     longest=longest)
         for role in ("client", "server"):
             who = ep[role]
@@ -423,7 +424,7 @@ class AggregateDetector:
         self._once: OrderedDict[bytes, _Once] = OrderedDict()
         self.members: set[int] = set()  # connection ids absorbed by a reported aggregate
         self._reported: dict[tuple[str, Any], Finding] = {}
-        self._member_limit = 1_000_000
+        self._member_limit = 200_000  # member ids remembered per target/source
 
     def on_attempt(self, conn: Connection, frame: int, ts: float) -> None:
         """A client's first SYN of a connection."""
@@ -462,6 +463,15 @@ class AggregateDetector:
         if len(src.connections) < self._member_limit:
             src.connections.add(conn.id)
 
+    def on_completed(self, conn: Connection) -> None:
+        """A client's handshake completed (it spoke after its SYN)."""
+        t = self.targets.get((conn.server.addr, conn.server.port))
+        if t is not None:
+            t.completed += 1
+        src = self.sources.get(conn.client.addr) or self._once.get(conn.client.addr)
+        if src is not None:
+            src.completed += 1
+
     def on_connection_end(self, conn: Connection) -> None:
         """Record the outcome of an attempt (handshake completed, refused, answered)."""
         if not conn.client.syn_count:
@@ -469,7 +479,8 @@ class AggregateDetector:
         t = self.targets.get((conn.server.addr, conn.server.port))
         src = self.sources.get(conn.client.addr) or self._once.get(conn.client.addr)
         # Completed only if the client itself spoke after its SYN (spoofed ones never do).
-        done = conn.handshake_seen or conn.client.packets > conn.client.syn_count
+        done = not conn.completion_counted and (
+            conn.handshake_seen or conn.client.packets > conn.client.syn_count)
         if t is not None:
             t.completed += done
             t.synacks += conn.server.synack_count

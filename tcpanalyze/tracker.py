@@ -56,6 +56,8 @@ SYNCHRONIZED = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAI
 FIN_SENT_STATES = frozenset({FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAIT, LAST_ACK})
 GONE = frozenset({CLOSED, TIME_WAIT})
 
+NOTE_CAP = 32  # notes kept per kind and connection
+
 CLIENT = "client"
 SERVER = "server"
 
@@ -226,10 +228,12 @@ class Connection:
         self.flags_seen = 0
         self.timeline: list[Change] = []
         self.notes: list[Note] = []
+        self.note_counts: dict[str, int] = {}
         self.finished = False
         self.simultaneous_open = False
         self.prev_close_ts: float | None = None  # set on a connection split off by port reuse
         self.third_ack_lost = False  # the server showed it missed a handshake ACK
+        self.completion_counted = False  # the aggregates counted this handshake as done
 
     # -- public -----------------------------------------------------------------------
 
@@ -346,7 +350,14 @@ class Connection:
             self._set(ep, new, seg.frame, seg.ts, reason)
 
     def _note(self, kind: str, ep: Endpoint, seg: Segment, **data: Any) -> None:
-        self.notes.append(Note(kind, ep.role, seg.frame, seg.ts, **data))
+        # Repetitive evidence (retransmissions, keepalives, ...) is kept up to a cap per
+        # kind: the endpoint counters hold the totals, so a long connection's memory and
+        # the detectors' work stay bounded.
+        counts = self.note_counts
+        seen = counts.get(kind, 0)
+        counts[kind] = seen + 1
+        if seen < NOTE_CAP:
+            self.notes.append(Note(kind, ep.role, seg.frame, seg.ts, **data))
 
     # -- segment handlers -------------------------------------------------------------
 

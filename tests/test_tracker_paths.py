@@ -306,3 +306,22 @@ def test_unanswered_keepalives_mean_a_vanished_peer() -> None:
     for _ in range(9):
         answered.c(ACK, CI, SI + 1, dt=75.0).s(ACK, SI + 1, CI + 1, dt=0.001)
     assert "half_open" not in kinds(run(answered))
+
+
+def test_a_busy_normal_server_is_not_a_syn_flood() -> None:
+    """300 new connections a second from 30 clients, all completing (a load test): the
+    completion ratio must count handshakes as they complete, not after TIME_WAIT."""
+    analysis = Analysis(Settings())
+    server = (bytes([10, 0, 0, 2]), 443)
+    frame = 0
+    for i in range(600):
+        client = (bytes([10, 0, 1, i % 30]), 20000 + i)
+        t = 1000.0 + i / 300
+        for src, dst, flags, seq, ack in ((client, server, SYN, 1, 0),
+                                          (server, client, SYN | ACK, 7, 2),
+                                          (client, server, ACK, 2, 8)):
+            frame += 1
+            analysis.feed(Segment(frame, t, src[0], dst[0], src[1], dst[1], seq, ack, flags,
+                                  65535, 0))
+    analysis.finish()
+    assert "syn_flood" not in kinds(analysis)
