@@ -33,7 +33,8 @@ def summary_dict(report: Report) -> dict[str, Any]:
         "captures": [c.path for c in report.captures],
         "packets": sum(c.packets for c in report.captures),
         "tcp_segments": sum(c.tcp_segments for c in report.captures),
-        "connections": len(report.connections),
+        # All connections seen; a live run lists only those with findings.
+        "connections": max(report.stats.get("connections", 0), len(report.connections)),
         "findings": len(report.findings),
         "by_severity": counts_by_severity(report.findings),
         "by_kind": {kind: sum(c.values()) for kind, c in counts_by_kind(report.findings).items()},
