@@ -13,7 +13,7 @@ running then are not fired by the wall clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -306,38 +306,19 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
     decode = dec.decode
     frames = 0
     try:
-        if interrupt is None:
-            for frame in time_ordered(reader):
-                frames += 1
-                seg = decode(frame)
-                if seg is not None:
-                    new = feed(seg)
-                    if new and on_finding is not None:
-                        for finding in new:
-                            on_finding(finding)
-                if on_progress is not None and not frames & 0x3FFF:
-                    on_progress(frames, reader.position)
-        else:
-            # The signal handler raises only while we wait for input; while a frame is
-            # being analysed it just sets `requested`, which is checked after the frame.
-            ordered = time_ordered(reader)
-            while not interrupt.requested:
-                interrupt.waiting = True
-                try:
-                    frame = next(ordered)
-                except StopIteration:
-                    break
-                finally:
-                    interrupt.waiting = False
-                frames += 1
-                seg = decode(frame)
-                if seg is not None:
-                    new = feed(seg)
-                    if new and on_finding is not None:
-                        for finding in new:
-                            on_finding(finding)
-                if on_progress is not None and not frames & 0x3FFF:
-                    on_progress(frames, reader.position)
+        frames_in = time_ordered(reader)
+        if interrupt is not None:
+            frames_in = _until_interrupted(frames_in, interrupt)
+        for frame in frames_in:
+            frames += 1
+            seg = decode(frame)
+            if seg is not None:
+                new = feed(seg)
+                if new and on_finding is not None:
+                    for finding in new:
+                        on_finding(finding)
+            if on_progress is not None and not frames & 0x3FFF:
+                on_progress(frames, reader.position)
     except CaptureError as exc:  # a reader that raises instead of setting .error
         reader.error = exc
     except KeyboardInterrupt:
@@ -355,6 +336,20 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
         packets=frames, tcp_segments=counts.get("tcp", 0), skipped=skipped,
         first_ts=analysis.first_ts, last_ts=analysis.last_ts,
         error=str(error) if error is not None else None, decoder="dpkt")
+
+
+def _until_interrupted(frames: Iterator[Any], interrupt: Any) -> Iterator[Any]:
+    """The signal handler raises only while we wait for input; while a frame is being
+    analysed it just sets `requested`, which is checked before the next one."""
+    while not interrupt.requested:
+        interrupt.waiting = True
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        finally:
+            interrupt.waiting = False
+        yield frame
 
 
 def build_report(captures: list[CaptureSummary], analysis: Analysis) -> Report:
