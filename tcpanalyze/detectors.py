@@ -424,7 +424,10 @@ class AggregateDetector:
         self._once: OrderedDict[bytes, _Once] = OrderedDict()
         self.members: set[int] = set()  # connection ids absorbed by a reported aggregate
         self._reported: dict[tuple[str, Any], Finding] = {}
-        self._member_limit = 200_000  # member ids remembered per target/source
+        # Member ids remembered per target / source. Only members seen before an aggregate
+        # is reported need remembering: later ones are absorbed as their findings appear.
+        self._member_limit = 65_536
+        self._source_member_limit = 1_024
 
     def on_attempt(self, conn: Connection, frame: int, ts: float) -> None:
         """A client's first SYN of a connection."""
@@ -460,7 +463,7 @@ class AggregateDetector:
         hosts = src.hosts_by_port.setdefault(conn.server.port, set())
         if len(hosts) < _MAX_TARGETS:
             hosts.add(conn.server.addr)
-        if len(src.connections) < self._member_limit:
+        if len(src.connections) < self._source_member_limit:
             src.connections.add(conn.id)
 
     def on_completed(self, conn: Connection) -> None:
