@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tcpanalyze.detectors import _ABSORBED, AggregateDetector, ConnectionDetector
+from tcpanalyze.detectors import ABSORBED, AggregateDetector, ConnectionDetector
 from tcpanalyze.flows import FlowTable
 from tcpanalyze.report import (
     FINDING_KINDS,
@@ -143,9 +143,8 @@ class Analysis:
             self.findings = [f for f in self.findings if not self.aggregates.absorbs(f)]
             keep = {f.connection for f in self.findings}
             for summary in self.connections:
-                if summary.id in self.aggregates.members:
-                    summary.findings = [k for k in summary.findings
-                                        if k not in _absorbed_kinds(summary, keep)]
+                if summary.id in self.aggregates.members and summary.id not in keep:
+                    summary.findings = [k for k in summary.findings if k not in ABSORBED]
             if not self.keep_connections:  # kept only for findings that are now absorbed
                 self.connections = [c for c in self.connections if c.findings]
         self.findings.sort(key=lambda f: (f.time, _KIND_ORDER.get(f.kind, 99),
@@ -176,7 +175,7 @@ class Analysis:
         self.connections_total += 1
         kinds = sorted(conn.__dict__.get("emitted", ()), key=lambda k: _KIND_ORDER.get(k, 99))
         if conn.__dict__.get("absorbed"):
-            kinds = [k for k in kinds if k not in _ABSORBED]
+            kinds = [k for k in kinds if k not in ABSORBED]
         if self.keep_connections or kinds:
             self.connections.append(self._summarize(conn, kinds))
         return found
@@ -223,7 +222,7 @@ class Analysis:
             if absorbed:
                 conn.__dict__["absorbed"] = True
         for finding in findings:
-            if self.aggregates.absorbs(finding) or (absorbed and finding.kind in _ABSORBED):
+            if self.aggregates.absorbs(finding) or (absorbed and finding.kind in ABSORBED):
                 continue
             finding.capture = self.capture
             self.findings.append(finding)
@@ -246,12 +245,6 @@ class Analysis:
                       for ch in conn.timeline],
             capture=self.capture,
             zeek_records=[r.to_dict() for r in conn.__dict__.get("zeek_records", ())])
-
-
-def _absorbed_kinds(summary: ConnectionSummary, keep: set[int | None]) -> set[str]:
-    from tcpanalyze.detectors import _ABSORBED
-
-    return set() if summary.id in keep else set(_ABSORBED)
 
 
 # -- driving the analysis from a capture ---------------------------------------------------

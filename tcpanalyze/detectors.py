@@ -59,7 +59,7 @@ SEVERITY = {
 _NEEDS_BOTH_SIDES = frozenset({"half_open", "missing_third_ack", "close_wait_leak",
                                "fin_wait_2_stuck", "last_ack_stuck"})
 # Kinds absorbed by an aggregate finding when the connection belongs to a flood or scan.
-_ABSORBED = frozenset({"half_open", "missing_third_ack", "connection_refused",
+ABSORBED = frozenset({"half_open", "missing_third_ack", "connection_refused",
                        "syn_retransmission", "rst_teardown"})
 _MAX_FRAMES = 10
 
@@ -584,4 +584,4 @@ class AggregateDetector:
         return t is not None and t.cookie_connections > 0
 
     def absorbs(self, finding: Finding) -> bool:
-        return finding.kind in _ABSORBED and finding.connection in self.members
+        return finding.kind in ABSORBED and finding.connection in self.members

@@ -231,7 +231,6 @@ class Connection:
         self.note_counts: dict[str, int] = {}
         self.finished = False
         self.simultaneous_open = False
-        self.prev_close_ts: float | None = None  # set on a connection split off by port reuse
         self.third_ack_lost = False  # the server showed it missed a handshake ACK
         self.completion_counted = False  # the aggregates counted this handshake as done
 
@@ -610,7 +609,7 @@ class Connection:
         if plen:
             if sender.fin_seq is not None and seq_ge(seq, seq_add(sender.fin_seq, 1)):
                 self._note("data_after_fin", sender, seg)
-            elif peer.state == CLOSED and peer.seen and self._closed_by_rst(peer) \
+            elif peer.state == CLOSED and peer.seen and peer.rst_count \
                     and seg.ts - peer.since > self._in_flight():
                 self._note("data_to_closed", sender, seg, peer_state=peer.state)
             elif sender.state == CLOSED and sender.rst_count:
@@ -645,10 +644,6 @@ class Connection:
             sender.rexmit_repeat = 1
             sender.rexmit_first_ts = seg.ts
         self._note("retransmission", sender, seg, repeat=sender.rexmit_repeat)
-
-    @staticmethod
-    def _closed_by_rst(ep: Endpoint) -> bool:
-        return ep.rst_count > 0
 
     def _in_flight(self) -> float:
         """How long segments sent before a close may keep arriving: two handshake
