@@ -107,9 +107,9 @@ class Analysis:
             self.last_ts = ts
         conn, _, _ = self.table.add(seg)
         if self.zeek_view:
-            view = conn.__dict__.get("zeek")
+            view = conn.zeek
             if view is None:
-                view = conn.__dict__["zeek"] = ZeekView(conn.flipped)
+                view = conn.zeek = ZeekView(conn.flipped)
             view.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port)
         if self.zeek_records:
             self._zeek_record(conn, seg)
@@ -173,8 +173,8 @@ class Analysis:
         found = self._emit(self.connection_detector.findings(conn, max(now, conn.last),
                                                              final=True), conn)
         self.connections_total += 1
-        kinds = sorted(conn.__dict__.get("emitted", ()), key=lambda k: _KIND_ORDER.get(k, 99))
-        if conn.__dict__.get("absorbed"):
+        kinds = sorted(conn.emitted or (), key=lambda k: _KIND_ORDER.get(k, 99))
+        if conn.absorbed:
             kinds = [k for k in kinds if k not in ABSORBED]
         if self.keep_connections or kinds:
             self.connections.append(self._summarize(conn, kinds))
@@ -182,7 +182,9 @@ class Analysis:
 
     @staticmethod
     def _zeek_record(conn: Connection, seg: Segment) -> None:
-        records: list[ZeekRecord] = conn.__dict__.setdefault("zeek_records", [])
+        records: list[ZeekRecord] | None = conn.zeek_records
+        if records is None:
+            records = conn.zeek_records = []
         from_orig = False
         if records:
             rec = records[-1]
@@ -220,7 +222,7 @@ class Analysis:
         if conn is not None and findings:
             absorbed = self._in_reported_aggregate(conn)
             if absorbed:
-                conn.__dict__["absorbed"] = True
+                conn.absorbed = True
         for finding in findings:
             if self.aggregates.absorbs(finding) or (absorbed and finding.kind in ABSORBED):
                 continue
@@ -232,7 +234,7 @@ class Analysis:
     def _summarize(self, conn: Connection, kinds: list[str]) -> ConnectionSummary:
         c, s = conn.client, conn.server
         client_state, server_state = final_states(conn)
-        view = conn.__dict__.get("zeek")
+        view = conn.zeek
         return ConnectionSummary(
             id=conn.id, client=c.name, server=s.name, start=conn.start, end=conn.last,
             packets_client=c.packets, packets_server=s.packets, bytes_client=c.bytes,
@@ -244,7 +246,7 @@ class Analysis:
             timeline=[StateChange(ch.ts, ch.frame, ch.role, ch.old, ch.new, ch.reason)
                       for ch in conn.timeline],
             capture=self.capture,
-            zeek_records=[r.to_dict() for r in conn.__dict__.get("zeek_records", ())])
+            zeek_records=[r.to_dict() for r in conn.zeek_records or ()])
 
 
 # -- driving the analysis from a capture ---------------------------------------------------

@@ -75,12 +75,14 @@ class ConnectionDetector:
         self.s = settings
 
     def findings(self, conn: Connection, now: float, final: bool) -> list[Finding]:
-        emitted: set[str] = conn.__dict__.setdefault("emitted", set())
         out: list[Finding] = []
 
         def add(kind: str, summary: str, frames: list[int], time: float,
                 about: Endpoint | None = None, **details: Any) -> None:
-            if kind in emitted:
+            emitted = conn.emitted
+            if emitted is None:  # most connections never have a finding: no empty set
+                emitted = conn.emitted = set()
+            elif kind in emitted:
                 return
             emitted.add(kind)
             out.append(self._finding(conn, kind, summary, frames, time, about, details))
@@ -226,7 +228,7 @@ class ConnectionDetector:
                         "idle connection.", [n.frame for n in notes], notes[0].ts, who)
             if who.rexmit_count >= self.s.retransmission_min:
                 notes = [n for n in by_kind.get("retransmission", []) if n.role == role]
-                if notes and "retransmission" not in conn.__dict__["emitted"]:
+                if notes and "retransmission" not in (conn.emitted or ()):
                     add("retransmission",
                         f"{role} {who.name} retransmitted {who.rexmit_count} data segment(s) "
                         f"({who.data_segments} sent in all): loss between it and {other.name}"

@@ -90,7 +90,7 @@ def make_feed(analysis: Any) -> Callable[[Segment], list[Finding]]:
                 tsval = parse_options(options).tsval
         # -- Zeek's view: nothing but counters? -----------------------------------------
         if zeek_on:
-            view = conn.__dict__.get("zeek")
+            view = conn.zeek
             if view is None or view.first_packet_seen != 3:
                 return full(seg)
             is_orig = from_client != view.roles_swapped

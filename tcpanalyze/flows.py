@@ -160,12 +160,11 @@ class FlowTable:
         else:
             active.move_to_end(key)
             changes, new_notes = conn.feed(seg)
-            if new_notes and ts - conn.__dict__.get("evidence_check", -EVIDENCE_RECHECK) \
-                    >= EVIDENCE_RECHECK:
+            if new_notes and ts - conn.evidence_check >= EVIDENCE_RECHECK:
                 # new evidence (a reset, a retransmission): look at it at the next sweep,
                 # so a live run reports it within a second of capture time; at most every
                 # few seconds per connection (the detectors read all of its notes)
-                conn.__dict__["evidence_check"] = ts
+                conn.evidence_check = ts
                 self._schedule(conn, ts, soon=True)
             elif changes:
                 self._schedule(conn, ts)
@@ -247,8 +246,8 @@ class FlowTable:
         due = now + _EPSILON if soon else self.next_check(conn, now)
         # Only an earlier deadline needs a new entry; a later one is found when the
         # current entry comes up.
-        if new or due < conn.__dict__.get("due", due + 1.0):
-            conn.__dict__["due"] = due
+        if new or due < conn.due:
+            conn.due = due
             heapq.heappush(self._deadlines, (due, conn.id))
 
     # -- leaving the table ------------------------------------------------------------
@@ -272,7 +271,7 @@ class FlowTable:
         is closed like any other, its findings and counts kept)."""
         _, oldest = self.active.popitem(last=False)
         self.evicted += 1
-        oldest.__dict__["evicted"] = True
+        oldest.evicted = True
         oldest.expire(self.now)
         self._finish(oldest)
 
@@ -285,14 +284,14 @@ class FlowTable:
             # mostly entries of connections gone early (evicted, split) or rescheduled:
             # drop them (amortised O(1) per entry)
             self._deadlines = [e for e in self._deadlines
-                               if e[1] in by_id and by_id[e[1]].__dict__.get("due") == e[0]]
+                               if e[1] in by_id and by_id[e[1]].due == e[0]]
             heapq.heapify(self._deadlines)
         deadlines = self._deadlines
         idle_timeout = self.settings.idle_timeout
         while deadlines and deadlines[0][0] <= now:
             when, conn_id = heapq.heappop(deadlines)
             conn = by_id.get(conn_id)
-            if conn is None or conn.__dict__.get("due") != when:
+            if conn is None or conn.due != when:
                 continue  # gone already, or a stale entry (rescheduled earlier)
             conn.expire(now)
             if is_done(conn) and now - conn.last >= _linger(conn):
@@ -304,7 +303,7 @@ class FlowTable:
                 continue
             due.append(conn)
             nxt = self.next_check(conn, now)
-            conn.__dict__["due"] = nxt
+            conn.due = nxt
             heapq.heappush(deadlines, (nxt, conn.id))
         return due
 

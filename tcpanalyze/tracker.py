@@ -15,6 +15,7 @@ come out.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tcpanalyze.segment import (
@@ -206,6 +207,38 @@ class Endpoint:
 class Connection:
     """One TCP connection instance (a five-tuple may carry several in sequence)."""
 
+    # Slots: a live table holds tens of thousands of these (no per-instance __dict__).
+    __slots__ = (
+        "absorbed",
+        "client",
+        "completion_counted",
+        "due",
+        "emitted",
+        "evicted",
+        "evidence_check",
+        "finished",
+        "first_frame",
+        "flags_seen",
+        "flipped",
+        "gaps",
+        "handshake_seen",
+        "holes",
+        "id",
+        "last",
+        "last_frame",
+        "midstream",
+        "note_counts",
+        "notes",
+        "server",
+        "settings",
+        "simultaneous_open",
+        "start",
+        "third_ack_lost",
+        "timeline",
+        "zeek",
+        "zeek_records",
+    )
+
     def __init__(self, conn_id: int, seg: Segment, client_is_sender: bool,
                  settings: Settings) -> None:
         self.id = conn_id
@@ -233,6 +266,14 @@ class Connection:
         self.simultaneous_open = False
         self.third_ack_lost = False  # the server showed it missed a handshake ACK
         self.completion_counted = False  # the aggregates counted this handshake as done
+        # Set by the other stages (flows, detectors, analysis), created when first needed.
+        self.due = math.inf  # flows: capture time of this connection's live heap entry
+        self.evidence_check = -math.inf  # flows: when new evidence was last scheduled
+        self.evicted = False  # flows: pushed out of a full table
+        self.emitted: set[str] | None = None  # detectors: finding kinds reported
+        self.absorbed = False  # analysis: its handshake findings belong to an aggregate
+        self.zeek: Any = None  # analysis: its ZeekView, when kept
+        self.zeek_records: list[Any] | None = None  # analysis: Zeek's record split
 
     # -- public -----------------------------------------------------------------------
 
