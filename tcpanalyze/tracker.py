@@ -16,6 +16,7 @@ come out.
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
 
 from tcpanalyze.segment import (
@@ -94,6 +95,32 @@ class Change:
 
     def __repr__(self) -> str:
         return f"{self.role}: {self.old} -> {self.new} @{self.frame} ({self.reason})"
+
+
+# A connection's timeline is kept packed, three doubles per change (kind code, frame,
+# capture time): a live table holds tens of thousands of connections with ~8 changes
+# each, and a Change object with its boxed frame and time costs ~130 bytes, a packed
+# change 24. The (role, old, new, reason) combinations form a small, bounded set.
+_KIND_CODES: dict[tuple[str, str, str, str], int] = {}
+_KINDS: list[tuple[str, str, str, str]] = []
+
+
+def _kind_code(role: str, old: str, new: str, reason: str) -> int:
+    key = (role, old, new, reason)
+    code = _KIND_CODES.get(key)
+    if code is None:
+        code = _KIND_CODES[key] = len(_KINDS)
+        _KINDS.append(key)
+    return code
+
+
+def _unpack(packed: array[float], start: int = 0) -> list[Change]:
+    out = []
+    kinds = _KINDS
+    for i in range(start, len(packed), 3):
+        role, old, new, reason = kinds[int(packed[i])]
+        out.append(Change(role, old, new, int(packed[i + 1]), packed[i + 2], reason))
+    return out
 
 
 class Endpoint:
@@ -209,6 +236,7 @@ class Connection:
 
     # Slots: a live table holds tens of thousands of these (no per-instance __dict__).
     __slots__ = (
+        "_timeline",
         "absorbed",
         "client",
         "completion_counted",
@@ -234,7 +262,6 @@ class Connection:
         "simultaneous_open",
         "start",
         "third_ack_lost",
-        "timeline",
         "zeek",
         "zeek_records",
     )
@@ -259,7 +286,7 @@ class Connection:
         self.gaps = 0  # ACKs of data that never appeared in the capture
         self.holes = 0  # sequence jumps: data missing in the capture
         self.flags_seen = 0
-        self.timeline: list[Change] = []
+        self._timeline = array("d")  # packed changes: see _kind_code
         self.notes: list[Note] = []
         self.note_counts: dict[str, int] = {}
         self.finished = False
@@ -286,7 +313,7 @@ class Connection:
 
     def feed(self, seg: Segment) -> tuple[list[Change], list[Note]]:
         """Apply one segment; return the state changes and notes it caused."""
-        n_changes, n_notes = len(self.timeline), len(self.notes)
+        n_changes, n_notes = len(self._timeline), len(self.notes)
         sender, peer = self.endpoints(seg)
         flags = seg.flags
         self.last = seg.ts
@@ -311,7 +338,9 @@ class Connection:
         else:
             self._on_segment(seg, sender, peer)
         self._on_window(seg, sender, peer)
-        return self.timeline[n_changes:], self.notes[n_notes:]
+        changes = _unpack(self._timeline, n_changes) if len(self._timeline) > n_changes \
+            else []
+        return changes, self.notes[n_notes:]
 
     def expire(self, now: float) -> list[Change]:
         """Fire the timers that would have run out by capture time `now`."""
@@ -360,6 +389,12 @@ class Connection:
         return None
 
     @property
+    def timeline(self) -> list[Change]:
+        """Every state change so far, oldest first (a new list: record changes with
+        `_set`, not by appending here)."""
+        return _unpack(self._timeline)
+
+    @property
     def subject(self) -> str:
         return f"{self.client.name} -> {self.server.name}"
 
@@ -382,7 +417,7 @@ class Connection:
         ep.since = ts
         if new != ESTABLISHED:
             ep.tentative = False
-        self.timeline.append(change)
+        self._timeline.extend((_kind_code(change.role, change.old, new, reason), frame, ts))
         return change
 
     def _move(self, ep: Endpoint, new: str, seg: Segment, reason: str) -> None:
