@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tcpanalyze.detectors import ABSORBED, AggregateDetector, ConnectionDetector
+from tcpanalyze.detectors import ABSORBED, RATE_HISTORY, AggregateDetector, ConnectionDetector
 from tcpanalyze.flows import FlowTable
 from tcpanalyze.report import (
     FINDING_KINDS,
@@ -90,6 +90,8 @@ class Analysis:
         self.table = FlowTable(self.settings)
         self.connection_detector = ConnectionDetector(self.settings)
         self.aggregates = AggregateDetector(self.settings)
+        if not self.keep_connections:  # a live run: per-second SYN counts kept bounded
+            self.aggregates.rate_history = RATE_HISTORY
         self._next_sweep = 0.0
         self.first_ts: float | None = None
         self.last_ts: float | None = None

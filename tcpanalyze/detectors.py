@@ -11,7 +11,9 @@ not show is downgraded to info and says so.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -356,6 +358,41 @@ def _rst_reason(state: str, note: Note) -> str:
 
 _MAX_SOURCES = 65536  # distinct sources remembered per target; more are counted, not stored
 _MAX_TARGETS = 4096  # ports/hosts remembered per scanning source
+# A source's ports per host (hosts per port) are a tuple while this few (most clients
+# talk to one or two servers on one port: 48 bytes instead of a 216-byte set), then a set.
+_SMALL_GROUP = 8
+# Live runs keep per-second SYN counts for this long (capture time) behind the newest
+# second; older seconds leave only their peak (a bounded memory for an endless stream).
+RATE_HISTORY = 300
+
+
+class Ids(array):  # type: ignore[type-arg]
+    """Connection ids, 8 bytes each (a set of ints costs ~60). Ids are added once each,
+    in increasing order; `add`/`update` as for the set it replaces."""
+
+    __slots__ = ()
+
+    def __new__(cls, ids: Iterable[int] = ()) -> Ids:
+        return super().__new__(cls, "q", ids)
+
+    def add(self, conn_id: int) -> None:
+        self.append(conn_id)
+
+    def update(self, ids: Iterable[int]) -> None:
+        self.extend(ids)
+
+
+def _add_member(groups: dict[Any, Any], key: Any, member: Any) -> None:
+    """groups[key] |= {member}, as a tuple while small, at most _MAX_TARGETS members."""
+    members = groups.get(key)
+    if members is None:
+        groups[key] = (member,)
+    elif type(members) is tuple:
+        if member not in members:
+            groups[key] = (*members, member) if len(members) < _SMALL_GROUP \
+                else {*members, member}
+    elif len(members) < _MAX_TARGETS:
+        members.add(member)
 
 
 @dataclass
@@ -374,7 +411,9 @@ class _Target:
     per_second: Counter[int] = field(default_factory=Counter)
     sources: set[bytes] = field(default_factory=set)
     sources_overflow: int = 0
-    connections: set[int] = field(default_factory=set)
+    connections: Ids = field(default_factory=Ids)
+    seq: int = 0  # order of creation (the order findings are reported in)
+    peak_dropped: int = 0  # highest count among the seconds dropped from per_second
 
 
 _MAX_ONCE = 262_144  # seen-once sources remembered (about 100 bytes each)
@@ -393,15 +432,16 @@ class _Once:
     def promote(self) -> _Source:
         src = _Source(attempts=1, completed=self.completed, refused=self.refused,
                       first=self.ts, last=self.ts, first_frame=self.frame)
-        src.ports_by_host[self.dst] = {self.dport}
-        src.hosts_by_port[self.dport] = {self.dst}
+        src.ports_by_host[self.dst] = (self.dport,)
+        src.hosts_by_port[self.dport] = (self.dst,)
         src.connections.add(self.conn_id)
         return src
 
 
-@dataclass
+@dataclass(slots=True)
 class _Source:
-    """Connection attempts from one client address (port scan detector)."""
+    """Connection attempts from one client address (port scan detector). The groups
+    are tuples or sets (see _add_member)."""
 
     attempts: int = 0
     completed: int = 0
@@ -409,9 +449,10 @@ class _Source:
     first: float = 0.0
     last: float = 0.0
     first_frame: int = 0
-    ports_by_host: dict[bytes, set[int]] = field(default_factory=dict)
-    hosts_by_port: dict[int, set[bytes]] = field(default_factory=dict)
-    connections: set[int] = field(default_factory=set)
+    ports_by_host: dict[bytes, Any] = field(default_factory=dict)
+    hosts_by_port: dict[int, Any] = field(default_factory=dict)
+    connections: Ids = field(default_factory=Ids)
+    seq: int = 0  # order of creation (the order findings are reported in)
 
 
 class AggregateDetector:
@@ -430,16 +471,35 @@ class AggregateDetector:
         # is reported need remembering: later ones are absorbed as their findings appear.
         self._member_limit = 65_536
         self._source_member_limit = 1_024
+        # Per-second SYN counts kept (seconds behind the newest); None: all (the
+        # parallel merge sums the workers' counts second by second). Live runs set it.
+        self.rate_history: int | None = None
+        # What changed since the last look: only an attempt can make a target or a
+        # source newly qualify (completions only lower the share that decides), so the
+        # per-second look needs only these; the first look and the final one see all
+        # (nothing is tracked before the first look: a parallel worker never looks).
+        self._changed_targets: set[tuple[bytes, int]] = set()
+        self._changed_sources: set[bytes] = set()
+        self._looked = False
 
     def on_attempt(self, conn: Connection, frame: int, ts: float) -> None:
         """A client's first SYN of a connection."""
         key = (conn.server.addr, conn.server.port)
         t = self.targets.get(key)
         if t is None:
-            t = self.targets[key] = _Target(first=ts, first_frame=frame)
+            t = self.targets[key] = _Target(first=ts, first_frame=frame, seq=len(self.targets))
         t.syns += 1
         t.last = ts
-        t.per_second[int(ts)] += 1
+        second = int(ts)
+        per_second = t.per_second
+        if second in per_second:
+            per_second[second] += 1
+        else:
+            per_second[second] = 1
+            if self.rate_history is not None and len(per_second) > 2 * self.rate_history:
+                self._drop_old_seconds(t, second - self.rate_history)
+        if self._looked:
+            self._changed_targets.add(key)
         if len(t.sources) < _MAX_SOURCES:
             t.sources.add(conn.client.addr)
         else:
@@ -456,17 +516,23 @@ class AggregateDetector:
                 if len(self._once) > _MAX_ONCE:
                     self._once.popitem(last=False)  # forgotten: at most one attempt lost
                 return
-            src = self.sources[addr] = once.promote()
+            src = once.promote()
+            src.seq = len(self.sources)
+            self.sources[addr] = src
         src.attempts += 1
         src.last = ts
-        ports = src.ports_by_host.setdefault(conn.server.addr, set())
-        if len(ports) < _MAX_TARGETS:
-            ports.add(conn.server.port)
-        hosts = src.hosts_by_port.setdefault(conn.server.port, set())
-        if len(hosts) < _MAX_TARGETS:
-            hosts.add(conn.server.addr)
+        _add_member(src.ports_by_host, conn.server.addr, conn.server.port)
+        _add_member(src.hosts_by_port, conn.server.port, conn.server.addr)
         if len(src.connections) < self._source_member_limit:
             src.connections.add(conn.id)
+        if self._looked:
+            self._changed_sources.add(addr)
+
+    @staticmethod
+    def _drop_old_seconds(t: _Target, before: int) -> None:
+        per_second = t.per_second
+        old = [second for second in per_second if second < before]
+        t.peak_dropped = max([t.peak_dropped, *(per_second.pop(s) for s in old)])
 
     def on_completed(self, conn: Connection) -> None:
         """A client's handshake completed (it spoke after its SYN)."""
@@ -501,17 +567,29 @@ class AggregateDetector:
         are brought up to date in place with the final numbers."""
         out: list[Finding] = []
         st = self.s
-        for (addr, port), t in self.targets.items():
+        targets: Iterable[tuple[tuple[bytes, int], _Target]]
+        sources: Iterable[tuple[bytes, _Source]]
+        if final or not self._looked:
+            targets, sources = self.targets.items(), self.sources.items()
+            self._looked = True
+        else:  # only what an attempt changed, in the order of the full dicts
+            targets = sorted(((k, self.targets[k]) for k in self._changed_targets),
+                             key=lambda kv: kv[1].seq)
+            sources = sorted(((a, self.sources[a]) for a in self._changed_sources
+                              if a in self.sources), key=lambda kv: kv[1].seq)
+        self._changed_targets = set()
+        self._changed_sources = set()
+        for (addr, port), t in targets:
             known = self._reported.get(("flood", (addr, port)))
             if (known is None and t.syns < st.syn_flood_min_syns) or (known and not final):
                 continue
-            peak = max(t.per_second.values())
+            peak = max(t.peak_dropped, max(t.per_second.values()))
             n_sources = len(t.sources) + t.sources_overflow
             ratio = t.completed / t.syns
             if known is None and (peak < st.syn_flood_rate or n_sources < st.syn_flood_sources
                                   or ratio > st.syn_flood_completion):
                 continue
-            self.members |= t.connections
+            self.members.update(t.connections)
             span = max(t.last - t.first, 1e-6)
             cookies = t.cookie_connections > 0 or (t.cookie_hints > 0 and t.synack_rexmits == 0)
             target = format_endpoint(addr, port)
@@ -538,7 +616,7 @@ class AggregateDetector:
                          "synack_retransmissions": t.synack_rexmits,
                          "syn_cookies_suspected": cookies, "duration": span})
             self._record(("flood", (addr, port)), finding, known, out)
-        for addr, src in self.sources.items():
+        for addr, src in sources:
             known = self._reported.get(("scan", addr))
             if known and not final:
                 continue
@@ -548,7 +626,7 @@ class AggregateDetector:
             if known is None and ((max_ports < st.scan_ports and max_hosts < st.scan_hosts)
                                   or ratio > st.scan_completion):
                 continue
-            self.members |= src.connections
+            self.members.update(src.connections)
             who = format_addr(addr)
             top_hosts = sorted(src.ports_by_host.items(), key=lambda kv: -len(kv[1]))[:5]
             top_ports = sorted(src.hosts_by_port.items(), key=lambda kv: -len(kv[1]))[:5]
