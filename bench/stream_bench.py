@@ -209,23 +209,30 @@ def main() -> None:
         t = time.monotonic()
     child.stdin.close()
     _, hwm = rss_kb(child.pid)
-    code = child.wait()
+    # wait4: the child's own CPU time (the machine is shared: wall time is not its speed)
+    _, status, usage = os.wait4(child.pid, 0)
+    code = child.returncode = os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
     wall = time.monotonic() - start
     stop.set()
     reader.join()
     summary = json.loads(lines[-1]) if lines else {}
     kinds = summary.get("by_kind", {})
+    samples = [s for s in samples if s[2]]  # a last read as the child exits finds no RSS
     rss = [r for _, _, r in samples]
     # "flat after warm-up": RSS over the second half of the bytes vs the first quarter's end
     quarter = [r for _, w, r in samples if w <= written / 4]
     second_half = [r for _, w, r in samples if w >= written / 2]
+    half = [r for _, w, r in samples if w <= written / 2]
     figures = {
         "connections": a.connections, "packets_expected": expected,
         "packets_read": summary.get("packets"), "exit_code": code,
         "wall_s": round(wall, 1), "packets_per_s": round(expected / wall),
+        "cpu_s": round(cpu, 1), "packets_per_cpu_s": round(expected / cpu),
         "generator_s": round(gen_time, 1),
         "peak_rss_mb": round(max(hwm, max(rss, default=0)) / 1024, 1),
         "rss_at_quarter_mb": round(max(quarter, default=0) / 1024, 1),
+        "rss_at_half_mb": round(max(half, default=0) / 1024, 1),
         "rss_second_half_min_max_mb": [round(min(second_half, default=0) / 1024, 1),
                                        round(max(second_half, default=0) / 1024, 1)],
         "findings": summary.get("findings"), "by_kind": kinds,
