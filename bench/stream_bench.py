@@ -7,7 +7,8 @@ Run by hand (not part of the test suite):
     python3 bench/stream_bench.py --write /tmp/x.pcap --connections 1000   # keep a file
 
 The script writes a pcap (Ethernet, IPv4) to the stdin of `python3 -m tcpanalyze report
-- --format ndjson` and samples the child's RSS (/proc/PID/status VmRSS) every 0.2 s.
+- --format ndjson` and samples the child's RSS (/proc/PID/status VmRSS) every 0.2 s; the
+child's CPU time comes from wait4 (on a shared machine wall-clock packets/s understate it).
 Nothing goes on a network: packets exist only in the pipe. Addresses are inside
 10.80.0.0/16 (clients 10.80.0.0/17, SYN-flood sources 10.80.128.0/17, servers 10.80.255.x).
 
