@@ -10,7 +10,8 @@ The script writes a pcap (Ethernet, IPv4) to the stdin of `python3 -m tcpanalyze
 - --format ndjson` and samples the child's RSS (/proc/PID/status VmRSS) every 0.2 s; the
 child's CPU time comes from wait4 (on a shared machine wall-clock packets/s understate it).
 Nothing goes on a network: packets exist only in the pipe. Addresses are inside
-10.80.0.0/16 (clients 10.80.0.0/17, SYN-flood sources 10.80.128.0/17, servers 10.80.255.x).
+10.80.0.0/16 (clients 10.80.0.0/17, SYN-flood sources 10.80.128.0/17, servers 10.80.255.x;
+with --wide-flood the spoofed sources are drawn from 10.128.0.0/9).
 
 Traffic, in capture time (not wall time):
   * ordinary connections, one starting every 1/rate s: handshake, a request and a reply,
@@ -89,8 +90,11 @@ def normal_connection(i: int, t: float, step: float) -> list[tuple[float, bytes]
     return p
 
 
-def flood_syn(rng: random.Random, t: float) -> list[tuple[float, bytes]]:
-    src = bytes([10, 80, 128 + rng.randrange(127), rng.randrange(1, 255)])
+def flood_syn(rng: random.Random, t: float, wide: bool = False) -> list[tuple[float, bytes]]:
+    if wide:  # 10.128.0.0/9: 8 million addresses, nearly every SYN from a new source
+        src = bytes([10, 128 + rng.randrange(128), rng.randrange(256), rng.randrange(1, 255)])
+    else:
+        src = bytes([10, 80, 128 + rng.randrange(127), rng.randrange(1, 255)])
     sport, isn, cookie = rng.randrange(1024, 65535), rng.getrandbits(32), rng.getrandbits(32)
     return [(t, packet(t, src, SERVER, sport, 80, isn, 0, SYN)),
             (t + 0.0001, packet(t + 0.0001, SERVER, src, 80, sport, cookie, isn + 1,
@@ -98,7 +102,7 @@ def flood_syn(rng: random.Random, t: float) -> list[tuple[float, bytes]]:
 
 
 def generate(connections: int, flood_share: float, rate: float, flood_rate: float,
-             seed: int = 1) -> Iterator[bytes]:
+             seed: int = 1, wide: bool = False) -> Iterator[bytes]:
     """pcap bytes in chunks; packets in capture-time order."""
     rng = random.Random(seed)
     yield pcap_header()
@@ -116,7 +120,7 @@ def generate(connections: int, flood_share: float, rate: float, flood_rate: floa
         t = t0 + i / rate
         pending = []
         while flooded < n_flood and next_flood < t + 9 * step:
-            pending.extend(flood_syn(rng, next_flood))
+            pending.extend(flood_syn(rng, next_flood, wide))
             flooded += 1
             next_flood += flood_gap
         pkts = normal_connection(i, t, step)
@@ -127,7 +131,7 @@ def generate(connections: int, flood_share: float, rate: float, flood_rate: floa
             yield b"".join(out)
             out = []
     while flooded < n_flood:  # the flood outlasts the ordinary traffic
-        out.extend(p for _, p in flood_syn(rng, next_flood))
+        out.extend(p for _, p in flood_syn(rng, next_flood, wide))
         flooded += 1
         next_flood += flood_gap
         if len(out) >= 4096:
@@ -166,11 +170,14 @@ def main() -> None:
                     help="ordinary connections per second of capture time")
     ap.add_argument("--flood-rate", type=float, default=5000.0,
                     help="flood SYNs per second of capture time")
+    ap.add_argument("--wide-flood", action="store_true",
+                    help="spoofed sources from 10.128.0.0/9 instead of 10.80.128.0/17 (a "
+                    "new source for nearly every SYN)")
     ap.add_argument("--write", metavar="PCAP", help="write the capture to a file and stop")
     ap.add_argument("--json", metavar="FILE", help="write the measured figures as JSON")
     ap.add_argument("extra", nargs="*", help="extra arguments for tcpanalyze report")
     a = ap.parse_args()
-    chunks = generate(a.connections, a.flood_share, a.rate, a.flood_rate)
+    chunks = generate(a.connections, a.flood_share, a.rate, a.flood_rate, wide=a.wide_flood)
     if a.write:
         with open(a.write, "wb") as f:
             for chunk in chunks:
