@@ -272,7 +272,8 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
               verify_checksums: bool = False,
               on_finding: Callable[[Finding], Any] | None = None,
               on_progress: Callable[[int, int], Any] | None = None,
-              stdin: Any = None, interrupt: Any = None) -> CaptureSummary:
+              stdin: Any = None, interrupt: Any = None, batch: bool = True
+              ) -> CaptureSummary:
     """Feed every segment of a capture into `analysis`; returns the capture summary.
 
     `interrupt` (live.Interrupt) makes Ctrl-C/SIGTERM end the reading between two
@@ -295,11 +296,16 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
     dec = Decoder(verify_checksums=verify_checksums)
     from tcpanalyze.fastpath import make_feed
 
+    frames = 0
+    columnar = batch and interrupt is None and path != "-" and \
+        reader.format.split("+")[0] in ("pcap", "pcap-ns")
     feed = make_feed(analysis)  # analysis.feed, with quiet segments short-cut
     decode = dec.decode
-    frames = 0
     try:
-        frames_in = time_ordered(reader)
+        if columnar:
+            # a pcap file: thousands of records at a time into columns (batch.py)
+            frames = _read_batches(analysis, reader, dec, on_finding, on_progress)
+        frames_in = iter(()) if columnar else time_ordered(reader)
         if interrupt is not None:
             frames_in = _until_interrupted(frames_in, interrupt)
         for frame in frames_in:
@@ -329,6 +335,28 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
         packets=frames, tcp_segments=counts.get("tcp", 0), skipped=skipped,
         first_ts=analysis.first_ts, last_ts=analysis.last_ts,
         error=str(error) if error is not None else None, decoder="dpkt")
+
+
+def _read_batches(analysis: Analysis, reader: Any, dec: Any,
+                  on_finding: Callable[[Finding], Any] | None,
+                  on_progress: Callable[[int, int], Any] | None) -> int:
+    """The columnar path for pcap files; returns the frames read. Errors are left in
+    `reader.error`, as for frame-by-frame reading (which then finds nothing left)."""
+    from tcpanalyze.batch import BatchFeed
+    from tcpanalyze.columns import decode_records
+
+    linktype = reader._linktype
+    feed = BatchFeed(analysis, dec, linktype, on_finding)
+    frames = 0
+    for buf, offsets, first in reader.record_batches():
+        feed.process(decode_records(buf, offsets, first, endian=reader._endian,
+                                    divisor=reader._divisor, extra=reader._extra,
+                                    linktype=linktype,
+                                    verify_checksums=dec.verify_checksums))
+        frames += len(offsets)
+        if on_progress is not None:
+            on_progress(frames, reader.position)
+    return frames
 
 
 def _until_interrupted(frames: Iterator[Any], interrupt: Any) -> Iterator[Any]:
