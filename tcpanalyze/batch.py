@@ -59,7 +59,14 @@ class BatchFeed:
     """Feeds `Columns` batches into `analysis` (with decoder for the odd frames)."""
 
     def __init__(self, analysis: Any, decoder: Any, linktype: int,
-                 on_finding: Callable[[Finding], Any] | None = None) -> None:
+                 on_finding: Callable[[Finding], Any] | None = None,
+                 share: Any = None) -> None:
+        """`share` (parallel.py's worker): `owned(feed, tcp)` says which segments are
+        this process's, `foreign(ts)` moves the clock for another worker's segment,
+        `after()` runs after each segment fed one at a time; `feed.frame` is the frame
+        being fed."""
+        self.share = share
+        self.frame = 0
         self.analysis = analysis
         self.decoder = decoder
         self.linktype = linktype
@@ -97,27 +104,38 @@ class BatchFeed:
         self.cols = cols
         self.odd = odd
         self._lists(cols)
+        share = self.share
+        if self.bulk or share is not None:
+            self._flows(cols, tcp)
+        mine = share.owned(self, tcp) if share is not None else None
         if not self.bulk:
-            for i in tcp.tolist():
-                self._one(i)
+            for j, i in enumerate(tcp.tolist()):
+                self._one_or_foreign(i, mine is None or bool(mine[j]))
             return
-        self._flows(cols, tcp)
         analysis = self.analysis
         ts_tcp = cols.ts[tcp]
         start = 0
         m = len(tcp)
         while start < m:
-            if analysis.first_ts is None:
-                self._one(int(tcp[start]))  # sets the sweep clock
+            if analysis.first_ts is None:  # sets the sweep clock
+                self._one_or_foreign(int(tcp[start]), mine is None or bool(mine[start]))
                 start += 1
                 continue
             later = np.flatnonzero(ts_tcp[start:] >= analysis._next_sweep)
             stop = start + int(later[0]) if len(later) else m
             if stop > start:
-                self._stretch(tcp[start:stop])
-            if stop < m:
-                self._one(int(tcp[stop]))  # the sweep happens in its feed
+                self._stretch(tcp[start:stop], None if mine is None else mine[start:stop])
+            if stop < m:  # the sweep happens in its feed
+                self._one_or_foreign(int(tcp[stop]), mine is None or bool(mine[stop]))
             start = stop + 1
+
+    def _one_or_foreign(self, i: int, own: bool) -> None:
+        if own:
+            self._one(i)
+        else:
+            self.frame = self.cols.first + i
+            self.share.foreign(self.l_ts[i])
+            self.share.after()
 
     # -- per segment -------------------------------------------------------------------
     def _lists(self, cols: Columns) -> None:
@@ -145,10 +163,37 @@ class BatchFeed:
                        buf[at + 54:at + 34 + thl] if thl > 20 else b"")
 
     def _one(self, i: int) -> None:
+        self.frame = self.cols.first + i
         new = self.feed(self._segment(i))
         if new and self.on_finding is not None:
             for finding in new:
                 self.on_finding(finding)
+        if self.share is not None:
+            self.share.after()
+
+    def tcp_keys(self, tcp: np.ndarray) -> tuple[list[Any], np.ndarray]:
+        """The flow table's key of each TCP segment `tcp`, as (distinct keys, index of
+        each segment's key): for parallel.Assignment."""
+        keys = [self._key(f) for f in range(len(self.keys))]
+        kid = self.flow[tcp].copy()
+        if self.odd:
+            extra: dict[Any, int] = {}
+            for j, i in enumerate(tcp.tolist()):
+                seg = self.odd.get(i)
+                if seg is not None:
+                    key = flow_key(seg)
+                    k = extra.get(key)
+                    if k is None:
+                        k = extra[key] = len(keys)
+                        keys.append(key)
+                    kid[j] = k
+            # an odd segment's key may equal a fast one's: one key, one id
+            first: dict[Any, int] = {}
+            remap = np.arange(len(keys))
+            for k, key in enumerate(keys):
+                remap[k] = first.setdefault(key, k)
+            kid = remap[kid]
+        return keys, kid
 
     # -- flows of a batch -------------------------------------------------------------------
     def _flows(self, cols: Columns, tcp: np.ndarray) -> None:
@@ -191,14 +236,22 @@ class BatchFeed:
                 hi & 0xFFFF)
 
     # -- a stretch without a timer sweep ---------------------------------------------------
-    def _stretch(self, pos: np.ndarray) -> None:
-        """Segments `pos` (batch indices, capture order) between two sweeps."""
+    def _stretch(self, pos: np.ndarray, mine: np.ndarray | None = None) -> None:
+        """Segments `pos` (batch indices, capture order) between two sweeps; with
+        `mine`, only those are this process's, the others only move the clock."""
         analysis = self.analysis
         table = analysis.table
         if len(table.active) + len(pos) > analysis.settings.max_connections:
-            for i in pos.tolist():  # the table may fill: evictions need the exact order
-                self._one(i)
+            # the table may fill: evictions need the exact order
+            for j, i in enumerate(pos.tolist()):
+                self._one_or_foreign(i, mine is None or bool(mine[j]))
             return
+        if mine is not None:
+            if not mine.all():
+                self._clock(pos[~mine])
+            pos = pos[mine]
+            if not len(pos):
+                return
         flow = self.flow[pos]
         quiet = self.quiet[pos] & (flow >= 0)
         if quiet.any():
@@ -304,6 +357,15 @@ class BatchFeed:
             if offset + skip < total:
                 heapq.heappush(forced, (int(members[offset + skip]), r, offset + skip + 1))
             return applied or done > 0
+
+    def _clock(self, pos: np.ndarray) -> None:
+        """Other workers' segments within a stretch: the clock only (no sweep is due)."""
+        analysis = self.analysis
+        ts_max = float(self.cols.ts[pos].max())
+        if analysis.last_ts is None or ts_max > analysis.last_ts:
+            analysis.last_ts = ts_max
+        if ts_max > analysis.table.now:
+            analysis.table.now = ts_max
 
     def _settle(self, pos: np.ndarray) -> None:
         """After bulk runs: the table's recent-activity order, clock and the counters, as

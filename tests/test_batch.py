@@ -230,3 +230,51 @@ def test_progress_is_reported(tmp_path: Path) -> None:
     read_into(analysis, str(BULK), on_progress=lambda frames, pos: seen.append((frames, pos)))
     assert seen and seen[-1][0] == 4850
     assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+
+
+# -- --jobs: workers take their own segments from the batches -------------------------------
+
+@pytest.mark.parametrize("path", [MINI, BULK], ids=lambda p: p.name)
+def test_parallel_batches_equal_one_process_frame_by_frame(path: Path, tiny_runs: None
+                                                          ) -> None:
+    from tcpanalyze.parallel import analyze_parallel
+
+    assert analyze_parallel(str(path), jobs=2).to_dict() == _report(path, use_batch=False)
+
+
+def test_assignment_in_batches_equals_one_at_a_time() -> None:
+    import numpy as np
+
+    from tcpanalyze.capture import open_capture
+    from tcpanalyze.columns import decode_records
+    from tcpanalyze.decode import Decoder
+    from tcpanalyze.parallel import Assignment
+
+    one = Assignment(3, 30.0)
+    many = Assignment(3, 30.0)
+    analysis = Analysis()
+    reader = open_capture(str(MINI))
+    expected: list[int] = []
+    got: list[int] = []
+    for buf, offsets, first in reader.record_batches(most=5000):  # decay spans cross batches
+        cols = decode_records(buf, offsets, first, endian=reader._endian,
+                              divisor=reader._divisor, extra=reader._extra,
+                              linktype=reader._linktype, verify_checksums=False)
+        feeder = batch.BatchFeed(analysis, Decoder(), reader._linktype)
+        feeder.cols, feeder.odd = cols, {}
+        tcp = np.flatnonzero(cols.fast)
+        feeder._flows(cols, tcp)
+        keys, kid = feeder.tcp_keys(tcp)
+        got.extend(many.workers(keys, kid, cols.ts[tcp]).tolist())
+        for j, i in enumerate(tcp.tolist()):
+            src, dst = cols.src[i].item(), cols.dst[i].item()
+            expected.append(one.worker(src.to_bytes(4, "big"), int(cols.sport[i]),
+                                       dst.to_bytes(4, "big"), int(cols.dport[i]),
+                                       float(cols.ts[i])))
+            lo, hi = sorted([(src.to_bytes(4, "big"), int(cols.sport[i])),
+                             (dst.to_bytes(4, "big"), int(cols.dport[i]))])
+            assert keys[kid[j]] == (*lo, *hi)
+    assert len(set(expected)) == 3  # all workers used: the comparison means something
+    assert got == expected
+    assert (many.load, many.count) == (one.load, one.count)
+    assert many.owner == one.owner
