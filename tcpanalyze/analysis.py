@@ -297,13 +297,13 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
     from tcpanalyze.fastpath import make_feed
 
     frames = 0
-    columnar = batch and interrupt is None and path != "-" and \
-        reader.format.split("+")[0] in ("pcap", "pcap-ns")
+    # files: thousands of frames at a time into columns (columns.py, batch.py); a live
+    # pipe goes frame by frame (findings at once, Ctrl-C between two frames)
+    columnar = batch and interrupt is None and path != "-"
     feed = make_feed(analysis)  # analysis.feed, with quiet segments short-cut
     decode = dec.decode
     try:
         if columnar:
-            # a pcap file: thousands of records at a time into columns (batch.py)
             frames = _read_batches(analysis, reader, dec, on_finding, on_progress)
         frames_in = iter(()) if columnar else time_ordered(reader)
         if interrupt is not None:
@@ -340,22 +340,36 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
 def _read_batches(analysis: Analysis, reader: Any, dec: Any,
                   on_finding: Callable[[Finding], Any] | None,
                   on_progress: Callable[[int, int], Any] | None) -> int:
-    """The columnar path for pcap files; returns the frames read. Errors are left in
-    `reader.error`, as for frame-by-frame reading (which then finds nothing left)."""
+    """The columnar path; returns the frames read. Errors are left in `reader.error`, as
+    for frame-by-frame reading."""
     from tcpanalyze.batch import BatchFeed
-    from tcpanalyze.columns import decode_records
+    from tcpanalyze.capture import time_ordered
+    from tcpanalyze.columns import decode_frames, decode_records
 
-    linktype = reader._linktype
-    feed = BatchFeed(analysis, dec, linktype, on_finding)
+    feed = BatchFeed(analysis, dec, on_finding)
     frames = 0
-    for buf, offsets, first in reader.record_batches():
-        feed.process(decode_records(buf, offsets, first, endian=reader._endian,
-                                    divisor=reader._divisor, extra=reader._extra,
-                                    linktype=linktype,
-                                    verify_checksums=dec.verify_checksums))
-        frames += len(offsets)
-        if on_progress is not None:
-            on_progress(frames, reader.position)
+    if reader.format.split("+")[0] in ("pcap", "pcap-ns"):  # records straight from the buffer
+        for buf, offsets, first in reader.record_batches():
+            feed.process(decode_records(buf, offsets, first, endian=reader._endian,
+                                        divisor=reader._divisor, extra=reader._extra,
+                                        linktype=reader._linktype,
+                                        verify_checksums=dec.verify_checksums))
+            frames += len(offsets)
+            if on_progress is not None:
+                on_progress(frames, reader.position)
+        return frames
+    held: list[Any] = []  # pcapng: the reader's frames (time-ordered), in batches
+    for frame in time_ordered(reader):
+        held.append(frame)
+        if len(held) >= 32768:
+            feed.process(decode_frames(held, dec.verify_checksums))
+            frames += len(held)
+            held = []
+            if on_progress is not None:
+                on_progress(frames, reader.position)
+    if held:
+        feed.process(decode_frames(held, dec.verify_checksums))
+        frames += len(held)
     return frames
 
 

@@ -58,7 +58,7 @@ _HIST_ACK = 0x20
 class BatchFeed:
     """Feeds `Columns` batches into `analysis` (with decoder for the odd frames)."""
 
-    def __init__(self, analysis: Any, decoder: Any, linktype: int,
+    def __init__(self, analysis: Any, decoder: Any,
                  on_finding: Callable[[Finding], Any] | None = None,
                  share: Any = None) -> None:
         """`share` (parallel.py's worker): `owned(feed, tcp)` says which segments are
@@ -69,7 +69,6 @@ class BatchFeed:
         self.frame = 0
         self.analysis = analysis
         self.decoder = decoder
-        self.linktype = linktype
         self.on_finding = on_finding
         self.feed = make_feed(analysis)
         # Zeek records need every segment (they split connections): no bulk then
@@ -91,7 +90,9 @@ class BatchFeed:
         odd: dict[int, Segment] = {}
         for i in np.flatnonzero(~fast).tolist():
             at = int(cols.data_at[i])
-            frame = Frame(cols.first + i, float(cols.ts[i]), self.linktype,
+            linktype = cols.linktype if isinstance(cols.linktype, int) else \
+                cols.linktype[i]
+            frame = Frame(cols.numbers[i], float(cols.ts[i]), linktype,
                           int(cols.wirelen[i]), buf[at:at + int(cols.caplen[i])])
             seg = decoder.decode(frame)
             if seg is not None:
@@ -133,7 +134,7 @@ class BatchFeed:
         if own:
             self._one(i)
         else:
-            self.frame = self.cols.first + i
+            self.frame = self.cols.numbers[i]
             self.share.foreign(self.l_ts[i])
             self.share.after()
 
@@ -157,13 +158,13 @@ class BatchFeed:
         at = self.l_at[i]
         buf = self.cols.buf
         thl = self.l_thl[i]
-        return Segment(self.cols.first + i, self.l_ts[i], buf[at + 26:at + 30],
+        return Segment(self.cols.numbers[i], self.l_ts[i], buf[at + 26:at + 30],
                        buf[at + 30:at + 34], self.l_sport[i], self.l_dport[i], self.l_seq[i],
                        self.l_ack[i], self.l_flags[i], self.l_win[i], self.l_plen[i],
                        buf[at + 54:at + 34 + thl] if thl > 20 else b"")
 
     def _one(self, i: int) -> None:
-        self.frame = self.cols.first + i
+        self.frame = self.cols.numbers[i]
         new = self.feed(self._segment(i))
         if new and self.on_finding is not None:
             for finding in new:
@@ -464,7 +465,7 @@ class BatchFeed:
             view.last_time = float(ts[bad - 1])
         last = int(idx[bad - 1])
         conn.last = float(ts[bad - 1])
-        conn.last_frame = cols.first + last
+        conn.last_frame = cols.numbers[last]
         conn.flags_seen |= int(np.bitwise_or.reduce(cols.flags[idx[:bad]]))
         if hasattr(self.analysis, "segments"):
             self.analysis.segments += bad

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tcpanalyze.capture import Frame
 from tcpanalyze.decode import MAX_TIMESTAMP
 
-__all__ = ["Columns", "decode_records"]
+__all__ = ["Columns", "decode_frames", "decode_records"]
 
 _PAD = bytes(64)  # gathers past a short last record read zeros, masked out afterwards
 _TS_OPTION = 0x0101080A  # NOP NOP TS(10): what Linux puts on every segment
@@ -29,7 +30,8 @@ class Columns:
     are not `fast` are meaningless (decode those with Decoder.decode)."""
 
     buf: bytes
-    first: int  # frame number of record 0
+    numbers: list[int]  # frame number of each record
+    linktype: int | list[int]  # of every record, or of each
     data_at: np.ndarray  # offset in buf of each record's captured bytes
     caplen: np.ndarray
     wirelen: np.ndarray
@@ -69,16 +71,42 @@ def _u32_le(a: np.ndarray, at: np.ndarray) -> np.ndarray:
 def decode_records(buf: bytes, offsets: list[int], first: int, *, endian: str,
                    divisor: int, extra: int, linktype: int,
                    verify_checksums: bool) -> Columns:
+    """pcap records at `offsets` of `buf` (CaptureReader.record_batches)."""
     a = np.frombuffer(buf + _PAD, dtype=np.uint8)
     rec = np.asarray(offsets, dtype=np.int64)
     u32 = _u32_le if endian == "<" else _u32
     sec = u32(a, rec)
     frac = u32(a, rec + 4)
-    caplen = u32(a, rec + 8)
-    wirelen = u32(a, rec + 12)
+    # sec + frac / divisor, as capture.py computes it (both exact in float64, one rounding
+    # for the division and one for the sum, as in Python)
     ts = sec.astype(np.float64) + frac.astype(np.float64) / float(divisor)
-    d = rec + 16 + extra
-    n = len(rec)
+    numbers = list(range(first, first + len(offsets)))
+    return _decode(a, buf, rec + 16 + extra, u32(a, rec + 8), u32(a, rec + 12), ts,
+                   numbers, linktype == 1 and not verify_checksums, linktype)
+
+
+def decode_frames(frames: list[Frame], verify_checksums: bool) -> Columns:
+    """Frames from any reader (pcapng, time-ordered interfaces), joined into one buffer."""
+    buf = b"".join(f.data for f in frames)
+    caplen = np.fromiter((len(f.data) for f in frames), dtype=np.int64, count=len(frames))
+    data_at = np.zeros(len(frames), dtype=np.int64)
+    if len(frames) > 1:
+        np.cumsum(caplen[:-1], out=data_at[1:])
+    wirelen = np.fromiter((f.wirelen for f in frames), dtype=np.int64, count=len(frames))
+    ts = np.fromiter((f.ts for f in frames), dtype=np.float64, count=len(frames))
+    linktypes = [f.linktype for f in frames]
+    ethernet = np.fromiter((lt == 1 for lt in linktypes), dtype=bool, count=len(frames))
+    a = np.frombuffer(buf + _PAD, dtype=np.uint8)
+    cols = _decode(a, buf, data_at, caplen, wirelen, ts, [f.number for f in frames],
+                   not verify_checksums, linktypes)
+    cols.fast &= ethernet
+    return cols
+
+
+def _decode(a: np.ndarray, buf: bytes, d: np.ndarray, caplen: np.ndarray,
+            wirelen: np.ndarray, ts: np.ndarray, numbers: list[int], allowed: bool,
+            linktype: int | list[int]) -> Columns:
+    n = len(d)
     # The fields below are gathered for every record (cheap) and trusted only where the
     # record passes Decoder.decode's fast-path test.
     last = len(buf) + len(_PAD) - 60
@@ -95,8 +123,8 @@ def decode_records(buf: bytes, offsets: list[int], first: int, *, endian: str,
             & (total + 14 <= np.maximum(caplen, wirelen))
             & (thl >= 20) & (thl <= total - 20) & (34 + thl <= caplen)
             & (ts >= 0.0) & (ts < MAX_TIMESTAMP))
-    if linktype != 1 or verify_checksums:
-        fast[:] = False
+    if not allowed or n == 0:
+        fast = np.zeros(n, dtype=bool)
     src = _u32(a, g + 26)
     dst = _u32(a, g + 30)
     sport = _u16(a, g + 34)
@@ -115,9 +143,7 @@ def decode_records(buf: bytes, offsets: list[int], first: int, *, endian: str,
                & (a[g + 69] == sack_len) & ((sack_len - 2) % 8 == 0))
     tsval = np.where(ts_only | ts_sack, _u32(a, g + 58), -1)
     plain = (thl == 20) | ts_only | ts_sack
-    if n == 0:
-        fast = np.zeros(0, dtype=bool)
-    return Columns(buf=buf, first=first, data_at=d, caplen=caplen, wirelen=wirelen, ts=ts,
-                   fast=fast, src=src, dst=dst, sport=sport, dport=dport, seq=seq, ack=ack,
-                   flags=flags, window=window, payload_len=payload_len, thl=thl,
-                   tsval=tsval, plain_options=plain)
+    return Columns(buf=buf, numbers=numbers, linktype=linktype, data_at=d, caplen=caplen,
+                   wirelen=wirelen, ts=ts, fast=fast, src=src, dst=dst, sport=sport,
+                   dport=dport, seq=seq, ack=ack, flags=flags, window=window,
+                   payload_len=payload_len, thl=thl, tsval=tsval, plain_options=plain)

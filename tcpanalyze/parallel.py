@@ -237,7 +237,7 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         reader.format.split("+")[0] in ("pcap", "pcap-ns")
     if columnar:  # pcap: the columnar path (batch.py), this worker's segments only
         share = _BatchShare(assignment, me, foreign)
-        feeder = BatchFeed(analysis, dec, reader._linktype, share=share)
+        feeder = BatchFeed(analysis, dec, share=share)
 
         def after() -> None:
             nonlocal tracked, position

@@ -260,7 +260,7 @@ def test_assignment_in_batches_equals_one_at_a_time() -> None:
         cols = decode_records(buf, offsets, first, endian=reader._endian,
                               divisor=reader._divisor, extra=reader._extra,
                               linktype=reader._linktype, verify_checksums=False)
-        feeder = batch.BatchFeed(analysis, Decoder(), reader._linktype)
+        feeder = batch.BatchFeed(analysis, Decoder())
         feeder.cols, feeder.odd = cols, {}
         tcp = np.flatnonzero(cols.fast)
         feeder._flows(cols, tcp)
