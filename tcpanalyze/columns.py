@@ -20,7 +20,8 @@ from tcpanalyze.decode import MAX_TIMESTAMP
 
 __all__ = ["Columns", "decode_frames", "decode_records"]
 
-_PAD = bytes(64)  # gathers past a short last record read zeros, masked out afterwards
+_PAD = bytes(128)  # gathers past a short last record read zeros, masked out afterwards
+_REACH = 70  # bytes past a frame's start the gathers read (the SACK option's length)
 _TS_OPTION = 0x0101080A  # NOP NOP TS(10): what Linux puts on every segment
 
 
@@ -109,7 +110,7 @@ def _decode(a: np.ndarray, buf: bytes, d: np.ndarray, caplen: np.ndarray,
     n = len(d)
     # The fields below are gathered for every record (cheap) and trusted only where the
     # record passes Decoder.decode's fast-path test.
-    last = len(buf) + len(_PAD) - 60
+    last = len(buf) + len(_PAD) - _REACH
     g = np.minimum(d, last)  # keep gathers inside the padded buffer
     etype = _u16(a, g + 12)
     vihl = a[g + 14]
