@@ -549,6 +549,29 @@ def zero_window(rec: Recording) -> None:
     rec.stop()
 
 
+@scenario("bulk-loss")
+def bulk_loss(rec: Recording) -> None:
+    rec.description = ("Bulk download with loss: the client sends a 100-byte request, the "
+                       "server answers 4,000,000 bytes and closes first; the router drops 1 % "
+                       "of the server's segments (iptables statistic, FORWARD), so the capture "
+                       "on the client's link c0 (headers only, snaplen 96) has holes, SACK "
+                       "blocks on the client's ACKs and the server's retransmissions. Server "
+                       "ends in TIME_WAIT, the client CLOSED.")
+    rec.where = "router, interface c0 (the link to the client), snaplen 96"
+    rec.lab.iptables("router", ["-A", "FORWARD", "-p", "tcp", "--sport", str(PORT), "-m",
+                                "statistic", "--mode", "random", "--probability", "0.01",
+                                "-j", "DROP"])
+    srv = server(rec, "recv 100; send 4000000; close")
+    rec.start("router", "c0", snaplen=96)
+    cli = client(rec, 40110, "send 100; recv-eof; close")
+    cli.expect("DONE", timeout=60)
+    srv.expect("DONE", timeout=60)
+    settle(0.5)
+    rec.connections.append(Conn(("client", 40110), ("server", PORT)))
+    rec.incidental.append(finding("retransmission", rec))
+    rec.stop()
+
+
 @scenario("keepalive")
 def keepalive(rec: Recording) -> None:
     rec.description = ("Client sends 10 bytes, then idles with SO_KEEPALIVE, TCP_KEEPIDLE=1, "

@@ -276,7 +276,8 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
               verify_checksums: bool = False,
               on_finding: Callable[[Finding], Any] | None = None,
               on_progress: Callable[[int, int], Any] | None = None,
-              stdin: Any = None, interrupt: Any = None) -> CaptureSummary:
+              stdin: Any = None, interrupt: Any = None, batch: bool = True
+              ) -> CaptureSummary:
     """Feed every segment of a capture into `analysis`; returns the capture summary.
 
     `interrupt` (live.Interrupt) makes Ctrl-C/SIGTERM end the reading between two
@@ -299,11 +300,16 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
     dec = Decoder(verify_checksums=verify_checksums)
     from tcpanalyze.fastpath import make_feed
 
+    frames = 0
+    # files: thousands of frames at a time into columns (columns.py, batch.py); a live
+    # pipe goes frame by frame (findings at once, Ctrl-C between two frames)
+    columnar = batch and interrupt is None and path != "-"
     feed = make_feed(analysis)  # analysis.feed, with quiet segments short-cut
     decode = dec.decode
-    frames = 0
     try:
-        frames_in = time_ordered(reader)
+        if columnar:
+            frames = _read_batches(analysis, reader, dec, on_finding, on_progress)
+        frames_in = iter(()) if columnar else time_ordered(reader)
         if interrupt is not None:
             frames_in = _until_interrupted(frames_in, interrupt)
         for frame in frames_in:
@@ -333,6 +339,42 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
         packets=frames, tcp_segments=counts.get("tcp", 0), skipped=skipped,
         first_ts=analysis.first_ts, last_ts=analysis.last_ts,
         error=str(error) if error is not None else None, decoder="dpkt")
+
+
+def _read_batches(analysis: Analysis, reader: Any, dec: Any,
+                  on_finding: Callable[[Finding], Any] | None,
+                  on_progress: Callable[[int, int], Any] | None) -> int:
+    """The columnar path; returns the frames read. Errors are left in `reader.error`, as
+    for frame-by-frame reading."""
+    from tcpanalyze.batch import BatchFeed
+    from tcpanalyze.capture import time_ordered
+    from tcpanalyze.columns import decode_frames, decode_records
+
+    feed = BatchFeed(analysis, dec, on_finding)
+    frames = 0
+    if reader.format.split("+")[0] in ("pcap", "pcap-ns"):  # records straight from the buffer
+        for buf, offsets, first in reader.record_batches():
+            feed.process(decode_records(buf, offsets, first, endian=reader._endian,
+                                        divisor=reader._divisor, extra=reader._extra,
+                                        linktype=reader._linktype,
+                                        verify_checksums=dec.verify_checksums))
+            frames += len(offsets)
+            if on_progress is not None:
+                on_progress(frames, reader.position)
+        return frames
+    held: list[Any] = []  # pcapng: the reader's frames (time-ordered), in batches
+    for frame in time_ordered(reader):
+        held.append(frame)
+        if len(held) >= 32768:
+            feed.process(decode_frames(held, dec.verify_checksums))
+            frames += len(held)
+            held = []
+            if on_progress is not None:
+                on_progress(frames, reader.position)
+    if held:
+        feed.process(decode_frames(held, dec.verify_checksums))
+        frames += len(held)
+    return frames
 
 
 def _until_interrupted(frames: Iterator[Any], interrupt: Any) -> Iterator[Any]:

@@ -28,6 +28,7 @@ MAX_CAPLEN = 262144
 # Bound for any pcapng block (name resolution and custom blocks can exceed one packet).
 MAX_BLOCK_LEN = 16 * 1024 * 1024
 READ_SIZE = 1 << 20
+BATCH_READ = 8 << 20  # bytes buffered at a time by record_batches
 # Bound on frames held back for time ordering (bytes, counting a frame's own overhead).
 MAX_REORDER_BYTES = 32 * 1024 * 1024
 _HELD_OVERHEAD = 200
@@ -319,6 +320,68 @@ class CaptureReader:
                 part = "record header" if left < head else "record data"
                 raise self._error(f"file ends inside the {part} ({left} bytes present)",
                                   self._base + self._pos, number + 1)
+
+    def record_batches(self, most: int = 65536) -> Iterator[tuple[bytes, list[int], int]]:
+        """pcap only: the records complete in the buffer, as (buffer, offsets of their
+        record headers, number of the first), at most `most` at a time, for a columnar
+        decoder (columns.py). Walks exactly as `_pcap` does, with the same bounds and the
+        same errors (left in `error`); frame numbers continue from `frames_read`."""
+        if not self.format.startswith("pcap") or self.format.startswith("pcapng"):
+            raise ValueError("record_batches reads pcap only")
+        head = 16 + self._extra
+        caplen_at = struct.Struct(self._endian + "I").unpack_from
+        try:
+            while True:
+                buf = self._buf
+                pos = self._pos
+                end = len(buf)
+                need = head
+                offsets: list[int] = []
+                append = offsets.append
+                first = self.frames_read + 1
+                while pos + head <= end:
+                    caplen = caplen_at(buf, pos + 8)[0]
+                    if caplen > MAX_CAPLEN:
+                        self._pos = pos
+                        if offsets:
+                            self.frames_read += len(offsets)
+                            yield buf, offsets, first
+                        raise self._error(
+                            f"record length {caplen} is absurd (limit {MAX_CAPLEN}); "
+                            "corrupt file", self._base + pos, self.frames_read + 1)
+                    stop = pos + head + caplen
+                    if stop > end:
+                        need = head + caplen
+                        break
+                    append(pos)
+                    pos = stop
+                    if len(offsets) >= most:
+                        break
+                self._pos = pos
+                if offsets:
+                    self.frames_read += len(offsets)
+                    yield buf, offsets, first
+                    if len(offsets) >= most:
+                        continue
+                # larger reads than a frame at a time: batches of thousands of records
+                self._fill(max(need, BATCH_READ))
+                left = len(self._buf) - self._pos
+                if left < need:
+                    if left == 0:
+                        return
+                    part = "record header" if left < head else "record data"
+                    raise self._error(f"file ends inside the {part} ({left} bytes present)",
+                                      self._base + self._pos, self.frames_read + 1)
+        except CaptureError as exc:
+            self.error = exc
+        except (zlib.error, _GzipTruncated) as exc:
+            self.error = self._error(f"bad gzip data: {exc}", self._base + len(self._buf),
+                                     self.frames_read + 1)
+        except OSError as exc:
+            self.error = self._error(f"read failed: {exc.strerror or exc}",
+                                     self._base + len(self._buf), self.frames_read + 1)
+        finally:
+            self.close()
 
     def _pcapng(self) -> Iterator[Frame]:
         interfaces: list[_Interface] = []

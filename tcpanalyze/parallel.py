@@ -32,7 +32,9 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
+from tcpanalyze.batch import BatchFeed
 from tcpanalyze.capture import CaptureError, open_capture, time_ordered
+from tcpanalyze.columns import decode_records
 from tcpanalyze.decode import Decoder
 from tcpanalyze.detectors import _MAX_SOURCES, _MAX_TARGETS, AggregateDetector, _Source, _Target
 from tcpanalyze.fastpath import make_feed
@@ -79,6 +81,48 @@ class Assignment:
         if self.count >= _DECAY_EVERY:
             self._decay(ts)
         return w
+
+    def workers(self, keys: list[tuple[bytes, int, bytes, int]], kid: Any, ts: Any) -> Any:
+        """`worker` for a batch of segments at once (numpy): segment j has the flow key
+        keys[kid[j]] and time ts[j]; returns each segment's worker, exactly as calling
+        `worker` on them in order would, and leaves the same state."""
+        import numpy as np
+
+        jobs = self.jobs
+        owner = self.owner
+        w_of = np.array([owner[k][0] if k in owner else -1 for k in keys], dtype=np.int64)
+        out = np.empty(len(kid), dtype=np.int64)
+        load = np.array(self.load, dtype=np.int64)
+        pos, n = 0, len(kid)
+        while pos < n:
+            end = min(n, pos + _DECAY_EVERY - self.count)
+            span = kid[pos:end]
+            new = np.flatnonzero(w_of[span] < 0)
+            if len(new):
+                fresh, first = np.unique(span[new], return_index=True)
+                for at, k in sorted(zip(new[first].tolist(), fresh.tolist(), strict=True)):
+                    before = w_of[span[:at]]
+                    cur = load + np.bincount(before, minlength=jobs)[:jobs]
+                    w_of[k] = int(np.argmin(cur))  # ties: the lowest number, as index(min)
+            ws = w_of[span]
+            out[pos:end] = ws
+            load += np.bincount(ws, minlength=jobs)[:jobs]
+            # owner entries with the time each key was last seen in the span
+            seen, back = np.unique(span[::-1], return_index=True)
+            times = ts[pos:end][len(span) - 1 - back]
+            for k, t in zip(seen.tolist(), times.tolist(), strict=True):
+                entry = owner.get(keys[k])
+                if entry is None:
+                    owner[keys[k]] = [int(w_of[k]), t]
+                else:
+                    entry[1] = t
+            self.count += end - pos
+            self.load = load.tolist()
+            if self.count >= _DECAY_EVERY:
+                self._decay(float(ts[end - 1]))
+                load = np.array(self.load, dtype=np.int64)
+            pos = end
+        return out
 
     def _decay(self, now: float) -> None:
         self.count = 0
@@ -171,29 +215,78 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
     dec = Decoder(verify_checksums=options["verify_checksums"])
     decode = dec.decode
     feed = make_feed(analysis)
-    assign = Assignment(jobs, settings.idle_timeout).worker
+    assignment = Assignment(jobs, settings.idle_timeout)
+    assign = assignment.worker
+
+    def foreign(ts: float) -> None:
+        # Another worker's segment: only the clock moves (Analysis.feed's
+        # bookkeeping without the connection).
+        if analysis.first_ts is None:
+            analysis.first_ts = ts
+            analysis._next_sweep = ts + 1.0
+        if analysis.last_ts is None or ts > analysis.last_ts:
+            analysis.last_ts = ts
+        if ts > table.now:
+            table.now = ts
+        if ts >= analysis._next_sweep:
+            analysis._sweep(ts)
+            for done in table.pop_finished():
+                analysis._close(done, ts)
+
+    columnar = options.get("batch", True) and \
+        reader.format.split("+")[0] in ("pcap", "pcap-ns")
+    if columnar:  # pcap: the columnar path (batch.py), this worker's segments only
+        share = _BatchShare(assignment, me, foreign)
+        feeder = BatchFeed(analysis, dec, share=share)
+
+        def after() -> None:
+            nonlocal tracked, position
+            position = feeder.frame
+            if len(active) != tracked:
+                tracked = len(active)
+                sizes.extend((position, 2, tracked))
+
+        share.after = after
+        share.feeder = feeder
+        # table.add and _emit record `position`: the frame being fed
+        plain_add, plain_emit = counted_add, positioned_emit
+
+        def batch_add(seg: Any) -> Any:
+            nonlocal position
+            position = feeder.frame
+            return plain_add(seg)
+
+        def batch_emit(*args: Any, **kwargs: Any) -> list[Finding]:
+            nonlocal position
+            position = feeder.frame
+            return plain_emit(*args, **kwargs)
+
+        table.add = batch_add
+        analysis._emit = batch_emit
+        feeder.feed = make_feed(analysis)  # bound to the wrapped table.add
+        try:
+            for buf, offsets, first in reader.record_batches():
+                feeder.process(decode_records(
+                    buf, offsets, first, endian=reader._endian, divisor=reader._divisor,
+                    extra=reader._extra, linktype=reader._linktype,
+                    verify_checksums=dec.verify_checksums))
+                position = first + len(offsets) - 1
+                if progress is not None:
+                    progress[0] = position
+                    progress[1] = reader.position
+        except CaptureError as exc:
+            reader.error = exc
+        table.add, analysis._emit = plain_add, plain_emit  # the end: at the last frame
+        position = reader.frames_read
     try:
-        for frame in time_ordered(reader):
+        for frame in ([] if columnar else time_ordered(reader)):
             position += 1
             seg = decode(frame)
             if seg is not None:
                 if assign(seg.src, seg.sport, seg.dst, seg.dport, seg.ts) == me:
                     feed(seg)
                 else:
-                    # Another worker's segment: only the clock moves (Analysis.feed's
-                    # bookkeeping without the connection).
-                    ts = seg.ts
-                    if analysis.first_ts is None:
-                        analysis.first_ts = ts
-                        analysis._next_sweep = ts + 1.0
-                    if analysis.last_ts is None or ts > analysis.last_ts:
-                        analysis.last_ts = ts
-                    if ts > table.now:
-                        table.now = ts
-                    if ts >= analysis._next_sweep:
-                        analysis._sweep(ts)
-                        for done in table.pop_finished():
-                            analysis._close(done, ts)
+                    foreign(seg.ts)
                 if len(active) != tracked:
                     tracked = len(active)
                     sizes.extend((position, 2, tracked))
@@ -219,6 +312,22 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         "aggregates": analysis.aggregates, "created": created,
         "idled": getattr(table, "idled", 0), "sizes": sizes, "emitted_at": emitted_at,
     }
+
+
+class _BatchShare:
+    """What batch.BatchFeed needs from a worker: which segments are its own."""
+
+    def __init__(self, assignment: Assignment, me: int, foreign: Callable[[float], None]
+                 ) -> None:
+        self.assignment = assignment
+        self.me = me
+        self.foreign = foreign
+        self.after: Callable[[], None] = lambda: None
+        self.feeder: Any = None
+
+    def owned(self, feeder: Any, tcp: Any) -> Any:
+        keys, kid = feeder.tcp_keys(tcp)
+        return self.assignment.workers(keys, kid, feeder.cols.ts[tcp]) == self.me
 
 
 def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums: bool = False,

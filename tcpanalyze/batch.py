@@ -1,0 +1,700 @@
+"""Feeding a batch of decoded columns into an `Analysis`, quiet runs in bulk.
+
+Most segments of a large capture change no state (fastpath.py says which). In a batch,
+the segments of one connection that pass the stateless part of that test (ACK without
+SYN/FIN/RST, a non-zero window, no options but timestamps) form runs. A long run is
+checked against the connection's state with array arithmetic (in order, acknowledging
+nothing unseen, Zeek's relative numbers and reassembler without gaps...) and its quiet
+prefix is applied at once: counters, last values, the Zeek endpoint's sequence numbers,
+wraps and reassembler block. Every other segment (handshakes, teardowns, short runs, the
+first segment after a quiet prefix) goes through `make_feed`'s feed one at a time, in
+capture order, so everything that can change a state, a finding or a timer happens in the
+same order as for a per-segment run.
+
+Why the order still comes out the same although a run is applied when it starts:
+
+* a quiet segment changes nothing outside its connection except the table's order of
+  recent activity, the table's clock and the analysis' packet counters; those are set at
+  the end of each stretch to what per-segment processing gives (recent-activity order by
+  each connection's last segment);
+* stretches end at each timer sweep (a segment with ts >= the next sweep time), so no
+  sweep sees a run half applied;
+* a stretch in which the table could fill up (eviction picks the least recently active)
+  is processed one segment at a time.
+
+tests/test_batch.py compares whole reports with the per-segment path on every capture.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tcpanalyze.capture import Frame
+from tcpanalyze.columns import Columns
+from tcpanalyze.fastpath import make_feed
+from tcpanalyze.flows import flow_key
+from tcpanalyze.report import Finding
+from tcpanalyze.segment import Segment
+from tcpanalyze.tracker import ESTABLISHED
+from tcpanalyze.zeek import ESTABLISHED as Z_ESTABLISHED
+from tcpanalyze.zeek import TOO_LARGE_SEQ_DELTA
+
+__all__ = ["BatchFeed"]
+
+MIN_RUN = 48  # shorter quiet runs go one segment at a time: array set-up costs more
+_BACK_OFF = 16  # segments taken one at a time after a run was found not quiet (doubling)
+_WINDOW = 256  # segments tested at once, doubling while they are all quiet
+_MAX_WINDOW = 8192
+_MASK = 0xFFFFFFFF
+_HALF = 0x80000000
+_HIST_DATA = 0x10
+_HIST_ACK = 0x20
+
+
+class BatchFeed:
+    """Feeds `Columns` batches into `analysis` (with decoder for the odd frames)."""
+
+    def __init__(self, analysis: Any, decoder: Any,
+                 on_finding: Callable[[Finding], Any] | None = None,
+                 share: Any = None) -> None:
+        """`share` (parallel.py's worker): `owned(feed, tcp)` says which segments are
+        this process's, `foreign(ts)` moves the clock for another worker's segment,
+        `after()` runs after each segment fed one at a time; `feed.frame` is the frame
+        being fed."""
+        self.share = share
+        self.frame = 0
+        self.analysis = analysis
+        self.decoder = decoder
+        self.on_finding = on_finding
+        self.feed = make_feed(analysis)
+        # Zeek records need every segment (they split connections): no bulk then
+        self.bulk = not analysis.zeek_records
+        self.zeek_on = getattr(analysis, "zeek_view", True)
+        self.idle = analysis.settings.idle_timeout
+        self.bulk_segments = 0  # how many segments took the bulk path (for tests)
+
+    # -- a batch -------------------------------------------------------------------------
+    def process(self, cols: Columns) -> None:
+        n = len(cols)
+        if n == 0:
+            return
+        fast = cols.fast
+        decoder = self.decoder
+        decoder.counts["tcp"] += int(fast.sum())
+        buf = cols.buf
+        # the odd frames: the ordinary decoder, which also counts them
+        odd: dict[int, Segment] = {}
+        for i in np.flatnonzero(~fast).tolist():
+            at = int(cols.data_at[i])
+            linktype = cols.linktype if isinstance(cols.linktype, int) else \
+                cols.linktype[i]
+            frame = Frame(cols.numbers[i], float(cols.ts[i]), linktype,
+                          int(cols.wirelen[i]), buf[at:at + int(cols.caplen[i])])
+            seg = decoder.decode(frame)
+            if seg is not None:
+                odd[i] = seg
+        tcp = np.flatnonzero(fast)
+        if odd:
+            tcp = np.union1d(tcp, np.fromiter(odd, dtype=np.int64, count=len(odd)))
+        if not len(tcp):
+            return
+        self.cols = cols
+        self.odd = odd
+        self._lists(cols)
+        share = self.share
+        if self.bulk or share is not None:
+            self._flows(cols, tcp)
+        mine = share.owned(self, tcp) if share is not None else None
+        if not self.bulk:
+            for j, i in enumerate(tcp.tolist()):
+                self._one_or_foreign(i, mine is None or bool(mine[j]))
+            return
+        analysis = self.analysis
+        ts_tcp = cols.ts[tcp]
+        start = 0
+        m = len(tcp)
+        while start < m:
+            if analysis.first_ts is None:  # sets the sweep clock
+                self._one_or_foreign(int(tcp[start]), mine is None or bool(mine[start]))
+                start += 1
+                continue
+            later = np.flatnonzero(ts_tcp[start:] >= analysis._next_sweep)
+            stop = start + int(later[0]) if len(later) else m
+            if stop > start:
+                self._stretch(tcp[start:stop], None if mine is None else mine[start:stop])
+            if stop < m:  # the sweep happens in its feed
+                self._one_or_foreign(int(tcp[stop]), mine is None or bool(mine[stop]))
+            start = stop + 1
+
+    def _one_or_foreign(self, i: int, own: bool) -> None:
+        if own:
+            self._one(i)
+        else:
+            self.frame = self.cols.numbers[i]
+            self.share.foreign(self.l_ts[i])
+            self.share.after()
+
+    # -- per segment -------------------------------------------------------------------
+    def _lists(self, cols: Columns) -> None:
+        self.l_ts = cols.ts.tolist()
+        self.l_at = cols.data_at.tolist()
+        self.l_sport = cols.sport.tolist()
+        self.l_dport = cols.dport.tolist()
+        self.l_seq = cols.seq.tolist()
+        self.l_ack = cols.ack.tolist()
+        self.l_flags = cols.flags.tolist()
+        self.l_win = cols.window.tolist()
+        self.l_plen = cols.payload_len.tolist()
+        self.l_thl = cols.thl.tolist()
+
+    def _segment(self, i: int) -> Segment:
+        seg = self.odd.get(i)
+        if seg is not None:
+            return seg
+        at = self.l_at[i]
+        buf = self.cols.buf
+        thl = self.l_thl[i]
+        return Segment(self.cols.numbers[i], self.l_ts[i], buf[at + 26:at + 30],
+                       buf[at + 30:at + 34], self.l_sport[i], self.l_dport[i], self.l_seq[i],
+                       self.l_ack[i], self.l_flags[i], self.l_win[i], self.l_plen[i],
+                       buf[at + 54:at + 34 + thl] if thl > 20 else b"")
+
+    def _one(self, i: int) -> None:
+        self.frame = self.cols.numbers[i]
+        new = self.feed(self._segment(i))
+        if new and self.on_finding is not None:
+            for finding in new:
+                self.on_finding(finding)
+        if self.share is not None:
+            self.share.after()
+
+    def tcp_keys(self, tcp: np.ndarray) -> tuple[list[Any], np.ndarray]:
+        """The flow table's key of each TCP segment `tcp`, as (distinct keys, index of
+        each segment's key): for parallel.Assignment."""
+        keys = [self._key(f) for f in range(len(self.keys))]
+        kid = self.flow[tcp].copy()
+        if self.odd:
+            extra: dict[Any, int] = {}
+            for j, i in enumerate(tcp.tolist()):
+                seg = self.odd.get(i)
+                if seg is not None:
+                    key = flow_key(seg)
+                    k = extra.get(key)
+                    if k is None:
+                        k = extra[key] = len(keys)
+                        keys.append(key)
+                    kid[j] = k
+            # an odd segment's key may equal a fast one's: one key, one id
+            first: dict[Any, int] = {}
+            remap = np.arange(len(keys))
+            for k, key in enumerate(keys):
+                remap[k] = first.setdefault(key, k)
+            kid = remap[kid]
+        return keys, kid
+
+    # -- flows of a batch -------------------------------------------------------------------
+    def _flows(self, cols: Columns, tcp: np.ndarray) -> None:
+        """Flow numbers for the fast-decoded segments: the FlowTable's key, as integers."""
+        ka = (cols.src << 16) | cols.sport
+        kb = (cols.dst << 16) | cols.dport
+        lo = np.minimum(ka, kb)
+        hi = np.maximum(ka, kb)
+        self.sender_lo = ka <= kb
+        pair = np.empty((len(cols), 2), dtype=np.int64)
+        pair[:, 0] = lo
+        pair[:, 1] = hi
+        fast_tcp = tcp[cols.fast[tcp]]
+        flow = np.full(len(cols), -1, dtype=np.int64)
+        if len(fast_tcp):
+            keys, inverse = np.unique(pair[fast_tcp], axis=0, return_inverse=True)
+            flow[fast_tcp] = inverse.reshape(-1)
+        else:
+            keys = np.empty((0, 2), dtype=np.int64)
+        self.flow = flow
+        self.keys = keys
+        # a flow that also has odd segments (IP options, say) is never bulk-applied
+        self.mixed = np.zeros(len(keys), dtype=bool)
+        if self.odd and len(keys):
+            lookup = {(int(a), int(b)): f for f, (a, b) in enumerate(keys.tolist())}
+            for seg in self.odd.values():
+                if len(seg.src) == 4:
+                    x = (int.from_bytes(seg.src, "big") << 16) | seg.sport
+                    y = (int.from_bytes(seg.dst, "big") << 16) | seg.dport
+                    f = lookup.get((min(x, y), max(x, y)))
+                    if f is not None:
+                        self.mixed[f] = True
+        quiet = cols.fast & cols.plain_options & ((cols.flags & 0x17) == 0x10) & (
+            cols.window != 0)
+        self.quiet = quiet
+
+    def _key(self, f: int) -> tuple[bytes, int, bytes, int]:
+        lo, hi = self.keys[f].tolist()
+        return ((lo >> 16).to_bytes(4, "big"), lo & 0xFFFF, (hi >> 16).to_bytes(4, "big"),
+                hi & 0xFFFF)
+
+    # -- a stretch without a timer sweep ---------------------------------------------------
+    def _stretch(self, pos: np.ndarray, mine: np.ndarray | None = None) -> None:
+        """Segments `pos` (batch indices, capture order) between two sweeps; with
+        `mine`, only those are this process's, the others only move the clock."""
+        analysis = self.analysis
+        table = analysis.table
+        if len(table.active) + len(pos) > analysis.settings.max_connections:
+            # the table may fill: evictions need the exact order
+            for j, i in enumerate(pos.tolist()):
+                self._one_or_foreign(i, mine is None or bool(mine[j]))
+            return
+        if mine is not None:
+            if not mine.all():
+                self._clock(pos[~mine])
+            pos = pos[mine]
+            if not len(pos):
+                return
+        flow = self.flow[pos]
+        quiet = self.quiet[pos] & (flow >= 0)
+        if quiet.any():
+            quiet &= ~self.mixed[np.maximum(flow, 0)]
+        # group by flow, keeping capture order inside each group
+        order = np.argsort(flow, kind="stable")
+        g_flow = flow[order]
+        g_quiet = quiet[order]
+        k = len(order)
+        new_group = np.ones(k, dtype=bool)
+        new_group[1:] = g_flow[1:] != g_flow[:-1]
+        prev_quiet = np.zeros(k, dtype=bool)
+        prev_quiet[1:] = g_quiet[:-1]
+        run_start = g_quiet & (new_group | ~prev_quiet)
+        run_id = np.cumsum(run_start) - 1
+        run_len = np.bincount(run_id[g_quiet], minlength=int(run_start.sum()))
+        long_run = np.zeros(k, dtype=bool)
+        long_run[g_quiet] = run_len[run_id[g_quiet]] >= MIN_RUN
+        if not long_run.any():
+            for i in pos.tolist():
+                self._one(i)
+            return
+        # runs: their segments (positions in `pos`), and what comes before them
+        starts = np.flatnonzero(run_start & long_run)
+        runs: list[np.ndarray] = []
+        after: dict[int, int] = {}  # index in pos of the segment just before a run -> run
+        first_runs: list[int] = []
+        lengths = run_len[run_id[starts]]
+        for r, (s, length) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
+            runs.append(order[s:s + length])
+            if new_group[s]:
+                first_runs.append(r)
+            else:
+                after[int(order[s - 1])] = r
+        in_run = np.empty(k, dtype=bool)
+        in_run[order] = long_run
+        events = np.flatnonzero(~in_run).tolist()
+        # forced: (index in pos, run, offset of the next segment in the run or -1)
+        forced: list[tuple[int, int, int]] = []
+        self._pos = pos
+        self._runs = runs
+        self._forced = forced
+        self._misses: dict[int, int] = {}
+        applied = False
+        for r in first_runs:
+            applied |= self._try_run(r, 0)
+        ev = 0
+        n_events = len(events)
+        one = self._one
+        while ev < n_events or forced:
+            if forced and (ev >= n_events or forced[0][0] < events[ev]):
+                j, r, nxt = heapq.heappop(forced)
+                one(int(pos[j]))
+                if nxt >= 0:
+                    applied |= self._try_run(r, nxt)
+                continue
+            j = events[ev]
+            ev += 1
+            one(int(pos[j]))
+            r = after.get(j)
+            if r is not None:
+                applied |= self._try_run(r, 0)
+        if applied:
+            self._settle(pos)
+
+    def _try_run(self, r: int, offset: int) -> bool:
+        """Apply run `r` from `offset` in bulk as far as it is quiet. A window of the run
+        is tested at a time (a window that is all quiet is applied and the next, larger
+        one tested), so a run broken often (loss recovery) costs no quadratic work; a
+        test that finds little quiet makes the next segments go one at a time, more of
+        them each time, before the next test."""
+        members = self._runs[r]
+        total = len(members)
+        forced = self._forced
+        applied = False
+        window = _WINDOW
+        while True:
+            remaining = total - offset
+            if remaining <= 0:
+                return applied
+            if remaining < MIN_RUN:
+                for m in members[offset:].tolist():
+                    heapq.heappush(forced, (m, r, -1))
+                return applied
+            chunk = members[offset:offset + window]
+            idx = self._pos[chunk]
+            conn = self.analysis.table.active.get(self._key(int(self.flow[idx[0]])))
+            done = self._quiet_prefix(conn, idx) if conn is not None else 0
+            if done == len(chunk):
+                applied = True
+                offset += done
+                window = min(window * 2, _MAX_WINDOW)
+                self._misses[r] = 0
+                continue
+            if done >= MIN_RUN // 2:  # worth it: carry on after the loud segment
+                heapq.heappush(forced, (int(chunk[done]), r, offset + done + 1))
+                return True
+            misses = self._misses.get(r, 0)
+            self._misses[r] = misses + 1
+            skip = done + min(_BACK_OFF << misses, _MAX_WINDOW)
+            for m in members[offset:offset + skip].tolist()[done:]:
+                heapq.heappush(forced, (m, r, -1))
+            if offset + skip < total:
+                heapq.heappush(forced, (int(members[offset + skip]), r, offset + skip + 1))
+            return applied or done > 0
+
+    def _clock(self, pos: np.ndarray) -> None:
+        """Other workers' segments within a stretch: the clock only (no sweep is due)."""
+        analysis = self.analysis
+        ts_max = float(self.cols.ts[pos].max())
+        if analysis.last_ts is None or ts_max > analysis.last_ts:
+            analysis.last_ts = ts_max
+        if ts_max > analysis.table.now:
+            analysis.table.now = ts_max
+
+    def _settle(self, pos: np.ndarray) -> None:
+        """After bulk runs: the table's recent-activity order, clock and the counters, as
+        one segment at a time would have left them."""
+        analysis = self.analysis
+        table = analysis.table
+        active = table.active
+        ts_max = float(self.cols.ts[pos].max())
+        if analysis.last_ts is None or ts_max > analysis.last_ts:
+            analysis.last_ts = ts_max
+        if ts_max > table.now:
+            table.now = ts_max
+        move = getattr(active, "move_to_end", None)
+        if move is None:
+            return
+        last: dict[Any, int] = {}
+        flow = self.flow
+        for j, i in enumerate(pos.tolist()):
+            f = flow[i]
+            if f >= 0:
+                last[int(f)] = j
+            else:
+                last[flow_key(self.odd[i])] = j
+        for key, _ in sorted(last.items(), key=lambda item: item[1]):
+            if not isinstance(key, tuple):
+                key = self._key(key)
+            if key in active:
+                move(key)
+
+    # -- the bulk test and update ------------------------------------------------------------
+    def _quiet_prefix(self, conn: Any, idx: np.ndarray) -> int:
+        """How many of the segments `idx` (one connection, capture order) are quiet, given
+        the connection's state now; applies them. 0 when the state is not a quiet one."""
+        c, s = conn.client, conn.server
+        if c.state != ESTABLISHED or s.state != ESTABLISHED or c.fin_seq is not None or \
+                s.fin_seq is not None or c.fin_pending or s.fin_pending or \
+                c.snd_nxt is None or s.snd_nxt is None or c.max_ack is None or \
+                s.max_ack is None:
+            return 0
+        zeek_on = self.zeek_on
+        view = None
+        if zeek_on:
+            view = conn.__dict__.get("zeek")
+            if view is None or view.first_packet_seen != 3:
+                return 0
+            zc, zs = (view.resp, view.orig) if view.roles_swapped else (view.orig, view.resp)
+            for z in (zc, zs):
+                if z.state != Z_ESTABLISHED or z.did_close or z.fin_cnt:
+                    return 0
+            c_shape = _shape(c, zc, zs)
+            s_shape = _shape(s, zs, zc)
+            if not c_shape or not s_shape:
+                return 0
+        cols = self.cols
+        ts = cols.ts[idx]
+        seq = cols.seq[idx]
+        ack = cols.ack[idx]
+        plen = cols.payload_len[idx]
+        n = len(idx)
+        client_lo = (c.addr, c.port) <= (s.addr, s.port)
+        from_client = self.sender_lo[idx] == client_lo
+        bad = n
+        gaps = np.diff(ts, prepend=conn.last)
+        over = np.flatnonzero(gaps > self.idle)
+        if len(over):
+            bad = int(over[0])
+        sides: list[_Side] = []
+        for ep, mask in ((c, from_client), (s, ~from_client)):
+            sides.append(_Side(ep, np.flatnonzero(mask), seq, ack, plen))
+        cs, ss = sides
+        cs.other, ss.other = ss, cs
+        if zeek_on:
+            cs.z, ss.z = zc, zs
+            cs.zp, ss.zp = zs, zc
+            cs.tight, ss.tight = c_shape == TIGHT, s_shape == TIGHT
+        for side in sides:
+            bad = min(bad, side.check_tracker())
+        if zeek_on:
+            hist = view._hist_seen
+            partial = view.is_partial
+            for side in sides:
+                bad = min(bad, side.check_zeek_own(hist))
+            for side in sides:
+                bad = min(bad, side.check_zeek_cross(partial))
+        if bad <= 0:
+            return 0
+        # -- apply the first `bad` segments --------------------------------------------
+        tsval = cols.tsval[idx]
+        window = cols.window[idx]
+        for side in sides:
+            side.apply(bad, ts, tsval, window, zeek_on)
+        if zeek_on:
+            for side in sides:
+                side.apply_reassembler(bad)
+            view.packets += bad
+            view.last_time = float(ts[bad - 1])
+        last = int(idx[bad - 1])
+        conn.last = float(ts[bad - 1])
+        conn.last_frame = cols.numbers[last]
+        conn.flags_seen |= int(np.bitwise_or.reduce(cols.flags[idx[:bad]]))
+        if hasattr(self.analysis, "segments"):
+            self.analysis.segments += bad
+        self.bulk_segments += bad
+        return bad
+
+
+def _rel(value: int, wraps: int, start: int) -> int | None:
+    """Zeek's relative sequence number of `value` (None: an underflow)."""
+    if wraps == 0:
+        r = (value - start) & _MASK
+        return None if r >= _HALF else r
+    return (wraps << 32) + value - start
+
+
+def _shape(ep: Any, z: Any, zp: Any) -> int:
+    """How this side's numbers stand for quiet segments: 0 not a shape the bulk update
+    models; TIGHT when Zeek's and the tracker's numbers agree and everything sent is
+    reassembled; HOLED when they agree but a hole (data missing from the capture) keeps
+    Zeek's reassembly behind the last block, which new data extends."""
+    if z.last_seq != ep.snd_nxt or zp.ack_seq != ep.max_ack:
+        return 0
+    rel = _rel(ep.snd_nxt, z.seq_wraps, z.start_seq)
+    reasm = z.reassembler
+    if rel is None or reasm.trim_seq > rel:
+        return 0
+    blocks = reasm.blocks
+    if reasm.last_reassem == rel:
+        return TIGHT if not blocks or blocks[-1][1] == rel else 0
+    if blocks and blocks[-1][1] == rel and reasm.last_reassem < blocks[-1][0]:
+        return HOLED
+    return 0
+
+
+TIGHT, HOLED = 1, 2
+
+
+class _Side:
+    """One direction of a run: the segments one endpoint sent, as arrays."""
+
+    def __init__(self, ep: Any, where: np.ndarray, seq: np.ndarray, ack: np.ndarray,
+                 plen: np.ndarray) -> None:
+        self.ep = ep
+        self.where = where  # positions in the run
+        self.seq = seq[where]
+        self.ack = ack[where]
+        self.plen = plen[where]
+        self.end = (self.seq + self.plen) & _MASK
+        self.data = self.plen > 0
+        self.prev_ack = np.empty(len(self.ack), dtype=np.int64)
+        if len(where):
+            self.prev_ack[0] = ep.max_ack
+            self.prev_ack[1:] = self.ack[:-1]
+        self.other: _Side = self
+        self.z: Any = None
+        self.zp: Any = None
+        self.tight = True
+
+    def _first_bad(self, bad: np.ndarray) -> int:
+        hit = np.flatnonzero(bad)
+        return int(self.where[hit[0]]) if len(hit) else 1 << 62
+
+    def _before(self, other_where: np.ndarray) -> np.ndarray:
+        """For each of my segments, the index in `other_where` of the other side's last
+        segment before it (-1: none in this run)."""
+        return np.searchsorted(other_where, self.where) - 1
+
+    def check_tracker(self) -> int:
+        if not len(self.where):
+            return 1 << 62
+        ep = self.ep
+        first = int(self.where[0])
+        if ep.window == 0:
+            return first
+        expected = np.empty(len(self.seq), dtype=np.int64)
+        expected[0] = ep.snd_nxt
+        expected[1:] = self.end[:-1]
+        bad = self.seq != expected
+        bad |= ((self.ack - self.prev_ack) & _MASK) >= _HALF  # acks only move forward
+        other = self.other
+        peer_snd = np.full(len(self.where), other.ep.snd_nxt, dtype=np.int64)
+        before = self._before(other.where)
+        has = before >= 0
+        peer_snd[has] = other.end[before[has]]
+        bad |= ((peer_snd - self.ack) & _MASK) >= _HALF  # acks nothing unseen
+        return self._first_bad(bad)
+
+    def check_zeek_own(self, hist: int) -> int:
+        """My sequence numbers in Zeek's terms (and the acks I send, on the peer's)."""
+        if not len(self.where):
+            self.rel_ack = np.empty(0, dtype=np.int64)
+            self.awraps = np.empty(0, dtype=np.int64)
+            self.rel_seq = np.empty(0, dtype=np.int64)
+            return 1 << 62
+        z, zp = self.z, self.zp
+        shift = 0 if z.is_orig else 16
+        bad = np.zeros(len(self.where), dtype=bool)
+        if not hist & (_HIST_DATA << shift):
+            bad |= self.data
+        if not hist & (_HIST_ACK << shift):
+            bad |= ~self.data
+        # seq wraps: Zeek's last_seq moves to each data segment's end
+        ends = self.end[self.data]
+        prev_end = np.empty(len(ends), dtype=np.int64)
+        if len(ends):
+            prev_end[0] = z.last_seq
+            prev_end[1:] = ends[:-1]
+        dec = np.concatenate(([0], np.cumsum(ends < prev_end)))
+        self.seq_dec = dec
+        data_before = np.cumsum(self.data) - self.data
+        wraps = z.seq_wraps + dec[data_before]
+        start = z.start_seq
+        rel_seq = np.where(wraps == 0, (self.seq - start) & _MASK,
+                           (wraps << 32) + self.seq - start)
+        bad |= (wraps == 0) & (rel_seq >= _HALF)
+        self.rel_seq = rel_seq
+        # acks: Zeek's peer.ack_seq follows them, with its own wraps
+        prev = self.prev_ack
+        moved = self.ack != prev
+        adec = np.cumsum(moved & (self.ack < prev))
+        self.ack_dec = adec
+        self.ack_moved = moved
+        awraps = zp.ack_wraps + adec
+        pstart = zp.start_seq
+        rel_ack = np.where(awraps == 0, (self.ack - pstart) & _MASK,
+                           (awraps << 32) + self.ack - pstart)
+        bad |= (awraps == 0) & (rel_ack >= _HALF)
+        delta = (self.ack - prev) & _MASK
+        bad |= moved & (self.ack == 0) & (delta > TOO_LARGE_SEQ_DELTA)
+        self.rel_ack = rel_ack
+        self.awraps = awraps
+        return self._first_bad(bad)
+
+    def check_zeek_cross(self, partial: bool) -> int:
+        """My acks against the peer's stream; my data against the peer's acks."""
+        if not len(self.where):
+            return 1 << 62
+        other = self.other
+        z, zp = self.z, self.zp
+        bad = np.zeros(len(self.where), dtype=bool)
+        # the reassembler of the peer's data, as it stands at each of my acks
+        preasm = zp.reassembler
+        trim = np.maximum.accumulate(np.concatenate(([preasm.trim_seq], self.rel_ack)))[:-1]
+        peer_data = other.where[other.data]
+        peer_upper = other.rel_seq[other.data] + other.plen[other.data]
+        last_reassem = np.full(len(self.where), preasm.last_reassem, dtype=np.int64)
+        if other.tight:  # else a hole holds the peer's reassembly where it is
+            before = np.searchsorted(peer_data, self.where) - 1
+            has = before >= 0
+            last_reassem[has] = peer_upper[before[has]]
+        ahead = self.rel_ack > trim
+        bad |= ahead & ((last_reassem < self.rel_ack) | ((self.rel_ack <= 2) & partial))
+        # my data against what the peer has acknowledged of it by then
+        if self.data.any():
+            mine = z.reassembler
+            before = self._before(other.where)
+            has = before >= 0
+            acked = np.full(len(self.where), (z.ack_wraps << 32) + z.ack_seq - z.start_seq,
+                            dtype=np.int64)
+            if len(other.where):
+                peer_acked = (other.awraps << 32) + other.ack - z.start_seq
+                acked[has] = peer_acked[before[has]]
+                ptrim = np.maximum.accumulate(np.maximum(other.rel_ack, mine.trim_seq))
+                trim_now = np.full(len(self.where), mine.trim_seq, dtype=np.int64)
+                trim_now[has] = ptrim[before[has]]
+            else:
+                trim_now = np.full(len(self.where), mine.trim_seq, dtype=np.int64)
+            bad |= self.data & ((self.rel_seq < acked) | (self.rel_seq < trim_now))
+        return self._first_bad(bad)
+
+    # -- applying a quiet prefix ----------------------------------------------------------
+    def apply(self, limit: int, ts: np.ndarray, tsval: np.ndarray, window: np.ndarray,
+              zeek_on: bool) -> None:
+        k = int(np.searchsorted(self.where, limit))
+        self.k = k
+        if not k:
+            return
+        ep = self.ep
+        where = self.where[:k]
+        last = int(where[-1])
+        ep.packets += k
+        ep.last_ts = float(ts[last])
+        data = self.data[:k]
+        n_data = int(data.sum())
+        if n_data:
+            data_where = where[data]
+            ep.bytes += int(self.plen[:k].sum())
+            ep.data_segments += n_data
+            ep.last_data_ts = float(ts[int(data_where[-1])])
+            ep.snd_nxt = int(self.end[:k][data][-1])
+        tsv = tsval[where]
+        has_ts = np.flatnonzero(tsv >= 0)
+        if len(has_ts):
+            ep.tsval = int(tsv[has_ts[-1]])
+        ep.tentative = False
+        ep.max_ack = int(self.ack[k - 1])
+        ep.window = int(window[last])
+        self.other.ep.keepalive_unanswered = 0
+        if zeek_on:
+            z, zp = self.z, self.zp
+            z.last_time = float(ts[last])
+            if n_data:
+                z.last_seq = ep.snd_nxt
+                z.seq_wraps += int(self.seq_dec[n_data])
+            if self.ack_moved[:k].any():
+                zp.ack_seq = int(self.ack[k - 1])
+                zp.ack_wraps += int(self.ack_dec[k - 1])
+
+    def apply_reassembler(self, limit: int) -> None:
+        """My data's reassembler after the prefix: the last block grows, the peer's
+        acks trim (one trim to the highest ack equals the sequence of trims)."""
+        k = self.k
+        other = self.other
+        reasm = self.z.reassembler
+        pk = other.k
+        trim = reasm.trim_seq
+        if pk:
+            top = int(other.rel_ack[:pk].max())
+            if top > trim:
+                trim = top
+        data = self.data[:k]
+        if data.any():
+            upper = int((self.rel_seq[:k] + self.plen[:k])[data][-1])
+            if reasm.blocks:
+                reasm.blocks[-1][1] = upper
+            else:
+                reasm.blocks = [[int(self.rel_seq[:k][data][0]), upper]]
+            if self.tight:
+                reasm.last_reassem = upper
+        if trim != reasm.trim_seq:
+            reasm.trim_seq = trim
+            reasm.blocks = [[max(b0, trim), b1] for b0, b1 in reasm.blocks if b1 > trim]
