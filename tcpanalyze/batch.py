@@ -409,7 +409,7 @@ class BatchFeed:
         zeek_on = self.zeek_on
         view = None
         if zeek_on:
-            view = conn.__dict__.get("zeek")
+            view = conn.zeek
             if view is None or view.first_packet_seen != 3:
                 return 0
             zc, zs = (view.resp, view.orig) if view.roles_swapped else (view.orig, view.resp)
