@@ -51,7 +51,8 @@ else:  # pragma: no cover - CPython always has the C encoder
 _SCALARS = attrgetter("id", "client", "server", "start", "end", "packets_client",
                       "packets_server", "bytes_client", "bytes_server", "client_state",
                       "server_state", "conn_state", "history")
-_CHANGE = attrgetter("time", "frame", "endpoint", "old", "new", "reason")
+_CHANGE_NAMES = ("time", "frame", "endpoint", "old", "new", "reason")  # to_dict()'s order
+_CHANGE = attrgetter(*_CHANGE_NAMES)
 
 # shape -> template (a %-format string, one %s per leaf), or None: use json.dumps
 _templates: dict[tuple[Any, ...], str | None] = {}
@@ -88,7 +89,12 @@ def _gather(conn: ConnectionSummary, timeline: bool) -> tuple[tuple[Any, ...], l
     changes = -1
     if timeline:
         changes = len(conn.timeline)
-        leaves += chain.from_iterable(map(_CHANGE, conn.timeline))
+        # parallel.Timeline: the rows as received from a worker, when in to_dict()'s order
+        rows = getattr(conn.timeline, "rows", None)
+        if rows is not None and getattr(conn.timeline, "fields", None) == _CHANGE_NAMES:
+            leaves += chain.from_iterable(rows)
+        else:
+            leaves += chain.from_iterable(map(_CHANGE, conn.timeline))
     capture = conn.capture
     if capture is not None:
         leaves.append(capture)
