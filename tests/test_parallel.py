@@ -96,6 +96,7 @@ def test_json_of_a_parallel_report_follows_changes_to_its_timelines() -> None:
     from tcpanalyze.output import json as json_out
 
     report = analyze_parallel(str(SAMPLES / "several-normal.pcap"), jobs=2)
+    json_out.write(report, io.StringIO())  # the templates for these shapes exist now
     report.connections[0].timeline[0].reason = "changed \u2192 after the merge"
     out = io.StringIO()
     json_out.write(report, out)
