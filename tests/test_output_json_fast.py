@@ -87,9 +87,12 @@ def test_the_templates_are_used_for_ordinary_connections() -> None:
     # the fast path must really run (a silent fallback to json.dumps would still pass
     # the equality tests, at the old speed)
     report = analyze(str(ROOT / "sample_pcaps" / "several-normal.pcap"))
+    report.findings.append(Finding("rst_teardown", "low", "reset", 1.0, [1, 2], 1, "a -> b",
+                                   details={"rexmits": 3, "ratio": 0.5}))
     json_out._templates.clear()
     written(report)
-    assert json_out._templates and all(t is not None for t in json_out._templates.values())
+    assert {shape[0] for shape in json_out._templates} == {"connection", "finding"}
+    assert all(t is not None for t in json_out._templates.values())
 
 
 AWKWARD = ["", "\"", "\\", "a\"b\\c", "\u00e9t\u00e9", "\u2192", "\U0001f600", "\x00\x01\x1f",
@@ -108,6 +111,26 @@ def test_awkward_strings_everywhere(text: str) -> None:
     report = report_of(c, conn(2), findings=[f])
     assert written(report) == expected(report)
     assert written(report, False) == expected(report, False)
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_awkward_findings(text: str) -> None:
+    findings = [Finding(text, text, text, 1.5, [], None, text),
+                Finding("a", "low", "s", 2.5, [1, 2, 3], 7, text, capture=text, server=text,
+                        details={text: text, "n": 1, "x": None, "f": 0.1}),
+                Finding("a", "low", "s", 2.5, [1], 7, "x", details={"n": 2, text: False}),
+                Finding("b", "high", "s", 3.0, [4], None, "t", details={"top": [["a", 1]]}),
+                Finding("c", "high", "s", 3.0, [4], None, "t", details={1: "a", "b": 2})]
+    for report in (report_of(conn(1), findings=findings), report_of(findings=findings)):
+        assert written(report) == expected(report)
+
+
+@pytest.mark.parametrize("name", [json_out._MARK + "connections", json_out._MARK + "findings",
+                                  json_out._LEAF, "__tcpanalyze_connections__"])
+def test_names_that_look_like_the_writers_markers(name: str) -> None:
+    report = report_of(conn(1, capture=name), findings=[Finding("a", "low", name, 1.0)])
+    report.captures[0].path = name
+    assert written(report) == expected(report)
 
 
 def test_empty_and_missing_parts() -> None:

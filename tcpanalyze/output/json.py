@@ -21,9 +21,9 @@ from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore
 from operator import attrgetter
 from typing import Any, TextIO
 
-from tcpanalyze.report import ConnectionSummary, Report
+from tcpanalyze.report import ConnectionSummary, Finding, Report
 
-_MARK = "__tcpanalyze_connections__"
+_MARK = "\x00tcpanalyze-list\x00"  # where a list goes in the report's head
 _LEAF = "\x00tcpanalyze-leaf\x00"  # a skeleton's scalar leaf; json.dumps escapes it so:
 _LEAF_TEXT = encode_basestring_ascii(_LEAF)
 _PREFIX = "    "  # a connection sits in the report's "connections" list, two levels deep
@@ -66,16 +66,22 @@ def _indented(text: str) -> str:
     return _PREFIX + text.replace("\n", "\n" + _PREFIX)
 
 
-def _plain_connection(conn: ConnectionSummary, timeline: bool) -> str:
-    return _indented(_plain(conn.to_dict(timeline)))
-
-
 def _skeleton(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {key: _skeleton(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_skeleton(value) for value in obj]
     return _LEAF
+
+
+def _str_keys(obj: Any) -> bool:
+    """Every dict key is a str (1 == 1.0 == True as keys of a shape, but json.dumps
+    writes them differently: such shapes must not share a template)."""
+    if isinstance(obj, dict):
+        return all(type(key) is str and _str_keys(value) for key, value in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return all(_str_keys(value) for value in obj)
+    return True
 
 
 def _gather(conn: ConnectionSummary, timeline: bool) -> tuple[tuple[Any, ...], list[Any]]:
@@ -101,8 +107,25 @@ def _gather(conn: ConnectionSummary, timeline: bool) -> tuple[tuple[Any, ...], l
     zeek = conn.zeek_records
     for record in zeek:
         leaves += record.values()
-    shape = (len(findings), tuple(quality), changes, capture is not None,
+    shape = ("connection", len(findings), tuple(quality), changes, capture is not None,
              tuple(tuple(record) for record in zeek))
+    return shape, leaves
+
+
+def _gather_finding(finding: Finding) -> tuple[tuple[Any, ...], list[Any]]:
+    leaves = [finding.kind, finding.severity, finding.connection, finding.subject]
+    frames = finding.frames
+    leaves += frames
+    leaves += (finding.time, finding.summary, finding.confidence)
+    server, capture, details = finding.server, finding.capture, finding.details
+    if server is not None:
+        leaves.append(server)
+    if capture is not None:
+        leaves.append(capture)
+    if details:
+        leaves += details.values()
+    shape = ("finding", len(frames), server is not None, capture is not None,
+             tuple(details) if details else ())
     return shape, leaves
 
 
@@ -118,38 +141,45 @@ def _fill(template: str, leaves: list[Any]) -> str | None:
     return template % tuple(text[1:-1].split("\n"))
 
 
-def _template(conn: ConnectionSummary, timeline: bool, shape: tuple[Any, ...],
-              leaves: list[Any]) -> str | None:
-    """Made by json.dumps itself from the connection's to_dict() with placeholder leaves,
-    kept only if it reproduces this connection's plain text exactly."""
-    keys = list(shape[1]) + [key for record in shape[4] for key in record]
-    if not all(type(key) is str for key in keys):  # 1 == True: shapes must not collide
+def _template(data: dict[str, Any], shape: tuple[Any, ...], leaves: list[Any]) -> str | None:
+    """Made by json.dumps itself from the item's to_dict() with placeholder leaves, kept
+    only if it reproduces this item's plain text exactly."""
+    if not _str_keys(data):
         return None
-    data = conn.to_dict(timeline)
-    text = _plain(_skeleton(data)).replace("%", "%%").replace(_LEAF_TEXT, "%s")
-    template = _indented(text)
+    template = _indented(_plain(_skeleton(data)).replace("%", "%%").replace(_LEAF_TEXT, "%s"))
     try:
         ok = _fill(template, leaves) == _indented(_plain(data))
     except (TypeError, ValueError, RecursionError):
-        return None  # this connection cannot be written at all: json.dumps will say why
+        return None  # this item cannot be written at all: json.dumps will say why
     if len(_templates) >= _MAX_TEMPLATES:
         _templates.clear()
     _templates[shape] = template if ok else None
     return _templates[shape]
 
 
-def connection_text(conn: ConnectionSummary, timeline: bool = True) -> str:
-    """One connection as it appears in the report's "connections" list (indented four
-    spaces, no trailing comma or newline)."""
-    shape, leaves = _gather(conn, timeline)
+def _text(shape: tuple[Any, ...], leaves: list[Any], to_dict: Callable[[], dict[str, Any]]
+          ) -> str:
     template = _templates.get(shape, False)
     if template is False:
-        template = _template(conn, timeline, shape, leaves)
+        template = _template(to_dict(), shape, leaves)
     if template is not None:
         text = _fill(template, leaves)
         if text is not None:
             return text
-    return _plain_connection(conn, timeline)
+    return _indented(_plain(to_dict()))
+
+
+def connection_text(conn: ConnectionSummary, timeline: bool = True) -> str:
+    """One connection as it appears in the report's "connections" list (indented four
+    spaces, no trailing comma or newline)."""
+    shape, leaves = _gather(conn, timeline)
+    return _text(shape, leaves, lambda: conn.to_dict(timeline))
+
+
+def finding_text(finding: Finding) -> str:
+    """One finding as it appears in the report's "findings" list."""
+    shape, leaves = _gather_finding(finding)
+    return _text(shape, leaves, finding.to_dict)
 
 
 def render(report: Report, indent: int | None = 2, timeline: bool = True) -> str:
@@ -157,7 +187,7 @@ def render(report: Report, indent: int | None = 2, timeline: bool = True) -> str
 
     Non-ASCII is escaped, so the text is plain ASCII whatever the summaries contain.
     """
-    if indent == 2 and report.connections:
+    if indent == 2:
         parts: list[str] = []
         _write(report, parts.append, timeline)
         return "".join(parts)
@@ -168,20 +198,33 @@ def write(report: Report, stream: TextIO, indent: int | None = 2,
           timeline: bool = True) -> None:
     """The same text as render(), written a few connections at a time, so a capture with
     many connections never needs the whole document in memory at once."""
-    if indent != 2 or not report.connections:
+    if indent != 2:
         stream.write(render(report, indent, timeline))
         return
     _write(report, stream.write, timeline)
 
 
 def _write(report: Report, out: Callable[[str], Any], timeline: bool) -> None:
-    head = dataclasses.replace(report, connections=[]).to_dict(timeline=timeline)
-    head["connections"] = _MARK
-    before, after = _plain(head).split(f'"{_MARK}"')
-    out(before + "[\n")
-    connections = report.connections
-    for start in range(0, len(connections), _CHUNK):
-        chunk = [connection_text(conn, timeline)
-                 for conn in connections[start:start + _CHUNK]]
-        out(",\n".join(chunk) + (",\n" if start + _CHUNK < len(connections) else "\n"))
-    out("  ]" + after + "\n")
+    lists: dict[str, tuple[list[Any], Callable[[Any], str]]] = {
+        "connections": (report.connections, lambda conn: connection_text(conn, timeline)),
+        "findings": (report.findings, finding_text),
+    }
+    head = dataclasses.replace(report, connections=[], findings=[]).to_dict(timeline=timeline)
+    for name, (items, _) in lists.items():
+        if items:  # an empty list stays in the head: json.dumps writes it as []
+            head[name] = _MARK + name
+    text = _plain(head)
+    if any(text.count(encode_basestring_ascii(_MARK + name)) != (1 if items else 0)
+           for name, (items, _) in lists.items()):  # a name in the head that looks like one
+        out(_plain(report.to_dict(timeline=timeline)) + "\n")
+        return
+    for name, (items, item_text) in lists.items():
+        if not items:
+            continue
+        before, text = text.split(encode_basestring_ascii(_MARK + name))
+        out(before + "[\n")
+        for start in range(0, len(items), _CHUNK):
+            chunk = [item_text(item) for item in items[start:start + _CHUNK]]
+            out(",\n".join(chunk) + (",\n" if start + _CHUNK < len(items) else "\n"))
+        out("  ]")
+    out(text + "\n")
