@@ -203,6 +203,11 @@ def _worker(path: str, settings: Settings, me: int, jobs: int, options: dict[str
             progress: Any, results: Any) -> None:
     from tcpanalyze.analysis import Analysis
 
+    # Fewer cyclic-GC passes: the worker's heap grows to every summary it keeps, and the
+    # default thresholds walk it again and again (bench capture, one process: 21.2 s ->
+    # 16.1 s CPU, same peak memory; cyclic garbage is still collected, just in bigger
+    # batches). This process's own setting: the parent keeps its defaults.
+    gc.set_threshold(100_000, 50, 100)
     try:
         results.put((me, _work(Analysis, path, settings, me, jobs, options, progress)))
     except BaseException as exc:  # the parent must hear about it, not wait forever
