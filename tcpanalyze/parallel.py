@@ -104,9 +104,9 @@ class Assignment:
 # in order, the timeline as rows of StateChange fields): they pickle and unpickle several
 # times faster than 40,000 summaries with 400,000 StateChange objects, and the parent
 # makes StateChange objects only for timelines someone looks at (the JSON writer reads
-# the rows).
-_SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(ConnectionSummary))
-_CHANGE_FIELDS = tuple(f.name for f in dataclasses.fields(StateChange))
+# the rows). Rows hold the constructors' parameters in order (they are passed positionally).
+_SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(ConnectionSummary) if f.init)
+_CHANGE_FIELDS = tuple(f.name for f in dataclasses.fields(StateChange) if f.init)
 _ID_AT = _SUMMARY_FIELDS.index("id")
 _TIMELINE_AT = _SUMMARY_FIELDS.index("timeline")
 
