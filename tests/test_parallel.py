@@ -72,3 +72,33 @@ def test_cli_json_is_byte_identical() -> None:
     one = run("1")
     assert one == run("2")
     assert b'"connections"' in one
+
+
+def test_received_timelines_behave_like_the_lists_one_process_makes() -> None:
+    from tcpanalyze.parallel import Timeline
+
+    path = str(SAMPLES / "time-wait-reuse.pcap")
+    one, two = analyze(path), analyze_parallel(path, jobs=2)
+    assert [c.id for c in one.connections] == [c.id for c in two.connections]
+    for a, b in zip(one.connections, two.connections, strict=True):
+        assert isinstance(b.timeline, Timeline)
+        assert b.timeline.rows is not None  # nobody has looked yet
+        assert len(b.timeline) == len(a.timeline) > 0
+        assert b == a and b.timeline == a.timeline and a.timeline == list(b.timeline)
+        assert b.timeline[0] == a.timeline[0] and b.timeline[-1:] == a.timeline[-1:]
+        assert b.timeline.rows is None  # objects made: they are the truth from now on
+
+
+def test_json_of_a_parallel_report_follows_changes_to_its_timelines() -> None:
+    import io
+    import json
+
+    from tcpanalyze.output import json as json_out
+
+    report = analyze_parallel(str(SAMPLES / "several-normal.pcap"), jobs=2)
+    json_out.write(report, io.StringIO())  # the templates for these shapes exist now
+    report.connections[0].timeline[0].reason = "changed \u2192 after the merge"
+    out = io.StringIO()
+    json_out.write(report, out)
+    assert out.getvalue() == json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
+    assert "changed \\u2192 after the merge" in out.getvalue()

@@ -1,14 +1,185 @@
-"""The report as JSON: `Report.to_dict()`, the versioned contract, unchanged."""
+"""The report as JSON: `Report.to_dict()`, the versioned contract, unchanged.
+
+The text is exactly `json.dumps(report.to_dict(), indent=2, allow_nan=False)` plus a
+newline. With an indent, `json.dumps` runs CPython's pure-Python encoder (its C encoder
+only runs without one): ~100 us per connection, seconds for a large capture. So each
+connection's scalar leaves are encoded by one call of the C encoder and dropped into an
+indented template. A template is made once per shape (number of findings and state
+changes, quality keys, ...) by `json.dumps(indent=2)` itself on a skeleton of the
+connection's own `to_dict()`, and checked against the plain text of that connection
+before it is used; any connection the templates cannot express exactly (a nested value
+where a scalar was expected, a shape that failed its check) is written by `json.dumps`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TextIO
+from collections.abc import Callable
+from itertools import chain
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from operator import attrgetter
+from typing import Any, TextIO
 
-from tcpanalyze.report import Report
+from tcpanalyze.report import ConnectionSummary, Finding, Report
 
-_MARK = "__tcpanalyze_connections__"
+_MARK = "\x00tcpanalyze-list\x00"  # where a list goes in the report's head
+_LEAF = "\x00tcpanalyze-leaf\x00"  # a skeleton's scalar leaf; json.dumps escapes it so:
+_LEAF_TEXT = encode_basestring_ascii(_LEAF)
+_PREFIX = "    "  # a connection sits in the report's "connections" list, two levels deep
+_CHUNK = 256  # connections per write: few write calls, memory independent of the report
+_MAX_TEMPLATES = 4096  # shapes remembered (a hostile capture must not grow this forever)
+
+
+def _no_default(obj: Any) -> Any:
+    raise TypeError(f"Object of type {obj.__class__.__name__} is not JSON serializable")
+
+
+# Scalars joined by a newline: an encoded string never holds a raw newline (escaped), so
+# splitting on it gives one encoded leaf per item. Same leaf text as json.dumps: both
+# encoders use encode_basestring_ascii, float.__repr__ and int.__repr__.
+if c_make_encoder is not None:
+    _encode_list = c_make_encoder(None, _no_default, encode_basestring_ascii, None,
+                                  ":", "\n", False, False, False)
+
+    def _encode_leaves(leaves: list[Any]) -> str:
+        return "".join(_encode_list(leaves, 0))
+else:  # pragma: no cover - CPython always has the C encoder
+    _encode_leaves = json.JSONEncoder(separators=("\n", ":"), allow_nan=False,
+                                      check_circular=False).encode
+
+_SCALARS = attrgetter("id", "client", "server", "start", "end", "packets_client",
+                      "packets_server", "bytes_client", "bytes_server", "client_state",
+                      "server_state", "conn_state", "history")
+_CHANGE_NAMES = ("time", "frame", "endpoint", "old", "new", "reason")  # to_dict()'s order
+_CHANGE = attrgetter(*_CHANGE_NAMES)
+
+# shape -> template (a %-format string, one %s per leaf), or None: use json.dumps
+_templates: dict[tuple[Any, ...], str | None] = {}
+
+
+def _plain(obj: Any) -> str:
+    return json.dumps(obj, indent=2, allow_nan=False)
+
+
+def _indented(text: str) -> str:
+    return _PREFIX + text.replace("\n", "\n" + _PREFIX)
+
+
+def _skeleton(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {key: _skeleton(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_skeleton(value) for value in obj]
+    return _LEAF
+
+
+def _str_keys(obj: Any) -> bool:
+    """Every dict key is a str (1 == 1.0 == True as keys of a shape, but json.dumps
+    writes them differently: such shapes must not share a template)."""
+    if isinstance(obj, dict):
+        return all(type(key) is str and _str_keys(value) for key, value in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return all(_str_keys(value) for value in obj)
+    return True
+
+
+def _gather(conn: ConnectionSummary, timeline: bool) -> tuple[tuple[Any, ...], list[Any]]:
+    """The connection's shape and its scalar leaves in the order to_dict() lists them."""
+    leaves = list(_SCALARS(conn))
+    findings = conn.findings
+    leaves += findings
+    leaves.append(conn.flags_seen)
+    quality = conn.quality
+    leaves += quality.values()
+    changes = -1
+    if timeline:
+        changes = len(conn.timeline)
+        # parallel.Timeline: the rows as received from a worker, when in to_dict()'s order
+        rows = getattr(conn.timeline, "rows", None)
+        if rows is not None and getattr(conn.timeline, "fields", None) == _CHANGE_NAMES:
+            leaves += chain.from_iterable(rows)
+        else:
+            leaves += chain.from_iterable(map(_CHANGE, conn.timeline))
+    capture = conn.capture
+    if capture is not None:
+        leaves.append(capture)
+    zeek = conn.zeek_records
+    for record in zeek:
+        leaves += record.values()
+    shape = ("connection", len(findings), tuple(quality), changes, capture is not None,
+             tuple(tuple(record) for record in zeek))
+    return shape, leaves
+
+
+def _gather_finding(finding: Finding) -> tuple[tuple[Any, ...], list[Any]]:
+    leaves = [finding.kind, finding.severity, finding.connection, finding.subject]
+    frames = finding.frames
+    leaves += frames
+    leaves += (finding.time, finding.summary, finding.confidence)
+    server, capture, details = finding.server, finding.capture, finding.details
+    if server is not None:
+        leaves.append(server)
+    if capture is not None:
+        leaves.append(capture)
+    if details:
+        leaves += details.values()
+    shape = ("finding", len(frames), server is not None, capture is not None,
+             tuple(details) if details else ())
+    return shape, leaves
+
+
+def _fill(template: str, leaves: list[Any]) -> str | None:
+    """The template filled with the encoded leaves, or None when a leaf is not a scalar
+    (a nested list or dict needs its own indentation)."""
+    try:
+        text = _encode_leaves(leaves)
+    except (TypeError, ValueError, RecursionError):
+        return None  # json.dumps will raise its own error for it
+    if text[1] in "[{" or "\n[" in text or "\n{" in text:
+        return None
+    return template % tuple(text[1:-1].split("\n"))
+
+
+def _template(data: dict[str, Any], shape: tuple[Any, ...], leaves: list[Any]) -> str | None:
+    """Made by json.dumps itself from the item's to_dict() with placeholder leaves, kept
+    only if it reproduces this item's plain text exactly."""
+    if not _str_keys(data):
+        return None
+    template = _indented(_plain(_skeleton(data)).replace("%", "%%").replace(_LEAF_TEXT, "%s"))
+    try:
+        ok = _fill(template, leaves) == _indented(_plain(data))
+    except (TypeError, ValueError, RecursionError):
+        return None  # this item cannot be written at all: json.dumps will say why
+    if len(_templates) >= _MAX_TEMPLATES:
+        _templates.clear()
+    _templates[shape] = template if ok else None
+    return _templates[shape]
+
+
+def _text(shape: tuple[Any, ...], leaves: list[Any], to_dict: Callable[[], dict[str, Any]]
+          ) -> str:
+    template = _templates.get(shape, False)
+    if template is False:
+        template = _template(to_dict(), shape, leaves)
+    if template is not None:
+        text = _fill(template, leaves)
+        if text is not None:
+            return text
+    return _indented(_plain(to_dict()))
+
+
+def connection_text(conn: ConnectionSummary, timeline: bool = True) -> str:
+    """One connection as it appears in the report's "connections" list (indented four
+    spaces, no trailing comma or newline)."""
+    shape, leaves = _gather(conn, timeline)
+    return _text(shape, leaves, lambda: conn.to_dict(timeline))
+
+
+def finding_text(finding: Finding) -> str:
+    """One finding as it appears in the report's "findings" list."""
+    shape, leaves = _gather_finding(finding)
+    return _text(shape, leaves, finding.to_dict)
 
 
 def render(report: Report, indent: int | None = 2, timeline: bool = True) -> str:
@@ -16,22 +187,44 @@ def render(report: Report, indent: int | None = 2, timeline: bool = True) -> str
 
     Non-ASCII is escaped, so the text is plain ASCII whatever the summaries contain.
     """
+    if indent == 2:
+        parts: list[str] = []
+        _write(report, parts.append, timeline)
+        return "".join(parts)
     return json.dumps(report.to_dict(timeline=timeline), indent=indent, allow_nan=False) + "\n"
 
 
 def write(report: Report, stream: TextIO, indent: int | None = 2,
           timeline: bool = True) -> None:
-    """The same text as render(), written one connection at a time, so a capture with
+    """The same text as render(), written a few connections at a time, so a capture with
     many connections never needs the whole document in memory at once."""
-    if indent != 2 or not report.connections:
+    if indent != 2:
         stream.write(render(report, indent, timeline))
         return
-    head = dataclasses.replace(report, connections=[]).to_dict(timeline=timeline)
-    head["connections"] = _MARK
-    before, after = json.dumps(head, indent=2, allow_nan=False).split(f'"{_MARK}"')
-    stream.write(before + "[\n")
-    last = len(report.connections) - 1
-    for i, conn in enumerate(report.connections):
-        text = json.dumps(conn.to_dict(timeline), indent=2, allow_nan=False)
-        stream.write("    " + text.replace("\n", "\n    ") + (",\n" if i < last else "\n"))
-    stream.write("  ]" + after + "\n")
+    _write(report, stream.write, timeline)
+
+
+def _write(report: Report, out: Callable[[str], Any], timeline: bool) -> None:
+    lists: dict[str, tuple[list[Any], Callable[[Any], str]]] = {
+        "connections": (report.connections, lambda conn: connection_text(conn, timeline)),
+        "findings": (report.findings, finding_text),
+    }
+    head = dataclasses.replace(report, connections=[], findings=[]).to_dict(timeline=timeline)
+    for name, (items, _) in lists.items():
+        if items:  # an empty list stays in the head: json.dumps writes it as []
+            head[name] = _MARK + name
+    text = _plain(head)
+    if any(text.count(encode_basestring_ascii(_MARK + name)) != (1 if items else 0)
+           for name, (items, _) in lists.items()):  # a name in the head that looks like one
+        out(_plain(report.to_dict(timeline=timeline)) + "\n")
+        return
+    for name, (items, item_text) in lists.items():
+        if not items:
+            continue
+        before, text = text.split(encode_basestring_ascii(_MARK + name))
+        out(before + "[\n")
+        for start in range(0, len(items), _CHUNK):
+            chunk = [item_text(item) for item in items[start:start + _CHUNK]]
+            out(",\n".join(chunk) + (",\n" if start + _CHUNK < len(items) else "\n"))
+        out("  ]")
+    out(text + "\n")

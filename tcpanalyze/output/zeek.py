@@ -78,13 +78,16 @@ def escape(value: str) -> str:
     an empty string is written as the empty marker."""
     if value == "":
         return EMPTY_FIELD
-    out = []
-    for ch in value:
-        if ch == "\\" or ch == SEPARATOR or not (" " <= ch <= "~"):
-            out.append("".join(f"\\x{b:02x}" for b in ch.encode("utf-8")))
-        else:
-            out.append(ch)
-    text = "".join(out)
+    if value.isascii() and value.isprintable() and "\\" not in value:
+        text = value  # ' ' to '~' without a backslash: nothing to escape (most fields)
+    else:
+        out = []
+        for ch in value:
+            if ch == "\\" or ch == SEPARATOR or not (" " <= ch <= "~"):
+                out.append("".join(f"\\x{b:02x}" for b in ch.encode("utf-8")))
+            else:
+                out.append(ch)
+        text = "".join(out)
     # a field that happens to equal a marker must not be read back as one
     if text in (UNSET_FIELD, EMPTY_FIELD):
         text = "".join(f"\\x{b:02x}" for b in text.encode())

@@ -1,0 +1,218 @@
+"""The template JSON writer writes exactly what `json.dumps(to_dict(), indent=2)` writes.
+
+The expected text here is always CPython's own `json.dumps(..., indent=2,
+allow_nan=False)` of the report contract, never our writer's output.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tcpanalyze.analysis import analyze
+from tcpanalyze.output import json as json_out
+from tcpanalyze.report import (
+    CaptureSummary,
+    ConnectionSummary,
+    Finding,
+    Report,
+    StateChange,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = Path("/work/shared/corpus")
+CAPTURES = [ROOT / "tests" / "data" / "bench-mini.pcap.gz",
+            *sorted((ROOT / "sample_pcaps").glob("*.pcap*")),
+            *sorted(CORPUS.glob("*/*/capture.pcap*"))]
+
+
+def expected(report: Report, timeline: bool = True) -> str:
+    return json.dumps(report.to_dict(timeline=timeline), indent=2, allow_nan=False) + "\n"
+
+
+def written(report: Report, timeline: bool = True) -> str:
+    out = io.StringIO()
+    json_out.write(report, out, 2, timeline)
+    return out.getvalue()
+
+
+def capture() -> CaptureSummary:
+    return CaptureSummary("t.pcap", "pcap", ["EN10MB"], 10, 9, {"non_ip": 1}, 1.0, 2.0)
+
+
+def conn(i: int = 1, **kw: Any) -> ConnectionSummary:
+    fields: dict[str, Any] = dict(
+        id=i, client=f"10.0.0.1:{1000 + i}", server="10.0.0.2:80", start=1.5 + i,
+        end=2.25 + i, packets_client=3, packets_server=2, bytes_client=0, bytes_server=10,
+        client_state="TIME_WAIT", server_state="CLOSED", conn_state="SF", history="ShADadFf",
+        findings=[], flags_seen="SAF",
+        quality={"handshake_seen": True, "midstream": False, "gaps": 0},
+        timeline=[StateChange(1.5 + i, 1, "client", "UNKNOWN", "SYN_SENT", "sent SYN"),
+                  StateChange(1.6 + i, 2, "server", "LISTEN", "SYN_RCVD", "got SYN")])
+    fields.update(kw)
+    return ConnectionSummary(**fields)
+
+
+def report_of(*conns: ConnectionSummary, findings: list[Finding] | None = None) -> Report:
+    return Report([capture()], list(conns), findings or [], tool_version="0.test",
+                  stats={"connections": len(conns)})
+
+
+@pytest.mark.parametrize("path", [p for p in CAPTURES if p.exists()],
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_same_text_as_json_dumps_on_real_captures(path: Path) -> None:
+    report = analyze(str(path))
+    for timeline in (True, False):
+        text = written(report, timeline)
+        assert text == expected(report, timeline)
+        assert text == json_out.render(report, 2, timeline)
+
+
+def test_zeek_records_and_capture_names_on_a_real_capture() -> None:
+    report = analyze(str(ROOT / "sample_pcaps" / "time-wait-reuse.pcap"), zeek_records=True,
+                     capture_name="east \u2192 west \"1\"")
+    assert report.connections and all(c.zeek_records for c in report.connections)
+    assert all(c.capture for c in report.connections)
+    assert written(report) == expected(report)
+
+
+def test_the_templates_are_used_for_ordinary_connections() -> None:
+    # the fast path must really run (a silent fallback to json.dumps would still pass
+    # the equality tests, at the old speed)
+    report = analyze(str(ROOT / "sample_pcaps" / "several-normal.pcap"))
+    report.findings.append(Finding("rst_teardown", "low", "reset", 1.0, [1, 2], 1, "a -> b",
+                                   details={"rexmits": 3, "ratio": 0.5}))
+    json_out._templates.clear()
+    written(report)
+    assert {shape[0] for shape in json_out._templates} == {"connection", "finding"}
+    assert all(t is not None for t in json_out._templates.values())
+
+
+AWKWARD = ["", "\"", "\\", "a\"b\\c", "\u00e9t\u00e9", "\u2192", "\U0001f600", "\x00\x01\x1f",
+           "\n\r\t", "%s", "%", "%%d", "}\n{", "\",\n\"", "\u2028\u2029", "\ud800",
+           json_out._LEAF, "[", "{", "]", "null"]
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_awkward_strings_everywhere(text: str) -> None:
+    c = conn(client=text, server=text + "x", history=text, findings=[text, "rst_teardown"],
+             flags_seen=text, quality={text: text, "gaps": 1, "x" + text: None},
+             timeline=[StateChange(1.0, 2, text, text, text, text)], capture=text,
+             zeek_records=[{"orig": text, text + "k": 1.5, "resp": None}])
+    f = Finding("rst_teardown", "low", text, 1.0, [1, 2], 1, text, text,
+                details={text: [text, 1]})
+    report = report_of(c, conn(2), findings=[f])
+    assert written(report) == expected(report)
+    assert written(report, False) == expected(report, False)
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_awkward_findings(text: str) -> None:
+    findings = [Finding(text, text, text, 1.5, [], None, text),
+                Finding("a", "low", "s", 2.5, [1, 2, 3], 7, text, capture=text, server=text,
+                        details={text: text, "n": 1, "x": None, "f": 0.1}),
+                Finding("a", "low", "s", 2.5, [1], 7, "x", details={"n": 2, text: False}),
+                Finding("b", "high", "s", 3.0, [4], None, "t", details={"top": [["a", 1]]}),
+                Finding("c", "high", "s", 3.0, [4], None, "t", details={1: "a", "b": 2})]
+    for report in (report_of(conn(1), findings=findings), report_of(findings=findings)):
+        assert written(report) == expected(report)
+
+
+@pytest.mark.parametrize("name", [json_out._MARK + "connections", json_out._MARK + "findings",
+                                  json_out._LEAF, "__tcpanalyze_connections__"])
+def test_names_that_look_like_the_writers_markers(name: str) -> None:
+    report = report_of(conn(1, capture=name), findings=[Finding("a", "low", name, 1.0)])
+    report.captures[0].path = name
+    assert written(report) == expected(report)
+
+
+def test_empty_and_missing_parts() -> None:
+    report = report_of(conn(1, quality={}, timeline=[], findings=[]), conn(2),
+                       conn(3, timeline=[], capture="c"))
+    assert written(report) == expected(report)
+    empty = Report([], [], [])
+    assert written(empty) == expected(empty)
+    assert written(Report([capture()], [], [])) == expected(Report([capture()], [], []))
+
+
+def test_values_of_other_types() -> None:
+    numpy = pytest.importorskip("numpy")
+
+    class Name(str):
+        pass
+
+    report = report_of(
+        conn(1, start=numpy.float64(1.1), end=2, packets_client=True, bytes_server=2**70,
+             client=Name("n"), quality={"gaps": [1, 2], "both": {"a": 1}}),
+        conn(2, quality={3: "int key", False: "bool key", None: "none", 2.5: "float"}),
+        conn(3, findings=("a", "b"), timeline=[StateChange(1e300, -1, "client", "a", "b",
+                                                           "c")]),
+        conn(4, zeek_records=[{"orig": "a", "nested": [1, {"x": 2}]}]),
+        conn(5, start=-0.0, end=1e-7, id=None),
+        # equal keys of other types (1 == 1.0 == True) are written differently
+        conn(6, quality={1: "a"}), conn(7, quality={True: "a"}), conn(8, quality={1.0: "a"}))
+    assert written(report) == expected(report)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_out_of_range_floats_are_refused_as_json_dumps_refuses_them(bad: float) -> None:
+    for c in (conn(1, start=bad), conn(1, timeline=[StateChange(bad, 1, "a", "b", "c", "d")]),
+              conn(1, quality={"x": bad})):
+        with pytest.raises(ValueError):
+            written(report_of(conn(2), c))
+
+
+def test_objects_json_cannot_write_are_refused() -> None:
+    with pytest.raises(TypeError):
+        written(report_of(conn(1, quality={"x": {1, 2}})))
+    with pytest.raises(TypeError):
+        written(report_of(conn(1, quality={(1, 2): "tuple key"})))
+
+
+def test_a_shape_seen_before_with_other_leaf_types() -> None:
+    # same shape as an earlier connection, but a leaf is now a list: not the template
+    report = report_of(conn(1), conn(2, quality={"handshake_seen": [1], "midstream": False,
+                                                 "gaps": 0}), conn(3))
+    assert written(report) == expected(report)
+
+
+def test_written_a_few_connections_at_a_time() -> None:
+    report = report_of(*(conn(i) for i in range(1, 2001)))
+    writes: list[int] = []
+
+    class Sizes(io.StringIO):
+        def write(self, s: str) -> int:
+            writes.append(len(s))
+            return super().write(s)
+
+    out = Sizes()
+    json_out.write(report, out)
+    assert out.getvalue() == expected(report)
+    assert len(writes) > 5 and max(writes) < sum(writes) / 5
+
+
+text_st = st.text(st.characters(), max_size=12)
+leaf_st = st.one_of(st.none(), st.booleans(), st.integers(), text_st,
+                    st.floats(allow_nan=False, allow_infinity=False))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(text_st, st.dictionaries(text_st, leaf_st, max_size=4),
+                          st.lists(st.tuples(st.floats(allow_nan=False, allow_infinity=False),
+                                             text_st), max_size=4),
+                          st.lists(text_st, max_size=3), st.one_of(st.none(), text_st)),
+                min_size=1, max_size=6))
+def test_generated_connections(specs: list[Any]) -> None:
+    conns = [conn(i, client=client, quality=quality, findings=findings, capture=cap,
+                  timeline=[StateChange(t, i, "client", "A", "B", reason) for t, reason in tl])
+             for i, (client, quality, tl, findings, cap) in enumerate(specs, 1)]
+    report = report_of(*conns)
+    assert written(report) == expected(report)
+    assert written(report, False) == expected(report, False)
