@@ -105,19 +105,21 @@ class Analysis:
             self._next_sweep = ts + 1.0
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
-        conn, _, _ = self.table.add(seg)
+        table = self.table
+        conn, _, _ = table.add(seg)
+        client = conn.client
         if self.zeek_view:
             view = conn.__dict__.get("zeek")
             if view is None:
                 view = conn.__dict__["zeek"] = ZeekView(conn.flipped)
-            view.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port)
+            view.feed(seg, seg.sport == client.port and seg.src == client.addr)
         if self.zeek_records:
             self._zeek_record(conn, seg)
-        if conn.client.packets + conn.server.packets == 1 and seg.flags & SYN \
-                and not seg.flags & ACK:
+        if conn.completion_counted:
+            pass  # (the usual case: neither an attempt nor a completion to count)
+        elif client.packets + conn.server.packets == 1 and seg.flags & (SYN | ACK) == SYN:
             self.aggregates.on_attempt(conn, seg.frame, ts)
-        elif not conn.completion_counted and conn.client.syn_count and (
-                conn.handshake_seen or conn.client.packets > conn.client.syn_count):
+        elif client.syn_count and (conn.handshake_seen or client.packets > client.syn_count):
             # Counted as the handshake completes, not when the connection ends (after
             # TIME_WAIT): a busy server's completion ratio must be current.
             conn.completion_counted = True
@@ -125,9 +127,8 @@ class Analysis:
         new: list[Finding] = []
         if ts >= self._next_sweep:
             new.extend(self._sweep(ts))
-        finished = self.table.pop_finished()
-        if finished:
-            for done in finished:
+        if table._finished:
+            for done in table.pop_finished():
                 new.extend(self._close(done, ts))
         return new
 

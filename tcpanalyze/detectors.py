@@ -62,6 +62,8 @@ _NEEDS_BOTH_SIDES = frozenset({"half_open", "missing_third_ack", "close_wait_lea
 ABSORBED = frozenset({"half_open", "missing_third_ack", "connection_refused",
                        "syn_retransmission", "rst_teardown"})
 _MAX_FRAMES = 10
+# States a connection can be stuck in (see _from_states).
+_STUCK = frozenset({CLOSE_WAIT, FIN_WAIT_2, LAST_ACK, CLOSING})
 
 
 def _dur(seconds: float) -> str:
@@ -75,17 +77,21 @@ class ConnectionDetector:
         self.s = settings
 
     def findings(self, conn: Connection, now: float, final: bool) -> list[Finding]:
-        emitted: set[str] = conn.__dict__.setdefault("emitted", set())
+        attrs = conn.__dict__
         out: list[Finding] = []
 
         def add(kind: str, summary: str, frames: list[int], time: float,
                 about: Endpoint | None = None, **details: Any) -> None:
-            if kind in emitted:
+            emitted: set[str] | None = attrs.get("emitted")
+            if emitted is None:  # made with the first finding: most connections have none
+                emitted = attrs["emitted"] = set()
+            elif kind in emitted:
                 return
             emitted.add(kind)
             out.append(self._finding(conn, kind, summary, frames, time, about, details))
 
-        self._from_notes(conn, add)
+        if conn.notes:  # (every finding _from_notes makes needs a note)
+            self._from_notes(conn, add)
         self._from_states(conn, now, final, add)
         return out
 
@@ -226,7 +232,7 @@ class ConnectionDetector:
                         "idle connection.", [n.frame for n in notes], notes[0].ts, who)
             if who.rexmit_count >= self.s.retransmission_min:
                 notes = [n for n in by_kind.get("retransmission", []) if n.role == role]
-                if notes and "retransmission" not in conn.__dict__["emitted"]:
+                if notes and "retransmission" not in conn.__dict__.get("emitted", ()):
                     add("retransmission",
                         f"{role} {who.name} retransmitted {who.rexmit_count} data segment(s) "
                         f"({who.data_segments} sent in all): loss between it and {other.name}"
@@ -272,7 +278,10 @@ class ConnectionDetector:
                 [c.syn_frame, s.syn_frame], s.first_syn_ts, s,
                 **({"severity": "info"} if short else {}))
         # A peer that vanished: data retransmitted and never acknowledged.
-        for who, other in ((c, s), (s, c)):
+        # (Each loop below runs only when one of the two ends may qualify.)
+        rexmit_min = st.half_open_rexmit_min
+        for who, other in ((c, s), (s, c)) if c.rexmit_repeat >= rexmit_min or \
+                s.rexmit_repeat >= rexmit_min else ():
             if who.rexmit_repeat >= st.half_open_rexmit_min and \
                     other.last_ts < who.rexmit_first_ts:
                 add("half_open",
@@ -282,7 +291,9 @@ class ConnectionDetector:
                     f"or a firewall/NAT dropped the flow) while {who.role} is still "
                     f"{who.state}.", who.rexmit_frames[-_MAX_FRAMES:], who.rexmit_first_ts,
                     who)
-        for who, other in ((c, s), (s, c)):
+        probes = st.keepalive_probes
+        for who, other in ((c, s), (s, c)) if c.keepalive_unanswered >= probes or \
+                s.keepalive_unanswered >= probes else ():
             if who.keepalive_unanswered >= st.keepalive_probes:
                 add("half_open",
                     f"{who.role} {who.name} sent {who.keepalive_unanswered} keepalive probes "
@@ -291,7 +302,7 @@ class ConnectionDetector:
                     [n.frame for n in conn.notes if n.kind == "keepalive"
                      and n.role == who.role][-_MAX_FRAMES:], who.last_ts, who,
                     probes=who.keepalive_unanswered)
-        for who, other in ((c, s), (s, c)):
+        for who, other in ((c, s), (s, c)) if c.state in _STUCK or s.state in _STUCK else ():
             age = now - who.since
             if who.state == CLOSE_WAIT and age >= st.close_wait_threshold:
                 add("close_wait_leak",

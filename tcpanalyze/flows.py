@@ -58,6 +58,8 @@ QUIET_RECHECK = 60.0
 EVIDENCE_RECHECK = 10.0
 # Timer arithmetic in floats: look a hair after the deadline so `expire` sees it passed.
 _EPSILON = 1e-6
+# The states with a timer of their own (see next_check).
+_TIMED = frozenset({TIME_WAIT, FIN_WAIT_2, CLOSE_WAIT, LAST_ACK, CLOSING, SYN_SENT, SYN_RCVD})
 
 
 def flow_key(seg: Segment) -> Key:
@@ -105,9 +107,10 @@ def is_done(conn: Connection) -> bool:
     that gave up on it (SYN-ACK retries exhausted, or a SYN cookie: no state), is done:
     a spoofed source that never existed."""
     c, s = conn.client, conn.server
-    if _gone(s):
+    state = s.state
+    if state == CLOSED or (not s.packets and state in (UNKNOWN, LISTEN)):  # _gone(s)
         return _gone(c) or (c.packets == c.syn_count and not conn.handshake_seen)
-    return _gone(c) and _gone(s)
+    return False
 
 
 class FlowTable:
@@ -133,14 +136,19 @@ class FlowTable:
 
     def add(self, seg: Segment) -> tuple[Connection, list[Change], list[Note]]:
         """Feed a segment to its connection, creating or splitting as needed."""
-        key = flow_key(seg)
+        src, sport, dst, dport = seg.src, seg.sport, seg.dst, seg.dport
+        key = (src, sport, dst, dport) if (src, sport) <= (dst, dport) else (
+            dst, dport, src, sport)  # flow_key(seg)
         active = self.active
         conn = active.get(key)
         ts = seg.ts
         if ts > self.now:
             self.now = ts
         notes: list[Note] = []
-        if conn is not None and self._starts_new(conn, seg):
+        # (only a bare SYN or a long silence can start a new connection: _starts_new)
+        if conn is not None and (seg.flags & (SYN | ACK) == SYN
+                                 or ts - conn.last > self.settings.idle_timeout) \
+                and self._starts_new(conn, seg):
             notes = self._reuse_notes(conn, seg)
             self._finish(conn)
             conn = None
@@ -221,6 +229,8 @@ class FlowTable:
         due = min(last + s.idle_timeout, now + min(QUIET_RECHECK, s.idle_timeout))
         for ep in (conn.client, conn.server):
             state = ep.state
+            if state not in _TIMED:
+                continue
             since = ep.since
             if state == TIME_WAIT:
                 times: tuple[float, ...] = (since + s.time_wait,)

@@ -15,6 +15,7 @@ come out.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from tcpanalyze.segment import (
@@ -60,6 +61,11 @@ NOTE_CAP = 32  # notes kept per kind and connection
 
 CLIENT = "client"
 SERVER = "server"
+
+_MASK = 0xFFFFFFFF
+_HALF = 0x80000000  # serial-number arithmetic: a is after b when 0 < (a - b) mod 2^32 < this
+_TS_OPTION = b"\x01\x01\x08\x0a"  # NOP NOP timestamps: all Linux puts on a data segment
+_tsval = struct.Struct("!I").unpack_from
 
 
 class Note:
@@ -245,21 +251,29 @@ class Connection:
 
     def feed(self, seg: Segment) -> tuple[list[Change], list[Note]]:
         """Apply one segment; return the state changes and notes it caused."""
-        n_changes, n_notes = len(self.timeline), len(self.notes)
-        sender, peer = self.endpoints(seg)
+        timeline, notes = self.timeline, self.notes
+        n_changes, n_notes = len(timeline), len(notes)
+        c = self.client
+        if seg.sport == c.port and seg.src == c.addr:
+            sender, peer = c, self.server
+        else:
+            sender, peer = self.server, c
         flags = seg.flags
-        self.last = seg.ts
+        ts = seg.ts
+        self.last = ts
         self.last_frame = seg.frame
         self.flags_seen |= flags
         sender.packets += 1
-        sender.last_ts = seg.ts
+        sender.last_ts = ts
         peer.keepalive_unanswered = 0  # the peer's probes, if any, got an answer
-        if seg.payload_len:
-            sender.bytes += seg.payload_len
+        plen = seg.payload_len
+        if plen:
+            sender.bytes += plen
             sender.data_segments += 1
-            sender.last_data_ts = seg.ts
+            sender.last_data_ts = ts
 
-        self._check_flags(seg, sender)
+        if not flags & ACK or (flags & SYN and flags & (FIN | RST)):
+            self._check_flags(seg, sender)  # (with ACK, only SYN+FIN/RST can be invalid)
         if flags & RST:
             self._on_rst(seg, sender, peer)
         elif flags & SYN:
@@ -269,8 +283,15 @@ class Connection:
                 self._on_syn(seg, sender, peer)
         else:
             self._on_segment(seg, sender, peer)
-        self._on_window(seg, sender, peer)
-        return self.timeline[n_changes:], self.notes[n_notes:]
+        if flags & SYN:
+            sender.window = seg.window  # (a SYN's window, even with RST: as _on_window)
+        elif not flags & RST:
+            window = seg.window
+            if window and sender.window:
+                sender.window = window  # open and open: nothing to note
+            else:
+                self._on_window(seg, sender, peer)
+        return timeline[n_changes:], notes[n_notes:]
 
     def expire(self, now: float) -> list[Change]:
         """Fire the timers that would have run out by capture time `now`."""
@@ -375,9 +396,13 @@ class Connection:
             self._note("invalid_flags", sender, seg, combo=bad)
 
     def _learn_options(self, seg: Segment, ep: Endpoint) -> None:
-        if not seg.options:
+        options = seg.options
+        if not options:
             return
-        opts = parse_options(seg.options)
+        if len(options) == 12 and options[:4] == _TS_OPTION and not seg.flags & SYN:
+            ep.tsval = _tsval(options, 4)[0]  # what parse_options would find, sooner
+            return
+        opts = parse_options(options)
         if seg.flags & SYN:
             ep.mss = opts.mss
             ep.wscale = opts.wscale
@@ -515,7 +540,8 @@ class Connection:
         if not seg.flags & ACK:
             return
         ack = seg.ack
-        if sender.max_ack is None or seq_gt(ack, sender.max_ack):
+        max_ack = sender.max_ack
+        if max_ack is None or (ack != max_ack and (ack - max_ack) & _MASK < _HALF):
             sender.max_ack = ack
         pfin = peer.fin_seq
         if pfin is not None:
@@ -526,8 +552,9 @@ class Connection:
             elif not covers and sender.fin_received and (
                     seg.flags & FIN or seg.ts - peer.fin_ts > self._in_flight()):
                 self._fin_not_received(sender, seg)
-        if peer.snd_nxt is not None and seq_gt(ack, peer.snd_nxt):
-            if peer.seen and seq_diff(ack, peer.snd_nxt) < 0x40000000:
+        peer_nxt = peer.snd_nxt
+        if peer_nxt is not None and ack != peer_nxt and (ack - peer_nxt) & _MASK < _HALF:
+            if peer.packets and seq_diff(ack, peer_nxt) < 0x40000000:
                 # ACK of bytes the capture never showed: a gap in the capture.
                 self.gaps += 1
                 self._note("gap", sender, seg, missing=seq_diff(ack, peer.snd_nxt))
@@ -565,7 +592,9 @@ class Connection:
         state = sender.state
 
         # Handshake completion and mid-stream pickup, from the sender's own behaviour.
-        if state == SYN_SENT and flags & ACK:
+        if state == ESTABLISHED:
+            pass  # (the usual case: none of the handshake steps below)
+        elif state == SYN_SENT and flags & ACK:
             self._move(sender, ESTABLISHED, seg, "sent the third ACK")
             if not peer.seen and peer.state in (UNKNOWN, LISTEN):
                 # Only one direction captured: the ACK proves a SYN-ACK was sent.
@@ -585,10 +614,13 @@ class Connection:
         # Any segment without SYN from an endpoint proves it left the handshake.
         sender.tentative = False
 
-        seq_end = seq_add(seq, plen)
+        seq_end = (seq + plen) & _MASK
         # Retransmissions, keepalives and holes (sender's sequence space).
-        if sender.snd_nxt is not None:
-            d = seq_diff(seq, sender.snd_nxt)
+        snd_nxt = sender.snd_nxt
+        if snd_nxt is not None and seq != snd_nxt:
+            d = (seq - snd_nxt) & _MASK
+            if d >= _HALF:
+                d -= 1 << 32
             if plen and d < 0:
                 if plen <= 1 and d == -1 and not flags & FIN:
                     sender.keepalives += 1
@@ -603,7 +635,7 @@ class Connection:
                 sender.keepalives += 1
                 sender.keepalive_unanswered += 1
                 self._note("keepalive", sender, seg)
-            elif d > 0 and sender.seen:
+            elif d > 0 and sender.packets:
                 self.holes += 1
                 self._note("hole", sender, seg, missing=d)
         if plen:
@@ -614,11 +646,13 @@ class Connection:
                 self._note("data_to_closed", sender, seg, peer_state=peer.state)
             elif sender.state == CLOSED and sender.rst_count:
                 self._note("data_after_rst", sender, seg)
-        self._advance(sender, seq_end)
+        snd_nxt = sender.snd_nxt
+        if snd_nxt is None or (seq_end != snd_nxt and (seq_end - snd_nxt) & _MASK < _HALF):
+            sender.snd_nxt = seq_end  # (_advance)
 
         # ACK effects on the peer (FIN acknowledged, handshake completed).
         self._ack_effects(seg, sender, peer)
-        if flags & ACK and peer.state == SYN_RCVD and peer.isn is not None \
+        if peer.state == SYN_RCVD and peer.isn is not None \
                 and seq_gt(seg.ack, peer.isn) and (plen or not self.third_ack_lost):
             # (Once the server has shown it misses these ACKs, another bare ACK is no
             # evidence; data or the server's own segments are.)
