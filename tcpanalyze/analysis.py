@@ -71,8 +71,14 @@ LINKTYPE_NAMES = {
 
 
 def flags_seen_text(flags: int) -> str:
-    return "".join(letter for bit, letter in ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"))
+    return _FLAGS_SEEN_TEXT[flags & (SYN | ACK | FIN | RST)]
+
+
+_FLAGS_SEEN_TEXT = {
+    flags: "".join(letter for bit, letter in ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"))
                    if flags & bit)
+    for flags in range((SYN | ACK | FIN | RST) + 1)
+}
 
 
 @dataclass

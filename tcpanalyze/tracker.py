@@ -185,7 +185,9 @@ class Endpoint:
         self.tsval: int | None = None
         self.tfo = False
         self.rexmit_count = 0
-        self.rexmit_frames: list[int] = []
+        # the first retransmissions' frames; a list from the first one on (most
+        # endpoints never retransmit: no list for the garbage collector to walk)
+        self.rexmit_frames: list[int] | tuple[()] = ()
         self.rexmit_seq: int | None = None  # the segment being retransmitted right now
         self.rexmit_repeat = 0
         self.rexmit_first_ts = 0.0
@@ -669,8 +671,11 @@ class Connection:
 
     def _on_rexmit(self, seg: Segment, sender: Endpoint) -> None:
         sender.rexmit_count += 1
-        if len(sender.rexmit_frames) < 20:
-            sender.rexmit_frames.append(seg.frame)
+        frames = sender.rexmit_frames
+        if not frames:
+            sender.rexmit_frames = [seg.frame]
+        elif len(frames) < 20:
+            frames.append(seg.frame)  # type: ignore[union-attr]
         if sender.rexmit_seq == seg.seq:
             sender.rexmit_repeat += 1
         else:

@@ -191,8 +191,11 @@ class _Reassembler:
         return gaps
 
 
-class ZeekEndpoint:
-    """One side of the connection, with the fields Zeek's TCP_Endpoint keeps."""
+class ZeekEndpoint(_Reassembler):
+    """One side of the connection, with the fields Zeek's TCP_Endpoint keeps.
+
+    It is its own `reassembler` (Zeek's endpoint owns one): one object less per side
+    for the garbage collector to walk, on every connection of the table."""
 
     __slots__ = ("ack_seq", "ack_wraps", "did_close", "fin_cnt", "fin_seq", "gap",
                  "hist_last_fin", "hist_last_rst", "hist_last_syn", "is_orig", "last_seq",
@@ -221,7 +224,8 @@ class ZeekEndpoint:
         self.rxmt = 0
         self.win0 = 0
         self.gap = 0
-        self.reassembler = _Reassembler()
+        _Reassembler.__init__(self)
+        self.reassembler: _Reassembler = self
 
     def set_state(self, new: int) -> None:
         if new != self.state:
@@ -282,7 +286,10 @@ class ZeekView:
         self.orig = orig = ZeekEndpoint(True)
         self.resp = resp = ZeekEndpoint(False)
         orig.peer, resp.peer = resp, orig
-        self._history: list[str] = ["^"] if flipped else []
+        # The history letters as one string and the timers as a tuple: objects the
+        # garbage collector does not walk (a table of 40,000 connections made its full
+        # collections cost seconds).
+        self._history = "^" if flipped else ""
         self._hist_seen = 0
         self.roles_swapped = False
         self.is_partial = False
@@ -291,15 +298,15 @@ class ZeekView:
         self.last_time: float | None = None
         self.removed = False  # a timer ended this record
         self.inactivity_timeout = INITIAL_INACTIVITY_TIMEOUT
-        self._timers: list[tuple[float, str]] = []
+        self._timers: tuple[tuple[float, str], ...] = ()
         self.packets = 0
 
     # --- history -----------------------------------------------------------------
     def history(self) -> str:
-        return "".join(self._history)
+        return self._history
 
     def _add_history(self, code: str, is_orig: bool) -> None:
-        self._history.append(code if is_orig else code.lower())
+        self._history += code if is_orig else code.lower()
 
     def _check_history(self, mask: int, code: str, is_orig: bool) -> bool:
         """Add `code` the first time `mask` is seen; True if it was seen before."""
@@ -376,7 +383,7 @@ class ZeekView:
         return self.orig.did_close or self.resp.did_close
 
     def _add_timer(self, when: float, kind: str) -> None:
-        self._timers.append((when, kind))
+        self._timers += ((when, kind),)
 
     def advance(self, ts: float) -> bool:
         """Run the Zeek timers due by `ts`; True if one of them removed the record."""
@@ -386,11 +393,11 @@ class ZeekView:
             self.removed = True
             return True
         while self._timers:
-            self._timers.sort()
-            when, kind = self._timers[0]
+            timers = sorted(self._timers)
+            when, kind = timers[0]
             if when > ts:
                 break
-            self._timers.pop(0)
+            self._timers = tuple(timers[1:])  # (_fire may add one)
             if self._fire(when, kind):
                 self.removed = True
                 return True
@@ -470,7 +477,7 @@ class ZeekView:
         self.packets += 1
         t = seg.ts
         if self.packets == 1:  # Zeek's first ExpireTimer, tcp_SYN_timeout after creation
-            self._timers.append((t + TCP_SYN_TIMEOUT, "expire"))
+            self._add_timer(t + TCP_SYN_TIMEOUT, "expire")
         flags = seg.flags
         syn = (flags >> 1) & 1  # SYN is 0x02, FIN 0x01: 0 or 1 for the arithmetic
         fin = flags & FIN
@@ -539,11 +546,11 @@ class ZeekView:
                 mask <<= 16
             if not self._hist_seen & mask:
                 self._hist_seen |= mask
-                self._history.append(code)
+                self._history += code
         if seg.window == 0 and not rst and peer.state != CLOSED and ep.state != RESET:
             ep.win0 += 1
             if ep.win0 in _LOG_MARKS:
-                self._history.append("W" if is_orig else "w")
+                self._history += "W" if is_orig else "w"
         if not (ep.did_close and peer.did_close) or self.last_time is None:
             self.last_time = t
         if fin:
@@ -596,7 +603,7 @@ class ZeekView:
         elif length > 0:
             ep.rxmt += 1
             if ep.rxmt in _LOG_MARKS:
-                self._history.append("T" if is_orig else "t")
+                self._history += "T" if is_orig else "t"
         ep.last_time = t
         if ep.state == INACTIVE or flags & _CONTROL:
             do_close, gen_event = self._update_state_machine(
@@ -631,12 +638,11 @@ class ZeekView:
         if gaps and all(e.state == ESTABLISHED
                         or (e.state == CLOSED and e.prev_state == ESTABLISHED)
                         for e in (ep, ep.peer)):
-            history = self._history
             code = "G" if ep.is_orig else "g"
             for _ in gaps:
                 ep.gap += 1
                 if ep.gap in _LOG_MARKS:
-                    history.append(code)
+                    self._history += code
 
     # --- Zeek's UpdateStateMachine -----------------------------------------------
     def _update_state_machine(self, t: float, ep: ZeekEndpoint, peer: ZeekEndpoint,
@@ -741,7 +747,7 @@ class ZeekView:
         self.first_packet_seen = (2 if fps & 1 else 0) | (1 if fps & 2 else 0)
         self.is_partial = False
         self.roles_swapped = not self.roles_swapped
-        self._history.append("^")
+        self._history += "^"
 
     def _connection_closed(self, ep: ZeekEndpoint, peer: ZeekEndpoint,
                            gen_event: bool) -> None:
@@ -752,7 +758,7 @@ class ZeekView:
         if ep.state == RESET or peer.did_close or peer.state == INACTIVE:
             if (ep.prev_state != INACTIVE or peer.state != INACTIVE) and gen_event:
                 self.is_active = False  # ConnectionFinished()
-            self._timers.clear()  # CancelTimers()
+            self._timers = ()  # CancelTimers()
             self._add_timer(last + TCP_CLOSE_DELAY, "delete")
         elif ep.prev_state == INACTIVE:
             self._add_timer(last + TCP_PARTIAL_CLOSE_DELAY, "partial_close")
