@@ -24,6 +24,7 @@ from tcpanalyze.segment import (
     RST,
     SYN,
     Segment,
+    TcpOptions,
     format_endpoint,
     parse_options,
     seq_add,
@@ -397,13 +398,11 @@ class Connection:
         if bad:
             self._note("invalid_flags", sender, seg, combo=bad)
 
-    def _learn_options(self, seg: Segment, ep: Endpoint) -> None:
+    def _learn_options(self, seg: Segment, ep: Endpoint) -> TcpOptions | None:
+        """Learn the endpoint's options; returns them (None without options)."""
         options = seg.options
         if not options:
-            return
-        if len(options) == 12 and options[:4] == _TS_OPTION and not seg.flags & SYN:
-            ep.tsval = _tsval(options, 4)[0]  # what parse_options would find, sooner
-            return
+            return None
         opts = parse_options(options)
         if seg.flags & SYN:
             ep.mss = opts.mss
@@ -413,6 +412,7 @@ class Connection:
                 ep.tfo = True
         if opts.tsval is not None:
             ep.tsval = opts.tsval
+        return opts
 
     def _advance(self, ep: Endpoint, seq_end: int) -> None:
         if ep.snd_nxt is None or seq_gt(seq_end, ep.snd_nxt):
@@ -467,11 +467,10 @@ class Connection:
         sender.synack_count += 1
         if not sender.first_syn_ts or (first_synack and sender.state != SYN_SENT):
             sender.first_syn_ts = seg.ts
-        self._learn_options(seg, sender)
+        opts = self._learn_options(seg, sender)
         self._advance(sender, seq_add(seq, 1 + seg.payload_len))
         if first_synack and peer.syn_count and (peer.mss is not None or peer.wscale is not None):
             # SYN cookies drop the options the SYN offered (RFC 4987 s3.6); record the hint.
-            opts = parse_options(seg.options) if seg.options else None
             lacks = opts is None or (peer.wscale is not None and opts.wscale is None) or (
                 peer.sack_permitted and not opts.sack_permitted)
             if lacks:
@@ -589,8 +588,12 @@ class Connection:
             # the FIN reached the peer before it.
             peer.fin_pending = False
             self._receive_fin(peer, seg, "received FIN (before this later segment)")
-        if seg.options:
-            self._learn_options(seg, sender)
+        options = seg.options
+        if options:
+            if len(options) == 12 and options[:4] == _TS_OPTION:
+                sender.tsval = _tsval(options, 4)[0]  # what _learn_options finds, sooner
+            else:
+                self._learn_options(seg, sender)
         state = sender.state
 
         # Handshake completion and mid-stream pickup, from the sender's own behaviour.
@@ -652,8 +655,17 @@ class Connection:
         if snd_nxt is None or (seq_end != snd_nxt and (seq_end - snd_nxt) & _MASK < _HALF):
             sender.snd_nxt = seq_end  # (_advance)
 
-        # ACK effects on the peer (FIN acknowledged, handshake completed).
-        self._ack_effects(seg, sender, peer)
+        # ACK effects on the peer (FIN acknowledged, handshake completed). Without a FIN
+        # from the peer and with nothing unseen acknowledged, only max_ack moves.
+        ack = seg.ack
+        peer_nxt = peer.snd_nxt
+        if peer.fin_seq is not None or (peer_nxt is not None and ack != peer_nxt
+                                        and (ack - peer_nxt) & _MASK < _HALF):
+            self._ack_effects(seg, sender, peer)
+        else:
+            max_ack = sender.max_ack
+            if max_ack is None or (ack != max_ack and (ack - max_ack) & _MASK < _HALF):
+                sender.max_ack = ack
         if peer.state == SYN_RCVD and peer.isn is not None \
                 and seq_gt(seg.ack, peer.isn) and (plen or not self.third_ack_lost):
             # (Once the server has shown it misses these ACKs, another bare ACK is no

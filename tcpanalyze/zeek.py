@@ -578,14 +578,19 @@ class ZeekView:
                     awraps += 1
                 if awraps == 0:
                     rel_ack = (ack_seq - peer.start_seq) & _MASK
-                    if rel_ack >= _HALF:  # underflow
+                    underflow_ack = rel_ack >= _HALF
+                    if underflow_ack:
                         rel_ack = 0
-                    elif not rst:  # acks in RSTs are not trusted
-                        self._advance_ack(peer, ack_seq, delta_ack)
                 else:
                     rel_ack = (awraps << 32) + ack_seq - peer.start_seq
-                    if not rst:
-                        self._advance_ack(peer, ack_seq, delta_ack)
+                    underflow_ack = False
+                # acks in RSTs are not trusted; an ack of 0 far ahead is more likely
+                # broken than a wrap
+                if not underflow_ack and not rst and delta_ack > 0 and not (
+                        ack_seq == 0 and delta_ack > TOO_LARGE_SEQ_DELTA):
+                    if ack_seq < peer_ack:  # (update_ack_seq)
+                        peer.ack_wraps += 1
+                    peer.ack_seq = ack_seq
 
         # Zeek's UpdateLastSeq
         last_seq = ep.last_seq
@@ -599,7 +604,9 @@ class ZeekView:
         elif ep.state == RESET:
             pass  # nothing after a reset is trusted
         elif delta_last > 0:
-            ep.update_last_seq(seq_past)
+            if seq_past < last_seq:  # (update_last_seq)
+                ep.seq_wraps += 1
+            ep.last_seq = seq_past
         elif length > 0:
             ep.rxmt += 1
             if ep.rxmt in _LOG_MARKS:
@@ -610,19 +617,13 @@ class ZeekView:
                 t, ep, peer, base_seq, seg.ack, length, delta_last, is_orig, flags)
         else:  # a plain segment changes no established/closing state
             do_close = gen_event = False
-        if ack:
+        if ack and rel_ack > peer.trim_seq:  # (else _ack_received has nothing to do)
             self._ack_received(peer, rel_ack)
         if length > 0 and not rst and not underflow and payload_captured:
             acked = (ep.ack_wraps << 32) + ep.ack_seq - ep.start_seq
             ep.reassembler.data_sent(rel_seq + 1 if syn else rel_seq, length, acked)
         if do_close:
             self._connection_closed(ep, peer, gen_event)
-
-    @staticmethod
-    def _advance_ack(peer: ZeekEndpoint, ack_seq: int, delta_ack: int) -> None:
-        # an ack of 0 far ahead is more likely broken than a wrap
-        if delta_ack > 0 and not (ack_seq == 0 and delta_ack > TOO_LARGE_SEQ_DELTA):
-            peer.update_ack_seq(ack_seq)
 
     def _ack_received(self, ep: ZeekEndpoint, seq: int) -> None:
         if ep.fin_cnt and seq >= ep.fin_seq:
