@@ -180,7 +180,8 @@ class Analysis:
         found = self._emit(self.connection_detector.findings(conn, max(now, conn.last),
                                                              final=True), conn)
         self.connections_total += 1
-        kinds = sorted(conn.__dict__.get("emitted", ()), key=lambda k: _KIND_ORDER.get(k, 99))
+        emitted = conn.__dict__.get("emitted")
+        kinds = sorted(emitted, key=lambda k: _KIND_ORDER.get(k, 99)) if emitted else []
         if conn.__dict__.get("absorbed"):
             kinds = [k for k in kinds if k not in ABSORBED]
         if self.keep_connections or kinds:

@@ -227,7 +227,10 @@ class FlowTable:
         if is_done(conn):
             return max(last + _linger(conn), now)
         due = min(last + s.idle_timeout, now + min(QUIET_RECHECK, s.idle_timeout))
-        for ep in (conn.client, conn.server):
+        client, server = conn.client, conn.server
+        if client.state not in _TIMED and server.state not in _TIMED:
+            return due + _EPSILON  # (the usual case: no TCP timer running)
+        for ep in (client, server):
             state = ep.state
             if state not in _TIMED:
                 continue

@@ -57,6 +57,8 @@ SYNCHRONIZED = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAI
 # States after this endpoint has sent its FIN.
 FIN_SENT_STATES = frozenset({FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAIT, LAST_ACK})
 GONE = frozenset({CLOSED, TIME_WAIT})
+# States the tracker assumed without the endpoint saying anything (see final_states).
+_GUESSED = frozenset({LISTEN, UNKNOWN})
 
 NOTE_CAP = 32  # notes kept per kind and connection
 
@@ -350,9 +352,9 @@ class Connection:
         return {
             "handshake_seen": self.handshake_seen,
             "midstream": self.midstream,
-            "client_seen": self.client.seen,
-            "server_seen": self.server.seen,
-            "both_directions": self.client.seen and self.server.seen,
+            "client_seen": self.client.packets > 0,
+            "server_seen": self.server.packets > 0,
+            "both_directions": self.client.packets > 0 and self.server.packets > 0,
             "gaps": self.gaps,
             "holes": self.holes,
         }
@@ -790,8 +792,11 @@ class Connection:
 def final_states(conn: Connection) -> tuple[str, str]:
     """The states to report: LISTEN and UNKNOWN of an endpoint that never answered
     become CLOSED, since it holds no connection (ss would not list one)."""
+    c, s = conn.client, conn.server
+    if c.state not in _GUESSED and s.state not in _GUESSED:
+        return c.state, s.state  # (the usual case: nothing to turn into CLOSED)
     out = []
-    for ep, other in ((conn.client, conn.server), (conn.server, conn.client)):
+    for ep, other in ((c, s), (s, c)):
         state = ep.state
         never_answered = not ep.seen and other.state not in SYNCHRONIZED
         if state == LISTEN or (state == UNKNOWN and never_answered):

@@ -329,20 +329,25 @@ class ZeekView:
             else:
                 self._check_history(_HIST_MULTI_FLAG, "Q", o)
         elif bits == 1:
+            # The letter is written the first time, and again when the relative
+            # sequence number moved (a new SYN, FIN or RST, not a retransmission).
             if syn:
                 code = "H" if flags & ACK else "S"
-                if self._check_history(_HIST_SYN, code, o) and rel_seq != ep.hist_last_syn:
-                    self._add_history(code, o)
+                mask, moved = _HIST_SYN, rel_seq != ep.hist_last_syn
                 ep.hist_last_syn = rel_seq
-            if fin:  # a FIN's number is at the end of its data
-                if (self._check_history(_HIST_FIN, "F", o)
-                        and rel_seq + length != ep.hist_last_fin):
-                    self._add_history("F", o)
+            elif fin:  # a FIN's number is at the end of its data
+                code = "F"
+                mask, moved = _HIST_FIN, rel_seq + length != ep.hist_last_fin
                 ep.hist_last_fin = rel_seq + length
-            if rst:
-                if self._check_history(_HIST_RST, "R", o) and rel_seq != ep.hist_last_rst:
-                    self._add_history("R", o)
+            else:
+                code = "R"
+                mask, moved = _HIST_RST, rel_seq != ep.hist_last_rst
                 ep.hist_last_rst = rel_seq
+            if not o:
+                mask <<= 16
+            if moved or not self._hist_seen & mask:
+                self._hist_seen |= mask
+                self._history += code if o else code.lower()
         elif length:
             self._check_history(_HIST_DATA, "D", o)
         elif flags & ACK:
