@@ -191,22 +191,22 @@ class _Reassembler:
         return gaps
 
 
-class ZeekEndpoint(_Reassembler):
+class ZeekEndpoint:
     """One side of the connection, with the fields Zeek's TCP_Endpoint keeps.
 
-    It is its own `reassembler` (Zeek's endpoint owns one): one object less per side
-    for the garbage collector to walk, on every connection of the table."""
+    It holds no reference to its peer (the view pairs them): a view is then free of
+    reference cycles, so it is freed as soon as its connection is, without waiting
+    for a full collection of the garbage collector."""
 
     __slots__ = ("ack_seq", "ack_wraps", "did_close", "fin_cnt", "fin_seq", "gap",
                  "hist_last_fin", "hist_last_rst", "hist_last_syn", "is_orig", "last_seq",
-                 "last_time", "peer", "prev_state", "reassembler", "rst_cnt", "rxmt",
+                 "last_time", "prev_state", "reassembler", "rst_cnt", "rxmt",
                  "seq_wraps", "start_seq", "state", "win0")
 
     def __init__(self, is_orig: bool) -> None:
         self.is_orig = is_orig
         self.state = INACTIVE
         self.prev_state = INACTIVE
-        self.peer: ZeekEndpoint = self
         self.start_seq = 0
         self.last_seq = 0
         self.ack_seq = 0
@@ -224,8 +224,7 @@ class ZeekEndpoint(_Reassembler):
         self.rxmt = 0
         self.win0 = 0
         self.gap = 0
-        _Reassembler.__init__(self)
-        self.reassembler: _Reassembler = self
+        self.reassembler = _Reassembler()
 
     def set_state(self, new: int) -> None:
         if new != self.state:
@@ -254,10 +253,10 @@ class ZeekEndpoint(_Reassembler):
         ack = (self.ack_wraps << 32) + self.ack_seq
         return ack in (self.start_seq, self.start_seq + 1)
 
-    def size(self) -> int:
+    def size(self, peer: ZeekEndpoint) -> int:
         """Payload bytes from sequence numbers (Zeek's TCP_Endpoint::Size)."""
         if (self.prev_state == SYN_SENT and self.state == RESET
-                and self.peer.state == INACTIVE and not self.no_data_acked()):
+                and peer.state == INACTIVE and not self.no_data_acked()):
             return 0
         last = (self.seq_wraps << 32) + self.last_seq
         ack = (self.ack_wraps << 32) + self.ack_seq
@@ -283,9 +282,8 @@ class ZeekView:
                  "packets", "removed", "resp", "roles_swapped")
 
     def __init__(self, flipped: bool = False) -> None:
-        self.orig = orig = ZeekEndpoint(True)
-        self.resp = resp = ZeekEndpoint(False)
-        orig.peer, resp.peer = resp, orig
+        self.orig = ZeekEndpoint(True)
+        self.resp = ZeekEndpoint(False)
         # The history letters as one string and the timers as a tuple: objects the
         # garbage collector does not walk (a table of 40,000 connections made its full
         # collections cost seconds).
@@ -361,7 +359,8 @@ class ZeekView:
         r_inactive = rs in (INACTIVE, PARTIAL)
         if rs == RESET:
             if os_ in (SYN_SENT, SYN_ACK_SENT) or (
-                    os_ == RESET and self.orig.size() == 0 and self.resp.size() == 0):
+                    os_ == RESET and self.orig.size(self.resp) == 0
+                    and self.resp.size(self.orig) == 0):
                 return "REJ"
             return "RSTRH" if o_inactive else "RSTR"
         if os_ == RESET:
@@ -488,8 +487,7 @@ class ZeekView:
         fin = flags & FIN
         rst = flags & RST
         ack = flags & ACK
-        ep = self.orig if is_orig else self.resp
-        peer = ep.peer
+        ep, peer = (self.orig, self.resp) if is_orig else (self.resp, self.orig)
         length = seg.payload_len
         base_seq = seg.seq
 
@@ -622,7 +620,7 @@ class ZeekView:
                 t, ep, peer, base_seq, seg.ack, length, delta_last, is_orig, flags)
         else:  # a plain segment changes no established/closing state
             do_close = gen_event = False
-        if ack and rel_ack > peer.trim_seq:  # (else _ack_received has nothing to do)
+        if ack and rel_ack > peer.reassembler.trim_seq:  # (else nothing to do)
             self._ack_received(peer, rel_ack)
         if length > 0 and not rst and not underflow and payload_captured:
             acked = (ep.ack_wraps << 32) + ep.ack_seq - ep.start_seq
@@ -643,7 +641,7 @@ class ZeekView:
         gaps = reassembler.ack_received(seq)
         if gaps and all(e.state == ESTABLISHED
                         or (e.state == CLOSED and e.prev_state == ESTABLISHED)
-                        for e in (ep, ep.peer)):
+                        for e in (ep, self._peer(ep))):
             code = "G" if ep.is_orig else "g"
             for _ in gaps:
                 ep.gap += 1
@@ -667,10 +665,13 @@ class ZeekView:
             return False, False
         return False, False  # RESET: only weirds in Zeek
 
+    def _peer(self, ep: ZeekEndpoint) -> ZeekEndpoint:
+        return self.resp if ep is self.orig else self.orig
+
     def _set_state(self, ep: ZeekEndpoint, new: int) -> None:
         handshake = (INACTIVE, SYN_SENT, SYN_ACK_SENT)
         if (new != ep.state and new not in handshake and ep.state in handshake
-                and ep.peer.state in handshake):
+                and self._peer(ep).state in handshake):
             self.inactivity_timeout = TCP_INACTIVITY_TIMEOUT
         ep.set_state(new)
 
