@@ -27,7 +27,7 @@ from bisect import bisect_left, bisect_right
 
 from tcpanalyze.segment import ACK, FIN, RST, SYN, Segment
 
-INACTIVE = 0
+INACTIVE = 0  # (the three handshake states are the lowest numbers: see _set_state)
 SYN_SENT = 1
 SYN_ACK_SENT = 2
 PARTIAL = 3
@@ -669,11 +669,13 @@ class ZeekView:
         return self.resp if ep is self.orig else self.orig
 
     def _set_state(self, ep: ZeekEndpoint, new: int) -> None:
-        handshake = (INACTIVE, SYN_SENT, SYN_ACK_SENT)
-        if (new != ep.state and new not in handshake and ep.state in handshake
-                and self._peer(ep).state in handshake):
-            self.inactivity_timeout = TCP_INACTIVITY_TIMEOUT
-        ep.set_state(new)
+        state = ep.state
+        if new != state:
+            if new > SYN_ACK_SENT and state <= SYN_ACK_SENT \
+                    and self._peer(ep).state <= SYN_ACK_SENT:  # leaving the handshake
+                self.inactivity_timeout = TCP_INACTIVITY_TIMEOUT
+            ep.prev_state = state  # (ZeekEndpoint.set_state)
+            ep.state = new
 
     def _update_inactive(self, t: float, ep: ZeekEndpoint, peer: ZeekEndpoint,
                          base_seq: int, length: int, is_orig: bool,
