@@ -246,9 +246,6 @@ class ZeekEndpoint:
             self.ack_wraps += 1
         self.ack_seq = seq
 
-    def to_relative(self, seq: int, wraps: int) -> int:
-        return (wraps << 32) + seq - self.start_seq
-
     def no_data_acked(self) -> bool:
         ack = (self.ack_wraps << 32) + self.ack_seq
         return ack in (self.start_seq, self.start_seq + 1)
