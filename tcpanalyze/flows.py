@@ -137,8 +137,9 @@ class FlowTable:
     def add(self, seg: Segment) -> tuple[Connection, list[Change], list[Note]]:
         """Feed a segment to its connection, creating or splitting as needed."""
         src, sport, dst, dport = seg.src, seg.sport, seg.dst, seg.dport
-        key = (src, sport, dst, dport) if (src, sport) <= (dst, dport) else (
-            dst, dport, src, sport)  # flow_key(seg)
+        # flow_key(seg), comparing (src, sport) <= (dst, dport) without the pairs
+        key = (src, sport, dst, dport) if src < dst or (src == dst and sport <= dport) else (
+            dst, dport, src, sport)
         active = self.active
         conn = active.get(key)
         ts = seg.ts
@@ -235,24 +236,23 @@ class FlowTable:
             if state not in _TIMED:
                 continue
             since = ep.since
+            # t: the state's timer; t2: a second one (FIN_WAIT_2, SYN_RCVD), else t
             if state == TIME_WAIT:
-                times: tuple[float, ...] = (since + s.time_wait,)
+                t = t2 = since + s.time_wait
             elif state == FIN_WAIT_2:
-                times = (since + s.fin_wait_2_threshold, since + s.fin_timeout)
+                t, t2 = since + s.fin_wait_2_threshold, since + s.fin_timeout
             elif state == CLOSE_WAIT:
-                times = (since + s.close_wait_threshold,)
-            elif state in (LAST_ACK, CLOSING):
-                times = (since + s.last_ack_threshold,)
+                t = t2 = since + s.close_wait_threshold
             elif state == SYN_SENT:
-                times = (ep.first_syn_ts + s.syn_timeout,)
+                t = t2 = ep.first_syn_ts + s.syn_timeout
             elif state == SYN_RCVD:
-                times = (ep.first_syn_ts + 1.5 * s.synack_rto,
-                         ep.first_syn_ts + s.synack_timeout)
-            else:
-                continue
-            for t in times:
-                if now < t < due:
-                    due = t
+                t, t2 = ep.first_syn_ts + 1.5 * s.synack_rto, ep.first_syn_ts + s.synack_timeout
+            else:  # LAST_ACK, CLOSING
+                t = t2 = since + s.last_ack_threshold
+            if now < t < due:
+                due = t
+            if now < t2 < due:
+                due = t2
         return due + _EPSILON
 
     def _schedule(self, conn: Connection, now: float, new: bool = False,
