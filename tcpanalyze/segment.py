@@ -56,6 +56,11 @@ _u32_pair = struct.Struct("!II").unpack_from
 
 def parse_options(raw: bytes) -> TcpOptions:
     """Parse raw TCP option bytes; stops quietly at the first malformed option."""
+    if len(raw) == 20 and raw[:2] == b"\x02\x04" and raw[4:8] == b"\x04\x02\x08\x0a" \
+            and raw[16:19] == b"\x01\x03\x03":
+        # Linux's SYN and SYN-ACK: MSS, SACK permitted, timestamps, NOP, window scale
+        tsval, tsecr = _u32_pair(raw, 8)
+        return TcpOptions(_u16(raw, 2)[0], raw[19], True, (), tsval, tsecr, None)
     mss = wscale = tsval = tsecr = None
     sack_permitted = False
     sack_blocks: tuple[tuple[int, int], ...] = ()
