@@ -71,8 +71,14 @@ LINKTYPE_NAMES = {
 
 
 def flags_seen_text(flags: int) -> str:
-    return "".join(letter for bit, letter in ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"))
+    return _FLAGS_SEEN_TEXT[flags & (SYN | ACK | FIN | RST)]
+
+
+_FLAGS_SEEN_TEXT = {
+    flags: "".join(letter for bit, letter in ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"))
                    if flags & bit)
+    for flags in range((SYN | ACK | FIN | RST) + 1)
+}
 
 
 @dataclass
@@ -107,19 +113,21 @@ class Analysis:
             self._next_sweep = ts + 1.0
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
-        conn, _, _ = self.table.add(seg)
+        table = self.table
+        conn, _, _ = table.add(seg)
+        client = conn.client
         if self.zeek_view:
             view = conn.zeek
             if view is None:
                 view = conn.zeek = ZeekView(conn.flipped)
-            view.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port)
+            view.feed(seg, seg.sport == client.port and seg.src == client.addr)
         if self.zeek_records:
             self._zeek_record(conn, seg)
-        if conn.client.packets + conn.server.packets == 1 and seg.flags & SYN \
-                and not seg.flags & ACK:
+        if conn.completion_counted:
+            pass  # (the usual case: neither an attempt nor a completion to count)
+        elif client.packets + conn.server.packets == 1 and seg.flags & (SYN | ACK) == SYN:
             self.aggregates.on_attempt(conn, seg.frame, ts)
-        elif not conn.completion_counted and conn.client.syn_count and (
-                conn.handshake_seen or conn.client.packets > conn.client.syn_count):
+        elif client.syn_count and (conn.handshake_seen or client.packets > client.syn_count):
             # Counted as the handshake completes, not when the connection ends (after
             # TIME_WAIT): a busy server's completion ratio must be current.
             conn.completion_counted = True
@@ -127,9 +135,8 @@ class Analysis:
         new: list[Finding] = []
         if ts >= self._next_sweep:
             new.extend(self._sweep(ts))
-        finished = self.table.pop_finished()
-        if finished:
-            for done in finished:
+        if table._finished:
+            for done in table.pop_finished():
                 new.extend(self._close(done, ts))
         return new
 
@@ -175,7 +182,8 @@ class Analysis:
         found = self._emit(self.connection_detector.findings(conn, max(now, conn.last),
                                                              final=True), conn)
         self.connections_total += 1
-        kinds = sorted(conn.emitted or (), key=lambda k: _KIND_ORDER.get(k, 99))
+        emitted = conn.emitted
+        kinds = sorted(emitted, key=lambda k: _KIND_ORDER.get(k, 99)) if emitted else []
         if conn.absorbed:
             kinds = [k for k in kinds if k not in ABSORBED]
         if self.keep_connections or kinds:

@@ -64,6 +64,8 @@ _NEEDS_BOTH_SIDES = frozenset({"half_open", "missing_third_ack", "close_wait_lea
 ABSORBED = frozenset({"half_open", "missing_third_ack", "connection_refused",
                        "syn_retransmission", "rst_teardown"})
 _MAX_FRAMES = 10
+# States a connection can be stuck in (see _from_states).
+_STUCK = frozenset({CLOSE_WAIT, FIN_WAIT_2, LAST_ACK, CLOSING})
 
 
 def _dur(seconds: float) -> str:
@@ -89,7 +91,8 @@ class ConnectionDetector:
             emitted.add(kind)
             out.append(self._finding(conn, kind, summary, frames, time, about, details))
 
-        self._from_notes(conn, add)
+        if conn.notes:  # (every finding _from_notes makes needs a note)
+            self._from_notes(conn, add)
         self._from_states(conn, now, final, add)
         return out
 
@@ -276,7 +279,10 @@ class ConnectionDetector:
                 [c.syn_frame, s.syn_frame], s.first_syn_ts, s,
                 **({"severity": "info"} if short else {}))
         # A peer that vanished: data retransmitted and never acknowledged.
-        for who, other in ((c, s), (s, c)):
+        # (Each loop below runs only when one of the two ends may qualify.)
+        rexmit_min = st.half_open_rexmit_min
+        for who, other in ((c, s), (s, c)) if c.rexmit_repeat >= rexmit_min or \
+                s.rexmit_repeat >= rexmit_min else ():
             if who.rexmit_repeat >= st.half_open_rexmit_min and \
                     other.last_ts < who.rexmit_first_ts:
                 add("half_open",
@@ -286,7 +292,9 @@ class ConnectionDetector:
                     f"or a firewall/NAT dropped the flow) while {who.role} is still "
                     f"{who.state}.", who.rexmit_frames[-_MAX_FRAMES:], who.rexmit_first_ts,
                     who)
-        for who, other in ((c, s), (s, c)):
+        probes = st.keepalive_probes
+        for who, other in ((c, s), (s, c)) if c.keepalive_unanswered >= probes or \
+                s.keepalive_unanswered >= probes else ():
             if who.keepalive_unanswered >= st.keepalive_probes:
                 add("half_open",
                     f"{who.role} {who.name} sent {who.keepalive_unanswered} keepalive probes "
@@ -295,7 +303,7 @@ class ConnectionDetector:
                     [n.frame for n in conn.notes if n.kind == "keepalive"
                      and n.role == who.role][-_MAX_FRAMES:], who.last_ts, who,
                     probes=who.keepalive_unanswered)
-        for who, other in ((c, s), (s, c)):
+        for who, other in ((c, s), (s, c)) if c.state in _STUCK or s.state in _STUCK else ():
             age = now - who.since
             if who.state == CLOSE_WAIT and age >= st.close_wait_threshold:
                 add("close_wait_leak",

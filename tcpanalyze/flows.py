@@ -58,6 +58,8 @@ QUIET_RECHECK = 60.0
 EVIDENCE_RECHECK = 10.0
 # Timer arithmetic in floats: look a hair after the deadline so `expire` sees it passed.
 _EPSILON = 1e-6
+# The states with a timer of their own (see next_check).
+_TIMED = frozenset({TIME_WAIT, FIN_WAIT_2, CLOSE_WAIT, LAST_ACK, CLOSING, SYN_SENT, SYN_RCVD})
 
 
 def flow_key(seg: Segment) -> Key:
@@ -105,9 +107,10 @@ def is_done(conn: Connection) -> bool:
     that gave up on it (SYN-ACK retries exhausted, or a SYN cookie: no state), is done:
     a spoofed source that never existed."""
     c, s = conn.client, conn.server
-    if _gone(s):
+    state = s.state
+    if state == CLOSED or (not s.packets and state in (UNKNOWN, LISTEN)):  # _gone(s)
         return _gone(c) or (c.packets == c.syn_count and not conn.handshake_seen)
-    return _gone(c) and _gone(s)
+    return False
 
 
 class FlowTable:
@@ -133,14 +136,20 @@ class FlowTable:
 
     def add(self, seg: Segment) -> tuple[Connection, list[Change], list[Note]]:
         """Feed a segment to its connection, creating or splitting as needed."""
-        key = flow_key(seg)
+        src, sport, dst, dport = seg.src, seg.sport, seg.dst, seg.dport
+        # flow_key(seg), comparing (src, sport) <= (dst, dport) without the pairs
+        key = (src, sport, dst, dport) if src < dst or (src == dst and sport <= dport) else (
+            dst, dport, src, sport)
         active = self.active
         conn = active.get(key)
         ts = seg.ts
         if ts > self.now:
             self.now = ts
         notes: list[Note] = []
-        if conn is not None and self._starts_new(conn, seg):
+        # (only a bare SYN or a long silence can start a new connection: _starts_new)
+        if conn is not None and (seg.flags & (SYN | ACK) == SYN
+                                 or ts - conn.last > self.settings.idle_timeout) \
+                and self._starts_new(conn, seg):
             notes = self._reuse_notes(conn, seg)
             self._finish(conn)
             conn = None
@@ -218,27 +227,31 @@ class FlowTable:
         if is_done(conn):
             return max(last + _linger(conn), now)
         due = min(last + s.idle_timeout, now + min(QUIET_RECHECK, s.idle_timeout))
-        for ep in (conn.client, conn.server):
+        client, server = conn.client, conn.server
+        if client.state not in _TIMED and server.state not in _TIMED:
+            return due + _EPSILON  # (the usual case: no TCP timer running)
+        for ep in (client, server):
             state = ep.state
-            since = ep.since
-            if state == TIME_WAIT:
-                times: tuple[float, ...] = (since + s.time_wait,)
-            elif state == FIN_WAIT_2:
-                times = (since + s.fin_wait_2_threshold, since + s.fin_timeout)
-            elif state == CLOSE_WAIT:
-                times = (since + s.close_wait_threshold,)
-            elif state in (LAST_ACK, CLOSING):
-                times = (since + s.last_ack_threshold,)
-            elif state == SYN_SENT:
-                times = (ep.first_syn_ts + s.syn_timeout,)
-            elif state == SYN_RCVD:
-                times = (ep.first_syn_ts + 1.5 * s.synack_rto,
-                         ep.first_syn_ts + s.synack_timeout)
-            else:
+            if state not in _TIMED:
                 continue
-            for t in times:
-                if now < t < due:
-                    due = t
+            since = ep.since
+            # t: the state's timer; t2: a second one (FIN_WAIT_2, SYN_RCVD), else t
+            if state == TIME_WAIT:
+                t = t2 = since + s.time_wait
+            elif state == FIN_WAIT_2:
+                t, t2 = since + s.fin_wait_2_threshold, since + s.fin_timeout
+            elif state == CLOSE_WAIT:
+                t = t2 = since + s.close_wait_threshold
+            elif state == SYN_SENT:
+                t = t2 = ep.first_syn_ts + s.syn_timeout
+            elif state == SYN_RCVD:
+                t, t2 = ep.first_syn_ts + 1.5 * s.synack_rto, ep.first_syn_ts + s.synack_timeout
+            else:  # LAST_ACK, CLOSING
+                t = t2 = since + s.last_ack_threshold
+            if now < t < due:
+                due = t
+            if now < t2 < due:
+                due = t2
         return due + _EPSILON
 
     def _schedule(self, conn: Connection, now: float, new: bool = False,

@@ -50,46 +50,56 @@ class TcpOptions(NamedTuple):
     fastopen: bytes | None = None  # TFO cookie (may be empty: a cookie request)
 
 
+_u16 = struct.Struct("!H").unpack_from
+_u32_pair = struct.Struct("!II").unpack_from
+
+
 def parse_options(raw: bytes) -> TcpOptions:
     """Parse raw TCP option bytes; stops quietly at the first malformed option."""
+    if len(raw) == 20 and raw[:2] == b"\x02\x04" and raw[4:8] == b"\x04\x02\x08\x0a" \
+            and raw[16:19] == b"\x01\x03\x03":
+        # Linux's SYN and SYN-ACK: MSS, SACK permitted, timestamps, NOP, window scale
+        tsval, tsecr = _u32_pair(raw, 8)
+        return TcpOptions(_u16(raw, 2)[0], raw[19], True, (), tsval, tsecr, None)
     mss = wscale = tsval = tsecr = None
     sack_permitted = False
-    sack_blocks: list[tuple[int, int]] = []
+    sack_blocks: tuple[tuple[int, int], ...] = ()
     fastopen = None
     i, n = 0, len(raw)
     while i < n:
         kind = raw[i]
-        if kind == 0:  # end of option list
-            break
         if kind == 1:  # NOP
             i += 1
             continue
+        if kind == 0:  # end of option list
+            break
         if i + 1 >= n:
             break
         length = raw[i + 1]
         if length < 2 or i + length > n:
             break
-        body = raw[i + 2 : i + length]
-        if kind == 2 and length == 4:
-            mss = struct.unpack("!H", body)[0]
-        elif kind == 3 and length == 3:
-            wscale = body[0]
-        elif kind == 4 and length == 2:
-            sack_permitted = True
-        elif kind == 5 and length >= 10 and (length - 2) % 8 == 0:
-            sack_blocks = [
-                struct.unpack_from("!II", body, j) for j in range(0, len(body), 8)
-            ]
-        elif kind == 8 and length == 10:
-            tsval, tsecr = struct.unpack("!II", body)
+        # (values read in place: no slice per option)
+        if kind == 8:
+            if length == 10:
+                tsval, tsecr = _u32_pair(raw, i + 2)
+        elif kind == 2:
+            if length == 4:
+                mss = _u16(raw, i + 2)[0]
+        elif kind == 3:
+            if length == 3:
+                wscale = raw[i + 2]
+        elif kind == 4:
+            if length == 2:
+                sack_permitted = True
+        elif kind == 5:
+            if length >= 10 and (length - 2) % 8 == 0:
+                sack_blocks = tuple(_u32_pair(raw, j) for j in range(i + 2, i + length, 8))
         elif kind == 34:  # RFC 7413 Fast Open
-            fastopen = bytes(body)
-        elif kind == 254 and length >= 4 and body[:2] == b"\xf9\x89":  # experimental TFO
-            fastopen = bytes(body[2:])
+            fastopen = bytes(raw[i + 2 : i + length])
+        elif kind == 254 and length >= 4 and raw[i + 2 : i + 4] == b"\xf9\x89":
+            fastopen = bytes(raw[i + 4 : i + length])  # experimental TFO
         i += length
-    return TcpOptions(
-        mss, wscale, sack_permitted, tuple(sack_blocks), tsval, tsecr, fastopen
-    )
+    return TcpOptions(mss, wscale, sack_permitted, sack_blocks, tsval, tsecr, fastopen)
 
 
 def seq_lt(a: int, b: int) -> bool:

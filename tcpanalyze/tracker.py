@@ -16,6 +16,7 @@ come out.
 from __future__ import annotations
 
 import math
+import struct
 from array import array
 from typing import Any
 
@@ -25,6 +26,7 @@ from tcpanalyze.segment import (
     RST,
     SYN,
     Segment,
+    TcpOptions,
     format_endpoint,
     parse_options,
     seq_add,
@@ -57,11 +59,18 @@ SYNCHRONIZED = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAI
 # States after this endpoint has sent its FIN.
 FIN_SENT_STATES = frozenset({FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAIT, LAST_ACK})
 GONE = frozenset({CLOSED, TIME_WAIT})
+# States the tracker assumed without the endpoint saying anything (see final_states).
+_GUESSED = frozenset({LISTEN, UNKNOWN})
 
 NOTE_CAP = 32  # notes kept per kind and connection
 
 CLIENT = "client"
 SERVER = "server"
+
+_MASK = 0xFFFFFFFF
+_HALF = 0x80000000  # serial-number arithmetic: a is after b when 0 < (a - b) mod 2^32 < this
+_TS_OPTION = b"\x01\x01\x08\x0a"  # NOP NOP timestamps: all Linux puts on a data segment
+_tsval = struct.Struct("!I").unpack_from
 
 
 class Note:
@@ -207,7 +216,9 @@ class Endpoint:
         self.tsval: int | None = None
         self.tfo = False
         self.rexmit_count = 0
-        self.rexmit_frames: list[int] = []
+        # the first retransmissions' frames; a list from the first one on (most
+        # endpoints never retransmit: no list for the garbage collector to walk)
+        self.rexmit_frames: list[int] | tuple[()] = ()
         self.rexmit_seq: int | None = None  # the segment being retransmitted right now
         self.rexmit_repeat = 0
         self.rexmit_first_ts = 0.0
@@ -314,20 +325,27 @@ class Connection:
     def feed(self, seg: Segment) -> tuple[list[Change], list[Note]]:
         """Apply one segment; return the state changes and notes it caused."""
         n_changes, n_notes = len(self._timeline), len(self.notes)
-        sender, peer = self.endpoints(seg)
+        c = self.client
+        if seg.sport == c.port and seg.src == c.addr:
+            sender, peer = c, self.server
+        else:
+            sender, peer = self.server, c
         flags = seg.flags
-        self.last = seg.ts
+        ts = seg.ts
+        self.last = ts
         self.last_frame = seg.frame
         self.flags_seen |= flags
         sender.packets += 1
-        sender.last_ts = seg.ts
+        sender.last_ts = ts
         peer.keepalive_unanswered = 0  # the peer's probes, if any, got an answer
-        if seg.payload_len:
-            sender.bytes += seg.payload_len
+        plen = seg.payload_len
+        if plen:
+            sender.bytes += plen
             sender.data_segments += 1
-            sender.last_data_ts = seg.ts
+            sender.last_data_ts = ts
 
-        self._check_flags(seg, sender)
+        if not flags & ACK or (flags & SYN and flags & (FIN | RST)):
+            self._check_flags(seg, sender)  # (with ACK, only SYN+FIN/RST can be invalid)
         if flags & RST:
             self._on_rst(seg, sender, peer)
         elif flags & SYN:
@@ -337,7 +355,14 @@ class Connection:
                 self._on_syn(seg, sender, peer)
         else:
             self._on_segment(seg, sender, peer)
-        self._on_window(seg, sender, peer)
+        if flags & SYN:
+            sender.window = seg.window  # (a SYN's window, even with RST: as _on_window)
+        elif not flags & RST:
+            window = seg.window
+            if window and sender.window:
+                sender.window = window  # open and open: nothing to note
+            else:
+                self._on_window(seg, sender, peer)
         changes = _unpack(self._timeline, n_changes) if len(self._timeline) > n_changes \
             else []
         return changes, self.notes[n_notes:]
@@ -402,9 +427,9 @@ class Connection:
         return {
             "handshake_seen": self.handshake_seen,
             "midstream": self.midstream,
-            "client_seen": self.client.seen,
-            "server_seen": self.server.seen,
-            "both_directions": self.client.seen and self.server.seen,
+            "client_seen": self.client.packets > 0,
+            "server_seen": self.server.packets > 0,
+            "both_directions": self.client.packets > 0 and self.server.packets > 0,
             "gaps": self.gaps,
             "holes": self.holes,
         }
@@ -450,10 +475,12 @@ class Connection:
         if bad:
             self._note("invalid_flags", sender, seg, combo=bad)
 
-    def _learn_options(self, seg: Segment, ep: Endpoint) -> None:
-        if not seg.options:
-            return
-        opts = parse_options(seg.options)
+    def _learn_options(self, seg: Segment, ep: Endpoint) -> TcpOptions | None:
+        """Learn the endpoint's options; returns them (None without options)."""
+        options = seg.options
+        if not options:
+            return None
+        opts = parse_options(options)
         if seg.flags & SYN:
             ep.mss = opts.mss
             ep.wscale = opts.wscale
@@ -462,6 +489,7 @@ class Connection:
                 ep.tfo = True
         if opts.tsval is not None:
             ep.tsval = opts.tsval
+        return opts
 
     def _advance(self, ep: Endpoint, seq_end: int) -> None:
         if ep.snd_nxt is None or seq_gt(seq_end, ep.snd_nxt):
@@ -516,11 +544,10 @@ class Connection:
         sender.synack_count += 1
         if not sender.first_syn_ts or (first_synack and sender.state != SYN_SENT):
             sender.first_syn_ts = seg.ts
-        self._learn_options(seg, sender)
+        opts = self._learn_options(seg, sender)
         self._advance(sender, seq_add(seq, 1 + seg.payload_len))
         if first_synack and peer.syn_count and (peer.mss is not None or peer.wscale is not None):
             # SYN cookies drop the options the SYN offered (RFC 4987 s3.6); record the hint.
-            opts = parse_options(seg.options) if seg.options else None
             lacks = opts is None or (peer.wscale is not None and opts.wscale is None) or (
                 peer.sack_permitted and not opts.sack_permitted)
             if lacks:
@@ -591,7 +618,8 @@ class Connection:
         if not seg.flags & ACK:
             return
         ack = seg.ack
-        if sender.max_ack is None or seq_gt(ack, sender.max_ack):
+        max_ack = sender.max_ack
+        if max_ack is None or (ack != max_ack and (ack - max_ack) & _MASK < _HALF):
             sender.max_ack = ack
         pfin = peer.fin_seq
         if pfin is not None:
@@ -602,8 +630,9 @@ class Connection:
             elif not covers and sender.fin_received and (
                     seg.flags & FIN or seg.ts - peer.fin_ts > self._in_flight()):
                 self._fin_not_received(sender, seg)
-        if peer.snd_nxt is not None and seq_gt(ack, peer.snd_nxt):
-            if peer.seen and seq_diff(ack, peer.snd_nxt) < 0x40000000:
+        peer_nxt = peer.snd_nxt
+        if peer_nxt is not None and ack != peer_nxt and (ack - peer_nxt) & _MASK < _HALF:
+            if peer.packets and seq_diff(ack, peer_nxt) < 0x40000000:
                 # ACK of bytes the capture never showed: a gap in the capture.
                 self.gaps += 1
                 self._note("gap", sender, seg, missing=seq_diff(ack, peer.snd_nxt))
@@ -636,12 +665,18 @@ class Connection:
             # the FIN reached the peer before it.
             peer.fin_pending = False
             self._receive_fin(peer, seg, "received FIN (before this later segment)")
-        if seg.options:
-            self._learn_options(seg, sender)
+        options = seg.options
+        if options:
+            if len(options) == 12 and options[:4] == _TS_OPTION:
+                sender.tsval = _tsval(options, 4)[0]  # what _learn_options finds, sooner
+            else:
+                self._learn_options(seg, sender)
         state = sender.state
 
         # Handshake completion and mid-stream pickup, from the sender's own behaviour.
-        if state == SYN_SENT and flags & ACK:
+        if state == ESTABLISHED:
+            pass  # (the usual case: none of the handshake steps below)
+        elif state == SYN_SENT and flags & ACK:
             self._move(sender, ESTABLISHED, seg, "sent the third ACK")
             if not peer.seen and peer.state in (UNKNOWN, LISTEN):
                 # Only one direction captured: the ACK proves a SYN-ACK was sent.
@@ -661,10 +696,13 @@ class Connection:
         # Any segment without SYN from an endpoint proves it left the handshake.
         sender.tentative = False
 
-        seq_end = seq_add(seq, plen)
+        seq_end = (seq + plen) & _MASK
         # Retransmissions, keepalives and holes (sender's sequence space).
-        if sender.snd_nxt is not None:
-            d = seq_diff(seq, sender.snd_nxt)
+        snd_nxt = sender.snd_nxt
+        if snd_nxt is not None and seq != snd_nxt:
+            d = (seq - snd_nxt) & _MASK
+            if d >= _HALF:
+                d -= 1 << 32
             if plen and d < 0:
                 if plen <= 1 and d == -1 and not flags & FIN:
                     sender.keepalives += 1
@@ -679,7 +717,7 @@ class Connection:
                 sender.keepalives += 1
                 sender.keepalive_unanswered += 1
                 self._note("keepalive", sender, seg)
-            elif d > 0 and sender.seen:
+            elif d > 0 and sender.packets:
                 self.holes += 1
                 self._note("hole", sender, seg, missing=d)
         if plen:
@@ -690,11 +728,22 @@ class Connection:
                 self._note("data_to_closed", sender, seg, peer_state=peer.state)
             elif sender.state == CLOSED and sender.rst_count:
                 self._note("data_after_rst", sender, seg)
-        self._advance(sender, seq_end)
+        snd_nxt = sender.snd_nxt
+        if snd_nxt is None or (seq_end != snd_nxt and (seq_end - snd_nxt) & _MASK < _HALF):
+            sender.snd_nxt = seq_end  # (_advance)
 
-        # ACK effects on the peer (FIN acknowledged, handshake completed).
-        self._ack_effects(seg, sender, peer)
-        if flags & ACK and peer.state == SYN_RCVD and peer.isn is not None \
+        # ACK effects on the peer (FIN acknowledged, handshake completed). Without a FIN
+        # from the peer and with nothing unseen acknowledged, only max_ack moves.
+        ack = seg.ack
+        peer_nxt = peer.snd_nxt
+        if peer.fin_seq is not None or (peer_nxt is not None and ack != peer_nxt
+                                        and (ack - peer_nxt) & _MASK < _HALF):
+            self._ack_effects(seg, sender, peer)
+        else:
+            max_ack = sender.max_ack
+            if max_ack is None or (ack != max_ack and (ack - max_ack) & _MASK < _HALF):
+                sender.max_ack = ack
+        if peer.state == SYN_RCVD and peer.isn is not None \
                 and seq_gt(seg.ack, peer.isn) and (plen or not self.third_ack_lost):
             # (Once the server has shown it misses these ACKs, another bare ACK is no
             # evidence; data or the server's own segments are.)
@@ -711,8 +760,11 @@ class Connection:
 
     def _on_rexmit(self, seg: Segment, sender: Endpoint) -> None:
         sender.rexmit_count += 1
-        if len(sender.rexmit_frames) < 20:
-            sender.rexmit_frames.append(seg.frame)
+        frames = sender.rexmit_frames
+        if not frames:
+            sender.rexmit_frames = [seg.frame]
+        elif len(frames) < 20:
+            frames.append(seg.frame)  # type: ignore[union-attr]
         if sender.rexmit_seq == seg.seq:
             sender.rexmit_repeat += 1
         else:
@@ -815,8 +867,11 @@ class Connection:
 def final_states(conn: Connection) -> tuple[str, str]:
     """The states to report: LISTEN and UNKNOWN of an endpoint that never answered
     become CLOSED, since it holds no connection (ss would not list one)."""
+    c, s = conn.client, conn.server
+    if c.state not in _GUESSED and s.state not in _GUESSED:
+        return c.state, s.state  # (the usual case: nothing to turn into CLOSED)
     out = []
-    for ep, other in ((conn.client, conn.server), (conn.server, conn.client)):
+    for ep, other in ((c, s), (s, c)):
         state = ep.state
         never_answered = not ep.seen and other.state not in SYNCHRONIZED
         if state == LISTEN or (state == UNKNOWN and never_answered):

@@ -23,10 +23,11 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 
 from tcpanalyze.segment import ACK, FIN, RST, SYN, Segment
 
-INACTIVE = 0
+INACTIVE = 0  # (the three handshake states are the lowest numbers: see _set_state)
 SYN_SENT = 1
 SYN_ACK_SENT = 2
 PARTIAL = 3
@@ -71,6 +72,14 @@ _HIST_MULTI_FLAG = 0x40
 
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
 
+# The logarithmic letters (C G T W) are written at the 1st, 10th, 100th ... occurrence.
+_LOG_MARKS = frozenset(10 ** k for k in range(40))
+_MASK = 0xFFFFFFFF
+_HALF = 0x80000000
+_WRAP = 1 << 32
+_CONTROL = SYN | FIN | RST
+_INF = float("inf")  # sorts after every block end: [x, _INF] bisects right of [x, e]
+
 
 def seq_delta(a: int, b: int) -> int:
     """Signed 32-bit a - b, Zeek's seq_delta."""
@@ -102,8 +111,12 @@ def first_packet_flips(seg: Segment,
 class _Reassembler:
     """Just enough of Zeek's TCP_Reassembler to find content gaps (relative seqs)."""
 
+    __slots__ = ("blocks", "last_reassem", "trim_seq")
+
     def __init__(self) -> None:
-        self.blocks: list[list[int]] = []  # sorted, merged [start, end) above trim_seq
+        # [start, end) blocks, sorted and merged: disjoint, with a gap between any two
+        # (touching blocks are merged), so their ends are sorted too
+        self.blocks: list[list[int]] = []
         self.last_reassem = 1
         self.trim_seq = 1
 
@@ -113,52 +126,87 @@ class _Reassembler:
             if upper <= acked:
                 return
             seq = acked
-        if upper <= self.trim_seq:
+        trim = self.trim_seq
+        if upper <= trim:
             return
-        seq = max(seq, self.trim_seq)
-        self.blocks.append([seq, upper])
-        self.blocks.sort()
-        merged: list[list[int]] = []
-        for b in self.blocks:
-            if merged and b[0] <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], b[1])
+        if seq < trim:
+            seq = trim
+        blocks = self.blocks
+        # Merge [seq, upper) with the blocks it overlaps or touches, in place: they are
+        # consecutive (from the first ending at or after seq to the last starting at or
+        # before upper), so the list stays sorted and merged as a full re-sort would.
+        if not blocks or seq > blocks[-1][1]:
+            blocks.append([seq, upper])  # beyond everything (the usual case)
+        else:
+            i = bisect_left(blocks, [seq])  # first block starting at or after seq
+            if i and blocks[i - 1][1] >= seq:
+                i -= 1
+            j = bisect_right(blocks, [upper, _INF], i)  # first block starting after upper
+            if i == j:
+                blocks.insert(i, [seq, upper])
             else:
-                merged.append(b)
-        self.blocks = merged
-        for b in merged:  # deliver what is now in order
-            if b[0] <= self.last_reassem < b[1]:
-                self.last_reassem = b[1]
+                first, last = blocks[i], blocks[j - 1]
+                if first[0] < seq:
+                    seq = first[0]
+                if last[1] > upper:
+                    upper = last[1]
+                blocks[i:j] = [[seq, upper]]
+        # deliver what is now in order: the one block holding last_reassem, if any
+        reassem = self.last_reassem
+        k = bisect_right(blocks, [reassem, _INF]) - 1
+        if k >= 0 and reassem < blocks[k][1]:
+            self.last_reassem = blocks[k][1]
 
     def ack_received(self, seq: int) -> list[int]:
         """Trim to `seq`; return the lengths of the gaps Zeek would report."""
         if seq <= self.trim_seq:
             return []
         gaps: list[int] = []
-        if self.last_reassem < seq:
-            for start, end in self.blocks:
-                if end <= self.last_reassem:
+        blocks = self.blocks
+        reassem = self.last_reassem
+        if reassem < seq:
+            for start, end in blocks:
+                if end <= reassem:
                     continue
                 if start >= seq:
                     break
-                if start > self.last_reassem:
-                    gaps.append(start - self.last_reassem)
-                self.last_reassem = max(self.last_reassem, end)
-            if seq > self.last_reassem:
-                gaps.append(seq - self.last_reassem)
-            self.last_reassem = max(self.last_reassem, seq)
+                if start > reassem:
+                    gaps.append(start - reassem)
+                reassem = end  # end > reassem: smaller ones were skipped
+            if seq > reassem:
+                gaps.append(seq - reassem)
+                reassem = seq
+            self.last_reassem = reassem
         self.trim_seq = seq
-        self.blocks = [[max(s, seq), e] for s, e in self.blocks if e > seq]
+        # Drop the blocks wholly below seq (a prefix: ends are sorted) and cut the next.
+        if blocks:
+            k = 0
+            n = len(blocks)
+            while k < n and blocks[k][1] <= seq:
+                k += 1
+            if k:
+                del blocks[:k]
+            if blocks and blocks[0][0] < seq:
+                blocks[0] = [seq, blocks[0][1]]
         return gaps
 
 
 class ZeekEndpoint:
-    """One side of the connection, with the fields Zeek's TCP_Endpoint keeps."""
+    """One side of the connection, with the fields Zeek's TCP_Endpoint keeps.
+
+    It holds no reference to its peer (the view pairs them): a view is then free of
+    reference cycles, so it is freed as soon as its connection is, without waiting
+    for a full collection of the garbage collector."""
+
+    __slots__ = ("ack_seq", "ack_wraps", "did_close", "fin_cnt", "fin_seq", "gap",
+                 "hist_last_fin", "hist_last_rst", "hist_last_syn", "is_orig", "last_seq",
+                 "last_time", "prev_state", "reassembler", "rst_cnt", "rxmt",
+                 "seq_wraps", "start_seq", "state", "win0")
 
     def __init__(self, is_orig: bool) -> None:
         self.is_orig = is_orig
         self.state = INACTIVE
         self.prev_state = INACTIVE
-        self.peer: ZeekEndpoint = self
         self.start_seq = 0
         self.last_seq = 0
         self.ack_seq = 0
@@ -172,10 +220,10 @@ class ZeekEndpoint:
         self.hist_last_syn = 0
         self.hist_last_fin = 0
         self.hist_last_rst = 0
-        # [count, threshold] for the logarithmic letters
-        self.rxmt = [0, 1]
-        self.win0 = [0, 1]
-        self.gap = [0, 1]
+        # occurrences so far of the logarithmic letters (see _LOG_MARKS)
+        self.rxmt = 0
+        self.win0 = 0
+        self.gap = 0
         self.reassembler = _Reassembler()
 
     def set_state(self, new: int) -> None:
@@ -198,17 +246,14 @@ class ZeekEndpoint:
             self.ack_wraps += 1
         self.ack_seq = seq
 
-    def to_relative(self, seq: int, wraps: int) -> int:
-        return (wraps << 32) + seq - self.start_seq
-
     def no_data_acked(self) -> bool:
         ack = (self.ack_wraps << 32) + self.ack_seq
         return ack in (self.start_seq, self.start_seq + 1)
 
-    def size(self) -> int:
+    def size(self, peer: ZeekEndpoint) -> int:
         """Payload bytes from sequence numbers (Zeek's TCP_Endpoint::Size)."""
         if (self.prev_state == SYN_SENT and self.state == RESET
-                and self.peer.state == INACTIVE and not self.no_data_acked()):
+                and peer.state == INACTIVE and not self.no_data_acked()):
             return 0
         last = (self.seq_wraps << 32) + self.last_seq
         ack = (self.ack_wraps << 32) + self.ack_seq
@@ -229,11 +274,17 @@ class ZeekView:
     SYN-ACK), `roles_swapped` becomes True and later `from_orig` values are mapped.
     """
 
+    __slots__ = ("_hist_seen", "_history", "_timers", "first_packet_seen",
+                 "inactivity_timeout", "is_active", "is_partial", "last_time", "orig",
+                 "packets", "removed", "resp", "roles_swapped")
+
     def __init__(self, flipped: bool = False) -> None:
         self.orig = ZeekEndpoint(True)
         self.resp = ZeekEndpoint(False)
-        self.orig.peer, self.resp.peer = self.resp, self.orig
-        self._history: list[str] = ["^"] if flipped else []
+        # The history letters as one string and the timers as a tuple: objects the
+        # garbage collector does not walk (a table of 40,000 connections made its full
+        # collections cost seconds).
+        self._history = "^" if flipped else ""
         self._hist_seen = 0
         self.roles_swapped = False
         self.is_partial = False
@@ -242,15 +293,15 @@ class ZeekView:
         self.last_time: float | None = None
         self.removed = False  # a timer ended this record
         self.inactivity_timeout = INITIAL_INACTIVITY_TIMEOUT
-        self._timers: list[tuple[float, str]] = []
+        self._timers: tuple[tuple[float, str], ...] = ()
         self.packets = 0
 
     # --- history -----------------------------------------------------------------
     def history(self) -> str:
-        return "".join(self._history)
+        return self._history
 
     def _add_history(self, code: str, is_orig: bool) -> None:
-        self._history.append(code if is_orig else code.lower())
+        self._history += code if is_orig else code.lower()
 
     def _check_history(self, mask: int, code: str, is_orig: bool) -> bool:
         """Add `code` the first time `mask` is seen; True if it was seen before."""
@@ -261,12 +312,6 @@ class ZeekView:
         self._hist_seen |= mask
         self._add_history(code, is_orig)
         return False
-
-    def _scaled(self, counter: list[int], code: str, is_orig: bool) -> None:
-        counter[0] += 1
-        if counter[0] == counter[1]:
-            self._add_history(code, is_orig)
-            counter[1] *= 10
 
     def _update_history(self, flags: int, ep: ZeekEndpoint, rel_seq: int,
                         length: int) -> None:
@@ -279,20 +324,25 @@ class ZeekView:
             else:
                 self._check_history(_HIST_MULTI_FLAG, "Q", o)
         elif bits == 1:
+            # The letter is written the first time, and again when the relative
+            # sequence number moved (a new SYN, FIN or RST, not a retransmission).
             if syn:
                 code = "H" if flags & ACK else "S"
-                if self._check_history(_HIST_SYN, code, o) and rel_seq != ep.hist_last_syn:
-                    self._add_history(code, o)
+                mask, moved = _HIST_SYN, rel_seq != ep.hist_last_syn
                 ep.hist_last_syn = rel_seq
-            if fin:  # a FIN's number is at the end of its data
-                if (self._check_history(_HIST_FIN, "F", o)
-                        and rel_seq + length != ep.hist_last_fin):
-                    self._add_history("F", o)
+            elif fin:  # a FIN's number is at the end of its data
+                code = "F"
+                mask, moved = _HIST_FIN, rel_seq + length != ep.hist_last_fin
                 ep.hist_last_fin = rel_seq + length
-            if rst:
-                if self._check_history(_HIST_RST, "R", o) and rel_seq != ep.hist_last_rst:
-                    self._add_history("R", o)
+            else:
+                code = "R"
+                mask, moved = _HIST_RST, rel_seq != ep.hist_last_rst
                 ep.hist_last_rst = rel_seq
+            if not o:
+                mask <<= 16
+            if moved or not self._hist_seen & mask:
+                self._hist_seen |= mask
+                self._history += code if o else code.lower()
         elif length:
             self._check_history(_HIST_DATA, "D", o)
         elif flags & ACK:
@@ -306,7 +356,8 @@ class ZeekView:
         r_inactive = rs in (INACTIVE, PARTIAL)
         if rs == RESET:
             if os_ in (SYN_SENT, SYN_ACK_SENT) or (
-                    os_ == RESET and self.orig.size() == 0 and self.resp.size() == 0):
+                    os_ == RESET and self.orig.size(self.resp) == 0
+                    and self.resp.size(self.orig) == 0):
                 return "REJ"
             return "RSTRH" if o_inactive else "RSTR"
         if os_ == RESET:
@@ -333,7 +384,7 @@ class ZeekView:
         return self.orig.did_close or self.resp.did_close
 
     def _add_timer(self, when: float, kind: str) -> None:
-        self._timers.append((when, kind))
+        self._timers += ((when, kind),)
 
     def advance(self, ts: float) -> bool:
         """Run the Zeek timers due by `ts`; True if one of them removed the record."""
@@ -343,11 +394,11 @@ class ZeekView:
             self.removed = True
             return True
         while self._timers:
-            self._timers.sort()
-            when, kind = self._timers[0]
+            timers = sorted(self._timers)
+            when, kind = timers[0]
             if when > ts:
                 break
-            self._timers.pop(0)
+            self._timers = tuple(timers[1:])  # (_fire may add one)
             if self._fire(when, kind):
                 self.removed = True
                 return True
@@ -421,29 +472,86 @@ class ZeekView:
         `payload_captured` False means the capture cut the payload short (snaplen):
         Zeek then keeps the bytes out of reassembly, so an ACK for them is a gap.
         """
+        # One function on purpose (every segment the fast path does not take comes
+        # here): Zeek's small steps are inlined, the rarer ones stay methods.
         is_orig = from_orig != self.roles_swapped
         self.packets += 1
         t = seg.ts
         if self.packets == 1:  # Zeek's first ExpireTimer, tcp_SYN_timeout after creation
             self._add_timer(t + TCP_SYN_TIMEOUT, "expire")
         flags = seg.flags
-        syn, fin, rst, ack = (bool(flags & SYN), bool(flags & FIN),
-                              bool(flags & RST), bool(flags & ACK))
-        ep = self.orig if is_orig else self.resp
-        peer = ep.peer
+        syn = (flags >> 1) & 1  # SYN is 0x02, FIN 0x01: 0 or 1 for the arithmetic
+        fin = flags & FIN
+        rst = flags & RST
+        ack = flags & ACK
+        ep, peer = (self.orig, self.resp) if is_orig else (self.resp, self.orig)
         length = seg.payload_len
-        base_seq, ack_seq = seg.seq, seg.ack
+        base_seq = seg.seq
 
-        self._set_partial_status(flags, is_orig)
+        # Zeek's SetPartialStatus
+        fps = self.first_packet_seen
+        if is_orig:
+            if not fps & 1:
+                self.is_partial = not syn or bool(ack)
+            self.first_packet_seen = fps | 1
+        else:
+            if not fps & 2 and not self.is_partial:
+                self.is_partial = not syn
+            self.first_packet_seen = fps | 2
         seg_len = length + syn + fin - (length if rst else 0)
-        seq_past = (base_seq + seg_len) & 0xFFFFFFFF
-        self._init_endpoint(ep, flags, base_seq, seq_past)
+        seq_past = (base_seq + seg_len) & _MASK
 
-        rel_seq, underflow = self._relative_seq(ep, base_seq, ep.last_seq, ep.seq_wraps)
-        self._update_history(flags, ep, rel_seq, length)
+        # Zeek's InitEndpoint
+        state = ep.state
+        if state == INACTIVE:
+            if syn:
+                ep.init_seqs(base_seq, seq_past)
+            else:  # partial: number as though a SYN had been seen
+                ep.init_seqs(base_seq - 1, base_seq)
+        elif syn and (state in (ESTABLISHED, PARTIAL)
+                      or (state in (SYN_SENT, SYN_ACK_SENT) and base_seq != ep.start_seq)
+                      or (state == RESET and ep.prev_state == INACTIVE)):
+            # (after a RST: the earlier RST may have been injected, trust the SYN)
+            ep.init_seqs(base_seq, seq_past)
+
+        # relative sequence number, with Zeek's wrap counting
+        last_seq = ep.last_seq
+        wraps = ep.seq_wraps
+        delta = (base_seq - last_seq) & _MASK
+        if delta >= _HALF:
+            delta -= _WRAP
+        if delta < 0:
+            if wraps and base_seq > last_seq:
+                wraps -= 1
+        elif delta > 0 and base_seq < last_seq:
+            wraps += 1
+        if wraps == 0:
+            rel_seq = (base_seq - ep.start_seq) & _MASK
+            underflow = rel_seq >= _HALF
+            if underflow:
+                rel_seq -= _WRAP
+        else:
+            rel_seq = (wraps << 32) + base_seq - ep.start_seq
+            underflow = False
+
+        # history: D and A once per direction; the control flags in _update_history
+        if flags & _CONTROL:
+            self._update_history(flags, ep, rel_seq, length)
+        elif length or ack:
+            if length:
+                mask, code = _HIST_DATA, ("D" if is_orig else "d")
+            else:
+                mask, code = _HIST_ACK, ("A" if is_orig else "a")
+            if not is_orig:
+                mask <<= 16
+            if not self._hist_seen & mask:
+                self._hist_seen |= mask
+                self._history += code
         if seg.window == 0 and not rst and peer.state != CLOSED and ep.state != RESET:
-            self._scaled(ep.win0, "W", ep.is_orig)
-        if not (self.orig.did_close and self.resp.did_close) or self.last_time is None:
+            ep.win0 += 1
+            if ep.win0 in _LOG_MARKS:
+                self._history += "W" if is_orig else "w"
+        if not (ep.did_close and peer.did_close) or self.last_time is None:
             self.last_time = t
         if fin:
             ep.fin_cnt += 1
@@ -453,100 +561,89 @@ class ZeekView:
 
         rel_ack = 0
         if ack:
+            ack_seq = seg.ack
             if peer.state == INACTIVE:
                 rel_ack = 1
                 peer.init_seqs(ack_seq - 1, ack_seq - 1)
             else:
-                rel_ack, ack_underflow = self._relative_seq(
-                    peer, ack_seq, peer.ack_seq, peer.ack_wraps)
-                if ack_underflow:
-                    rel_ack = 0
-                elif not rst:  # acks in RSTs are not trusted
-                    delta_ack = seq_delta(ack_seq, peer.ack_seq)
-                    # an ack of 0 far ahead is more likely broken than a wrap
-                    if delta_ack > 0 and not (ack_seq == 0 and delta_ack > TOO_LARGE_SEQ_DELTA):
-                        peer.update_ack_seq(ack_seq)
+                peer_ack = peer.ack_seq
+                awraps = peer.ack_wraps
+                delta_ack = (ack_seq - peer_ack) & _MASK
+                if delta_ack >= _HALF:
+                    delta_ack -= _WRAP
+                if delta_ack < 0:
+                    if awraps and ack_seq > peer_ack:
+                        awraps -= 1
+                elif delta_ack > 0 and ack_seq < peer_ack:
+                    awraps += 1
+                if awraps == 0:
+                    rel_ack = (ack_seq - peer.start_seq) & _MASK
+                    underflow_ack = rel_ack >= _HALF
+                    if underflow_ack:
+                        rel_ack = 0
+                else:
+                    rel_ack = (awraps << 32) + ack_seq - peer.start_seq
+                    underflow_ack = False
+                # acks in RSTs are not trusted; an ack of 0 far ahead is more likely
+                # broken than a wrap
+                if not underflow_ack and not rst and delta_ack > 0 and not (
+                        ack_seq == 0 and delta_ack > TOO_LARGE_SEQ_DELTA):
+                    if ack_seq < peer_ack:  # (update_ack_seq)
+                        peer.ack_wraps += 1
+                    peer.ack_seq = ack_seq
 
-        delta_last = self._update_last_seq(ep, seq_past, flags, length)
-        ep.last_time = t
-        do_close, gen_event = self._update_state_machine(
-            t, ep, peer, base_seq, ack_seq, length, delta_last, is_orig, flags)
-        if ack:
-            self._ack_received(peer, rel_ack)
-        rel_data_seq = rel_seq + 1 if syn else rel_seq
-        if length > 0 and not rst and not underflow and payload_captured:
-            acked = ep.to_relative(ep.ack_seq, ep.ack_wraps)
-            ep.reassembler.data_sent(rel_data_seq, length, acked)
-        if do_close:
-            self._connection_closed(ep, peer, gen_event)
-
-    def _set_partial_status(self, flags: int, is_orig: bool) -> None:
-        if is_orig:
-            if not self.first_packet_seen & 1:
-                self.is_partial = not flags & SYN or bool(flags & ACK)
-        elif not self.first_packet_seen & 2 and not self.is_partial:
-            self.is_partial = not flags & SYN
-        self.first_packet_seen |= 1 if is_orig else 2
-
-    @staticmethod
-    def _init_endpoint(ep: ZeekEndpoint, flags: int, first_seq: int, last_seq: int) -> None:
-        syn = bool(flags & SYN)
-        if ep.state == INACTIVE:
-            if syn:
-                ep.init_seqs(first_seq, last_seq)
-            else:  # partial: number as though a SYN had been seen
-                ep.init_seqs(first_seq - 1, first_seq)
-        elif ep.state in (SYN_SENT, SYN_ACK_SENT):
-            if syn and first_seq != ep.start_seq:
-                ep.init_seqs(first_seq, last_seq)
-        elif ep.state in (ESTABLISHED, PARTIAL):
-            if syn:
-                ep.init_seqs(first_seq, last_seq)
-        elif ep.state == RESET and syn and ep.prev_state == INACTIVE:
-            # the earlier RST may have been injected: trust the SYN instead
-            ep.init_seqs(first_seq, last_seq)
-
-    @staticmethod
-    def _relative_seq(ep: ZeekEndpoint, cur: int, last: int, wraps: int) -> tuple[int, bool]:
-        delta = seq_delta(cur, last)
-        if delta < 0:
-            if wraps and cur > last:
-                wraps -= 1
-        elif delta > 0 and cur < last:
-            wraps += 1
-        if wraps == 0:
-            d = seq_delta(cur, ep.start_seq)
-            return d, d < 0
-        return ep.to_relative(cur, wraps), False
-
-    def _update_last_seq(self, ep: ZeekEndpoint, last_seq: int, flags: int,
-                         length: int) -> int:
-        delta = seq_delta(last_seq, ep.last_seq)
-        if flags & (SYN | RST) and abs(delta) > TOO_LARGE_SEQ_DELTA:
+        # Zeek's UpdateLastSeq
+        last_seq = ep.last_seq
+        delta_last = (seq_past - last_seq) & _MASK
+        if delta_last >= _HALF:
+            delta_last -= _WRAP
+        if flags & (SYN | RST) and abs(delta_last) > TOO_LARGE_SEQ_DELTA:
             pass
-        elif flags & FIN and ep.last_seq == (ep.start_seq + 1) & 0xFFFFFFFF:
-            ep.update_last_seq(last_seq)
+        elif fin and last_seq == (ep.start_seq + 1) & _MASK:
+            ep.update_last_seq(seq_past)
         elif ep.state == RESET:
             pass  # nothing after a reset is trusted
-        elif delta > 0:
-            ep.update_last_seq(last_seq)
+        elif delta_last > 0:
+            if seq_past < last_seq:  # (update_last_seq)
+                ep.seq_wraps += 1
+            ep.last_seq = seq_past
         elif length > 0:
-            self._scaled(ep.rxmt, "T", ep.is_orig)
-        return delta
+            ep.rxmt += 1
+            if ep.rxmt in _LOG_MARKS:
+                self._history += "T" if is_orig else "t"
+        ep.last_time = t
+        if ep.state == INACTIVE or flags & _CONTROL:
+            do_close, gen_event = self._update_state_machine(
+                t, ep, peer, base_seq, seg.ack, length, delta_last, is_orig, flags)
+        else:  # a plain segment changes no established/closing state
+            do_close = gen_event = False
+        if ack and rel_ack > peer.reassembler.trim_seq:  # (else nothing to do)
+            self._ack_received(peer, rel_ack)
+        if length > 0 and not rst and not underflow and payload_captured:
+            acked = (ep.ack_wraps << 32) + ep.ack_seq - ep.start_seq
+            ep.reassembler.data_sent(rel_seq + 1 if syn else rel_seq, length, acked)
+        if do_close:
+            self._connection_closed(ep, peer, gen_event)
 
     def _ack_received(self, ep: ZeekEndpoint, seq: int) -> None:
         if ep.fin_cnt and seq >= ep.fin_seq:
             seq = ep.fin_seq - 1
-        if seq <= 2 and self.is_partial and seq > ep.reassembler.trim_seq:
+        reassembler = ep.reassembler
+        if seq <= reassembler.trim_seq:
+            return  # nothing new acknowledged: no trim, no gap
+        if seq <= 2 and self.is_partial:
             # Zeek ignores the first "gap" of a partial connection
-            ep.reassembler.trim_seq = seq
+            reassembler.trim_seq = seq
             return
-        gaps = ep.reassembler.ack_received(seq)
-        clean = all(e.state == ESTABLISHED or (e.state == CLOSED and e.prev_state == ESTABLISHED)
-                    for e in (ep, ep.peer))
-        if clean:
+        gaps = reassembler.ack_received(seq)
+        if gaps and all(e.state == ESTABLISHED
+                        or (e.state == CLOSED and e.prev_state == ESTABLISHED)
+                        for e in (ep, self._peer(ep))):
+            code = "G" if ep.is_orig else "g"
             for _ in gaps:
-                self._scaled(ep.gap, "G", ep.is_orig)
+                ep.gap += 1
+                if ep.gap in _LOG_MARKS:
+                    self._history += code
 
     # --- Zeek's UpdateStateMachine -----------------------------------------------
     def _update_state_machine(self, t: float, ep: ZeekEndpoint, peer: ZeekEndpoint,
@@ -565,12 +662,17 @@ class ZeekView:
             return False, False
         return False, False  # RESET: only weirds in Zeek
 
+    def _peer(self, ep: ZeekEndpoint) -> ZeekEndpoint:
+        return self.resp if ep is self.orig else self.orig
+
     def _set_state(self, ep: ZeekEndpoint, new: int) -> None:
-        handshake = (INACTIVE, SYN_SENT, SYN_ACK_SENT)
-        if (new != ep.state and new not in handshake and ep.state in handshake
-                and ep.peer.state in handshake):
-            self.inactivity_timeout = TCP_INACTIVITY_TIMEOUT
-        ep.set_state(new)
+        state = ep.state
+        if new != state:
+            if new > SYN_ACK_SENT and state <= SYN_ACK_SENT \
+                    and self._peer(ep).state <= SYN_ACK_SENT:  # leaving the handshake
+                self.inactivity_timeout = TCP_INACTIVITY_TIMEOUT
+            ep.prev_state = state  # (ZeekEndpoint.set_state)
+            ep.state = new
 
     def _update_inactive(self, t: float, ep: ZeekEndpoint, peer: ZeekEndpoint,
                          base_seq: int, length: int, is_orig: bool,
@@ -651,7 +753,7 @@ class ZeekView:
         self.first_packet_seen = (2 if fps & 1 else 0) | (1 if fps & 2 else 0)
         self.is_partial = False
         self.roles_swapped = not self.roles_swapped
-        self._history.append("^")
+        self._history += "^"
 
     def _connection_closed(self, ep: ZeekEndpoint, peer: ZeekEndpoint,
                            gen_event: bool) -> None:
@@ -662,7 +764,7 @@ class ZeekView:
         if ep.state == RESET or peer.did_close or peer.state == INACTIVE:
             if (ep.prev_state != INACTIVE or peer.state != INACTIVE) and gen_event:
                 self.is_active = False  # ConnectionFinished()
-            self._timers.clear()  # CancelTimers()
+            self._timers = ()  # CancelTimers()
             self._add_timer(last + TCP_CLOSE_DELAY, "delete")
         elif ep.prev_state == INACTIVE:
             self._add_timer(last + TCP_PARTIAL_CLOSE_DELAY, "partial_close")
