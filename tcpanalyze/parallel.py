@@ -37,9 +37,7 @@ from itertools import starmap
 from operator import attrgetter
 from typing import Any, overload
 
-from tcpanalyze.batch import BatchFeed
 from tcpanalyze.capture import CaptureError, open_capture, time_ordered
-from tcpanalyze.columns import decode_records
 from tcpanalyze.decode import Decoder
 from tcpanalyze.detectors import _MAX_SOURCES, _MAX_TARGETS, AggregateDetector, _Source, _Target
 from tcpanalyze.fastpath import make_feed
@@ -329,6 +327,10 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
     columnar = options.get("batch", True) and \
         reader.format.split("+")[0] in ("pcap", "pcap-ns")
     if columnar:  # pcap: the columnar path (batch.py), this worker's segments only
+        # (imported here: numpy is not needed, nor its memory spent, by live runs)
+        from tcpanalyze.batch import BatchFeed
+        from tcpanalyze.columns import decode_records
+
         share = _BatchShare(assignment, me, foreign)
         feeder = BatchFeed(analysis, dec, share=share)
 
