@@ -19,7 +19,7 @@ import struct
 import sys
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 __all__ = ["MAX_BLOCK_LEN", "MAX_CAPLEN", "CaptureError", "CaptureReader", "Frame", "open_capture"]
 
@@ -272,8 +272,12 @@ class CaptureReader:
     def _frames(self) -> Iterator[Frame]:
         parse = self._pcap if self.format.startswith("pcap") and not self.format.startswith(
             "pcapng") else self._pcapng
+        yield from self._guarded(parse())
+
+    def _guarded(self, items: Iterator[Any]) -> Iterator[Any]:
+        """Yield from a parser; a fault ends it quietly and is left in `error`."""
         try:
-            yield from parse()
+            yield from items
         except CaptureError as exc:
             self.error = exc
         except (zlib.error, _GzipTruncated) as exc:
@@ -328,60 +332,52 @@ class CaptureReader:
         same errors (left in `error`); frame numbers continue from `frames_read`."""
         if not self.format.startswith("pcap") or self.format.startswith("pcapng"):
             raise ValueError("record_batches reads pcap only")
+        return self._guarded(self._record_batches(most))
+
+    def _record_batches(self, most: int) -> Iterator[tuple[bytes, list[int], int]]:
         head = 16 + self._extra
         caplen_at = struct.Struct(self._endian + "I").unpack_from
-        try:
-            while True:
-                buf = self._buf
-                pos = self._pos
-                end = len(buf)
-                need = head
-                offsets: list[int] = []
-                append = offsets.append
-                first = self.frames_read + 1
-                while pos + head <= end:
-                    caplen = caplen_at(buf, pos + 8)[0]
-                    if caplen > MAX_CAPLEN:
-                        self._pos = pos
-                        if offsets:
-                            self.frames_read += len(offsets)
-                            yield buf, offsets, first
-                        raise self._error(
-                            f"record length {caplen} is absurd (limit {MAX_CAPLEN}); "
-                            "corrupt file", self._base + pos, self.frames_read + 1)
-                    stop = pos + head + caplen
-                    if stop > end:
-                        need = head + caplen
-                        break
-                    append(pos)
-                    pos = stop
-                    if len(offsets) >= most:
-                        break
-                self._pos = pos
-                if offsets:
-                    self.frames_read += len(offsets)
-                    yield buf, offsets, first
-                    if len(offsets) >= most:
-                        continue
-                # larger reads than a frame at a time: batches of thousands of records
-                self._fill(max(need, BATCH_READ))
-                left = len(self._buf) - self._pos
-                if left < need:
-                    if left == 0:
-                        return
-                    part = "record header" if left < head else "record data"
-                    raise self._error(f"file ends inside the {part} ({left} bytes present)",
-                                      self._base + self._pos, self.frames_read + 1)
-        except CaptureError as exc:
-            self.error = exc
-        except (zlib.error, _GzipTruncated) as exc:
-            self.error = self._error(f"bad gzip data: {exc}", self._base + len(self._buf),
-                                     self.frames_read + 1)
-        except OSError as exc:
-            self.error = self._error(f"read failed: {exc.strerror or exc}",
-                                     self._base + len(self._buf), self.frames_read + 1)
-        finally:
-            self.close()
+        while True:
+            buf = self._buf
+            pos = self._pos
+            end = len(buf)
+            need = head
+            offsets: list[int] = []
+            append = offsets.append
+            first = self.frames_read + 1
+            while pos + head <= end:
+                caplen = caplen_at(buf, pos + 8)[0]
+                if caplen > MAX_CAPLEN:
+                    self._pos = pos
+                    if offsets:
+                        self.frames_read += len(offsets)
+                        yield buf, offsets, first
+                    raise self._error(
+                        f"record length {caplen} is absurd (limit {MAX_CAPLEN}); "
+                        "corrupt file", self._base + pos, self.frames_read + 1)
+                stop = pos + head + caplen
+                if stop > end:
+                    need = head + caplen
+                    break
+                append(pos)
+                pos = stop
+                if len(offsets) >= most:
+                    break
+            self._pos = pos
+            if offsets:
+                self.frames_read += len(offsets)
+                yield buf, offsets, first
+                if len(offsets) >= most:
+                    continue
+            # larger reads than a frame at a time: batches of thousands of records
+            self._fill(max(need, BATCH_READ))
+            left = len(self._buf) - self._pos
+            if left < need:
+                if left == 0:
+                    return
+                part = "record header" if left < head else "record data"
+                raise self._error(f"file ends inside the {part} ({left} bytes present)",
+                                  self._base + self._pos, self.frames_read + 1)
 
     def _pcapng(self) -> Iterator[Frame]:
         interfaces: list[_Interface] = []
