@@ -370,9 +370,7 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
     frames = 0
     if reader.format.split("+")[0] in ("pcap", "pcap-ns"):  # records straight from the buffer
         for buf, offsets, first in reader.record_batches():
-            feed.process(decode_records(buf, offsets, first, endian=reader._endian,
-                                        divisor=reader._divisor, extra=reader._extra,
-                                        linktype=reader._linktype,
+            feed.process(decode_records(buf, offsets, first, **reader.record_layout,
                                         verify_checksums=dec.verify_checksums))
             frames += len(offsets)
             if on_progress is not None:

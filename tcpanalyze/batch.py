@@ -50,6 +50,7 @@ _BACK_OFF = 16  # segments taken one at a time after a run was found not quiet (
 _WINDOW = 256  # segments tested at once, doubling while they are all quiet
 _MAX_WINDOW = 8192
 _MASK = 0xFFFFFFFF
+TIGHT, HOLED = 1, 2  # the shapes of a side's numbers that bulk updates model (_shape)
 _HALF = 0x80000000
 _HIST_DATA = 0x10
 _HIST_ACK = 0x20
@@ -460,7 +461,7 @@ class BatchFeed:
             side.apply(bad, ts, tsval, window, zeek_on)
         if zeek_on:
             for side in sides:
-                side.apply_reassembler(bad)
+                side.apply_reassembler()
             view.packets += bad
             view.last_time = float(ts[bad - 1])
         last = int(idx[bad - 1])
@@ -499,8 +500,6 @@ def _shape(ep: Any, z: Any, zp: Any) -> int:
         return HOLED
     return 0
 
-
-TIGHT, HOLED = 1, 2
 
 
 class _Side:
@@ -674,7 +673,7 @@ class _Side:
                 zp.ack_seq = int(self.ack[k - 1])
                 zp.ack_wraps += int(self.ack_dec[k - 1])
 
-    def apply_reassembler(self, limit: int) -> None:
+    def apply_reassembler(self) -> None:
         """My data's reassembler after the prefix: the last block grows, the peer's
         acks trim (one trim to the highest ack equals the sequence of trims)."""
         k = self.k

@@ -325,6 +325,12 @@ class CaptureReader:
                 raise self._error(f"file ends inside the {part} ({left} bytes present)",
                                   self._base + self._pos, number + 1)
 
+    @property
+    def record_layout(self) -> dict[str, Any]:
+        """How a pcap file lays out its records: columns.decode_records' keywords."""
+        return {"endian": self._endian, "divisor": self._divisor, "extra": self._extra,
+                "linktype": self._linktype}
+
     def record_batches(self, most: int = 65536) -> Iterator[tuple[bytes, list[int], int]]:
         """pcap only: the records complete in the buffer, as (buffer, offsets of their
         record headers, number of the first), at most `most` at a time, for a columnar

@@ -361,10 +361,8 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         feeder.feed = make_feed(analysis)  # bound to the wrapped table.add
         try:
             for buf, offsets, first in reader.record_batches():
-                feeder.process(decode_records(
-                    buf, offsets, first, endian=reader._endian, divisor=reader._divisor,
-                    extra=reader._extra, linktype=reader._linktype,
-                    verify_checksums=dec.verify_checksums))
+                feeder.process(decode_records(buf, offsets, first, **reader.record_layout,
+                                              verify_checksums=dec.verify_checksums))
                 position = first + len(offsets) - 1
                 if progress is not None:
                     progress[0] = position

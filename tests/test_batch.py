@@ -257,9 +257,8 @@ def test_assignment_in_batches_equals_one_at_a_time() -> None:
     expected: list[int] = []
     got: list[int] = []
     for buf, offsets, first in reader.record_batches(most=5000):  # decay spans cross batches
-        cols = decode_records(buf, offsets, first, endian=reader._endian,
-                              divisor=reader._divisor, extra=reader._extra,
-                              linktype=reader._linktype, verify_checksums=False)
+        cols = decode_records(buf, offsets, first, **reader.record_layout,
+                              verify_checksums=False)
         feeder = batch.BatchFeed(analysis, Decoder())
         feeder.cols, feeder.odd = cols, {}
         tcp = np.flatnonzero(cols.fast)
