@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +43,11 @@ def main() -> None:
     p.add_argument("--bulk-mbytes", type=int, default=300)
     p.add_argument("--lifetime", type=float, default=240.0)
     args = p.parse_args()
+    # without ethtool the veths keep GRO/TSO and tcpdump sees 64 KB super-segments: a
+    # quarter of the packets and nothing like a real NIC's capture
+    if shutil.which("ethtool") is None:
+        sys.exit("make_capture.py: ethtool is needed to turn veth offloads off "
+                 "(apt-get install ethtool)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

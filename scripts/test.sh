@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in tshark tcpdump dumpcap iptables tcptrace ip ss; do
+for tool in tshark tcpdump dumpcap iptables tcptrace ethtool ip ss; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -14,7 +14,7 @@ if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
-      tshark tcpdump iptables tcptrace iproute2 >/dev/null
+      tshark tcpdump iptables tcptrace ethtool iproute2 >/dev/null
   else
     echo "warning: missing ${need[*]} (not root or no apt-get): tests that need them skip"
   fi
