@@ -14,6 +14,8 @@ running then are not fired by the wall clock.
 from __future__ import annotations
 
 import gc
+import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +30,7 @@ from tcpanalyze.report import (
     ConnectionSummary,
     Finding,
     Report,
-    StateChange,
+    Timeline,
 )
 from tcpanalyze.segment import ACK, FIN, RST, SYN, Segment, format_endpoint
 from tcpanalyze.settings import Settings
@@ -254,8 +256,7 @@ class Analysis:
             history=view.history() if view is not None else "",
             findings=kinds, flags_seen=flags_seen_text(conn.flags_seen),
             quality=conn.quality(),
-            timeline=[StateChange(ch.ts, ch.frame, ch.role, ch.old, ch.new, ch.reason)
-                      for ch in conn.timeline],
+            timeline=Timeline(conn.timeline_rows()),
             capture=self.capture,
             zeek_records=[r.to_dict() for r in conn.zeek_records or ()])
 
@@ -315,14 +316,16 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
     # every few thousand allocations: a fifth of the run on a large file. Fewer passes.
     thresholds = gc.get_threshold()
     gc.set_threshold(100_000, 50, 100)
-    # files: thousands of frames at a time into columns (columns.py, batch.py); a live
-    # pipe goes frame by frame (findings at once, Ctrl-C between two frames)
-    columnar = batch and interrupt is None and path != "-"
+    # regular files: thousands of frames at a time into columns (columns.py, batch.py),
+    # Ctrl-C between two batches; a pipe or FIFO goes frame by frame (findings at once,
+    # Ctrl-C between two frames, never stuck waiting for a batch to fill)
+    columnar = batch and path != "-" and _regular_file(path)
     feed = make_feed(analysis)  # analysis.feed, with quiet segments short-cut
     decode = dec.decode
     try:
         if columnar:
-            frames = _read_batches(analysis, reader, dec, on_finding, on_progress)
+            frames = _read_batches(analysis, reader, dec, on_finding, on_progress,
+                                   interrupt)
         frames_in = iter(()) if columnar else time_ordered(reader)
         if interrupt is not None:
             frames_in = _until_interrupted(frames_in, interrupt)
@@ -357,11 +360,20 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
         error=str(error) if error is not None else None, decoder="dpkt")
 
 
+def _regular_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _read_batches(analysis: Analysis, reader: Any, dec: Any,
                   on_finding: Callable[[Finding], Any] | None,
-                  on_progress: Callable[[int, int], Any] | None) -> int:
+                  on_progress: Callable[[int, int], Any] | None,
+                  interrupt: Any = None) -> int:
     """The columnar path; returns the frames read. Errors are left in `reader.error`, as
-    for frame-by-frame reading."""
+    for frame-by-frame reading. An interrupt ends the reading between two batches (a
+    fraction of a second of work on a regular file)."""
     from tcpanalyze.batch import BatchFeed
     from tcpanalyze.capture import time_ordered
     from tcpanalyze.columns import decode_frames, decode_records
@@ -375,6 +387,8 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
             frames += len(offsets)
             if on_progress is not None:
                 on_progress(frames, reader.position)
+            if interrupt is not None and interrupt.requested:
+                break
         return frames
     held: list[Any] = []  # pcapng: the reader's frames (time-ordered), in batches
     for frame in time_ordered(reader):
@@ -385,6 +399,8 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
             held = []
             if on_progress is not None:
                 on_progress(frames, reader.position)
+            if interrupt is not None and interrupt.requested:
+                return frames
     if held:
         feed.process(decode_frames(held, dec.verify_checksums))
         frames += len(held)

@@ -28,7 +28,7 @@ MAX_CAPLEN = 262144
 # Bound for any pcapng block (name resolution and custom blocks can exceed one packet).
 MAX_BLOCK_LEN = 16 * 1024 * 1024
 READ_SIZE = 1 << 20
-BATCH_READ = 8 << 20  # bytes buffered at a time by record_batches
+BATCH_READ = 2 << 20  # bytes buffered at a time by record_batches
 # Bound on frames held back for time ordering (bytes, counting a frame's own overhead).
 MAX_REORDER_BYTES = 32 * 1024 * 1024
 _HELD_OVERHEAD = 200

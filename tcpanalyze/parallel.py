@@ -31,11 +31,10 @@ import re
 import signal
 import time
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from itertools import starmap
 from operator import attrgetter
-from typing import Any, overload
+from typing import Any
 
 from tcpanalyze.capture import CaptureError, open_capture, time_ordered
 from tcpanalyze.decode import Decoder
@@ -47,6 +46,7 @@ from tcpanalyze.report import (
     ConnectionSummary,
     Finding,
     StateChange,
+    Timeline,
 )
 from tcpanalyze.settings import Settings
 from tcpanalyze.tracker import Connection
@@ -153,58 +153,15 @@ _ID_AT = _SUMMARY_FIELDS.index("id")
 _TIMELINE_AT = _SUMMARY_FIELDS.index("timeline")
 
 
-class Timeline(Sequence[StateChange]):
-    """A received connection's state changes: rows of StateChange fields (in the order
-    of `fields`), made into StateChange objects on first use and kept."""
-
-    __slots__ = ("_changes", "_rows")
-    fields = _CHANGE_FIELDS
-
-    def __init__(self, rows: tuple[tuple[Any, ...], ...]) -> None:
-        self._rows = rows
-        self._changes: list[StateChange] | None = None
-
-    @property
-    def rows(self) -> tuple[tuple[Any, ...], ...] | None:
-        """The rows, or None once the objects exist (they may have been changed)."""
-        return self._rows if self._changes is None else None
-
-    def _list(self) -> list[StateChange]:
-        if self._changes is None:
-            self._changes = list(starmap(StateChange, self._rows))
-        return self._changes
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    @overload
-    def __getitem__(self, i: int) -> StateChange: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[StateChange]: ...
-
-    def __getitem__(self, i: int | slice) -> StateChange | list[StateChange]:
-        return self._list()[i]
-
-    def __iter__(self) -> Iterator[StateChange]:
-        return iter(self._list())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, (Timeline, list)):
-            return self._list() == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like the list it stands for
-
-    def __repr__(self) -> str:
-        return repr(self._list())
-
-
 def _pack(summaries: Iterable[ConnectionSummary]) -> list[list[Any]]:
     fields, change = attrgetter(*_SUMMARY_FIELDS), attrgetter(*_CHANGE_FIELDS)
     rows = []
     for summary in summaries:
         row = list(fields(summary))
-        row[_TIMELINE_AT] = tuple(map(change, summary.timeline))
+        timeline = summary.timeline
+        rows_ = getattr(timeline, "rows", None)
+        row[_TIMELINE_AT] = rows_ if rows_ is not None and timeline.fields == _CHANGE_FIELDS \
+            else tuple(map(change, timeline))
         rows.append(row)
     return rows
 

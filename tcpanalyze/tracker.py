@@ -419,6 +419,14 @@ class Connection:
         `_set`, not by appending here)."""
         return _unpack(self._timeline)
 
+    def timeline_rows(self) -> tuple[tuple[float, int, str, str, str, str], ...]:
+        """The timeline as rows of StateChange's fields (time, frame, endpoint, old, new,
+        reason), oldest first, without a Change object each."""
+        packed = self._timeline
+        kinds = _KINDS
+        return tuple((packed[i + 2], int(packed[i + 1]), *kinds[int(packed[i])])
+                     for i in range(0, len(packed), 3))
+
     @property
     def subject(self) -> str:
         return f"{self.client.name} -> {self.server.name}"
