@@ -277,3 +277,120 @@ def test_assignment_in_batches_equals_one_at_a_time() -> None:
     assert got == expected
     assert (many.load, many.count) == (one.load, one.count)
     assert many.owner == one.owner
+
+
+# -- the path the CLI takes --------------------------------------------------------------
+
+
+class _Interrupt:
+    """What cli.run_analysis passes (live.Interrupt), without the signal handlers."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.waiting = False
+
+
+def _whole(analysis: Analysis, summary: Any) -> dict[str, Any]:
+    analysis.finish()
+    return build_report([summary], analysis).to_dict()
+
+
+def _counting_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    sizes: list[int] = []
+    process = batch.BatchFeed.process
+
+    def counted(self: batch.BatchFeed, cols: Any) -> None:
+        sizes.append(len(cols))
+        process(self, cols)
+
+    monkeypatch.setattr(batch.BatchFeed, "process", counted)
+    return sizes
+
+
+def test_a_file_read_with_an_interrupt_handler_still_goes_in_batches(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`report --jobs 1` passes an interrupt handler; files must still take the columnar
+    path (they once went frame by frame whenever one was passed), with the same report."""
+    sizes = _counting_batches(monkeypatch)
+    with_handler = Analysis()
+    summary = read_into(with_handler, str(BULK), interrupt=_Interrupt())
+    assert summary.error is None
+    assert sum(sizes) == summary.packets > 0
+    plain = Analysis()
+    read_into(plain, str(BULK), batch=False)
+    assert _whole(with_handler, summary) == _whole(plain, summary)
+
+
+def test_an_interrupt_ends_a_file_between_two_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tcpanalyze.capture as capture
+
+    # several batches in the file
+    monkeypatch.setattr(capture, "READ_SIZE", 64 << 10)
+    monkeypatch.setattr(capture, "BATCH_READ", 64 << 10)
+    sizes = _counting_batches(monkeypatch)
+    interrupt = _Interrupt()
+
+    def progress(frames: int, offset: int) -> None:
+        interrupt.requested = True  # as the signal handler does
+
+    analysis = Analysis()
+    summary = read_into(analysis, str(BULK), interrupt=interrupt, on_progress=progress)
+    assert len(sizes) == 1 and summary.packets == sizes[0]
+    total = read_into(Analysis(), str(BULK)).packets
+    assert 0 < summary.packets < total
+    assert summary.error is not None and f"interrupted after {summary.packets}" in summary.error
+    # every frame read is accounted for, and every TCP segment read was analysed
+    assert summary.tcp_segments + sum(summary.skipped.values()) == summary.packets
+    assert analysis.segments == summary.tcp_segments > 0
+
+
+def test_a_fifo_is_read_frame_by_frame(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+                                       ) -> None:
+    """A named pipe (`<(tcpdump -w -)`) is live input: no waiting for a batch to fill."""
+    import os
+    import threading
+
+    sizes = _counting_batches(monkeypatch)
+    fifo = tmp_path / "live.pcap"
+    os.mkfifo(fifo)
+    data = BULK.read_bytes()
+
+    def write() -> None:
+        with open(fifo, "wb") as out:
+            out.write(data)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    analysis = Analysis()
+    summary = read_into(analysis, str(fifo), interrupt=_Interrupt())
+    writer.join(10)
+    assert sizes == []
+    assert summary.error is None
+    whole = Analysis()
+    assert summary.packets == read_into(whole, str(BULK)).packets
+    assert _whole(analysis, summary) == _whole(whole, summary)
+
+
+def test_bulk_runs_leave_nothing_for_the_cyclic_collector(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """read_into makes cyclic collections rare; a bulk run's per-direction arrays must be
+    freed when the run is applied, not kept (and the heap fragmented) until one happens."""
+    import gc
+
+    runs = [0]
+    quiet_prefix = batch.BatchFeed._quiet_prefix
+
+    def counted(self: batch.BatchFeed, conn: Any, idx: Any) -> int:
+        runs[0] += 1
+        return quiet_prefix(self, conn, idx)
+
+    monkeypatch.setattr(batch.BatchFeed, "_quiet_prefix", counted)
+    gc.collect()
+    gc.disable()
+    try:
+        read_into(Analysis(), str(MINI))
+        left = [o for o in gc.get_objects() if isinstance(o, batch._Side)]
+    finally:
+        gc.enable()
+    assert runs[0] > 0
+    assert left == []
