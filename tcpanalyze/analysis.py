@@ -256,7 +256,7 @@ class Analysis:
             history=view.history() if view is not None else "",
             findings=kinds, flags_seen=flags_seen_text(conn.flags_seen),
             quality=conn.quality(),
-            timeline=Timeline(conn.timeline_rows()),
+            timeline=Timeline.packed(*conn.packed_timeline()),
             capture=self.capture,
             zeek_records=[r.to_dict() for r in conn.zeek_records or ()])
 

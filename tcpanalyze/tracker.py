@@ -419,13 +419,10 @@ class Connection:
         `_set`, not by appending here)."""
         return _unpack(self._timeline)
 
-    def timeline_rows(self) -> tuple[tuple[float, int, str, str, str, str], ...]:
-        """The timeline as rows of StateChange's fields (time, frame, endpoint, old, new,
-        reason), oldest first, without a Change object each."""
-        packed = self._timeline
-        kinds = _KINDS
-        return tuple((packed[i + 2], int(packed[i + 1]), *kinds[int(packed[i])])
-                     for i in range(0, len(packed), 3))
+    def packed_timeline(self) -> tuple[array[float], list[tuple[str, str, str, str]]]:
+        """A copy of the packed timeline, (code, frame, time) per change, and the table
+        its codes index: (endpoint role, old state, new state, reason)."""
+        return array("d", self._timeline), _KINDS
 
     @property
     def subject(self) -> str:
