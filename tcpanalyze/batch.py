@@ -205,14 +205,10 @@ class BatchFeed:
         lo = np.minimum(ka, kb)
         hi = np.maximum(ka, kb)
         self.sender_lo = ka <= kb
-        pair = np.empty((len(cols), 2), dtype=np.int64)
-        pair[:, 0] = lo
-        pair[:, 1] = hi
         fast_tcp = tcp[cols.fast[tcp]]
         flow = np.full(len(cols), -1, dtype=np.int64)
         if len(fast_tcp):
-            keys, inverse = np.unique(pair[fast_tcp], axis=0, return_inverse=True)
-            flow[fast_tcp] = inverse.reshape(-1)
+            keys, flow[fast_tcp] = _pairs(lo[fast_tcp], hi[fast_tcp])
         else:
             keys = np.empty((0, 2), dtype=np.int64)
         self.flow = flow
@@ -488,6 +484,22 @@ class BatchFeed:
                 side.apply_reassembler()
             view.packets += bad
             view.last_time = float(ts[bad - 1])
+
+
+def _pairs(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (lo, hi) pairs in lexicographic order, and each element's index
+    among them: np.unique(..., axis=0, return_inverse=True), without its row sort on a
+    structured dtype (several times slower). Each value is ranked on its own, and the
+    pair of ranks, which fits in one int64, is made unique."""
+    u_lo, r_lo = np.unique(lo, return_inverse=True)
+    u_hi, r_hi = np.unique(hi, return_inverse=True)
+    width = len(u_hi)
+    pair, inverse = np.unique(r_lo.reshape(-1) * width + r_hi.reshape(-1),
+                              return_inverse=True)
+    keys = np.empty((len(pair), 2), dtype=np.int64)
+    keys[:, 0] = u_lo[pair // width]
+    keys[:, 1] = u_hi[pair % width]
+    return keys, inverse.reshape(-1)
 
 
 def _rel(value: int, wraps: int, start: int) -> int | None:

@@ -109,9 +109,13 @@ class Assignment:
             new = np.flatnonzero(w_of[span] < 0)
             if len(new):
                 fresh, first = np.unique(span[new], return_index=True)
+                # the load just before each new key's first segment, counted on from the
+                # previous one (every segment in between has an owner by then)
+                cur = load.copy()
+                done = 0
                 for at, k in sorted(zip(new[first].tolist(), fresh.tolist(), strict=True)):
-                    before = w_of[span[:at]]
-                    cur = load + np.bincount(before, minlength=jobs)[:jobs]
+                    cur += np.bincount(w_of[span[done:at]], minlength=jobs)[:jobs]
+                    done = at
                     w_of[k] = int(np.argmin(cur))  # ties: the lowest number, as index(min)
             ws = w_of[span]
             out[pos:end] = ws

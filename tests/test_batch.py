@@ -394,3 +394,20 @@ def test_bulk_runs_leave_nothing_for_the_cyclic_collector(
         gc.enable()
     assert runs[0] > 0
     assert left == []
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 20000])
+def test_flow_pairs_are_numpys_unique_rows(n: int) -> None:
+    """batch._pairs replaces np.unique(axis=0): same keys, same order, same inverse,
+    also with many repeats of one side (a server's address and port) and 48-bit values."""
+    import numpy as np
+
+    rng = np.random.default_rng(n)
+    lo = (rng.integers(0, 50, size=n) << 40) | rng.integers(0, 1 << 16, size=n) % 7
+    hi = (rng.integers(0, 3, size=n) << 47) | rng.integers(0, 1 << 16, size=n)
+    keys, inverse = batch._pairs(lo, hi)
+    want_keys, want_inverse = np.unique(np.stack([lo, hi], axis=1), axis=0,
+                                        return_inverse=True)
+    assert keys.tolist() == want_keys.tolist()
+    assert inverse.tolist() == want_inverse.reshape(-1).tolist()
+    assert keys[inverse].tolist() == np.stack([lo, hi], axis=1).tolist()
