@@ -49,7 +49,7 @@ from tcpanalyze.report import (
     Timeline,
 )
 from tcpanalyze.settings import Settings
-from tcpanalyze.tracker import Connection
+from tcpanalyze.tracker import CHANGE_KINDS, Connection
 
 __all__ = ["Assignment", "analyze_parallel", "read_into_parallel"]
 
@@ -157,25 +157,36 @@ _ID_AT = _SUMMARY_FIELDS.index("id")
 _TIMELINE_AT = _SUMMARY_FIELDS.index("timeline")
 
 
-def _pack(summaries: Iterable[ConnectionSummary]) -> list[list[Any]]:
+def _pack(summaries: Iterable[ConnectionSummary]
+          ) -> tuple[list[list[Any]], list[tuple[str, str, str, str]]]:
+    """Rows of the summaries' fields; a timeline still packed by the tracker travels as
+    its array (24 bytes a change) with the tracker's table of kinds, sent once."""
     fields, change = attrgetter(*_SUMMARY_FIELDS), attrgetter(*_CHANGE_FIELDS)
     rows = []
     for summary in summaries:
         row = list(fields(summary))
         timeline = summary.timeline
-        rows_ = getattr(timeline, "rows", None)
-        row[_TIMELINE_AT] = rows_ if rows_ is not None and timeline.fields == _CHANGE_FIELDS \
-            else tuple(map(change, timeline))
+        parts = getattr(timeline, "packed_parts", None)
+        if parts is not None and parts[1] is CHANGE_KINDS:
+            row[_TIMELINE_AT] = parts[0]
+        else:
+            rows_ = getattr(timeline, "rows", None)
+            row[_TIMELINE_AT] = rows_ if rows_ is not None and \
+                timeline.fields == _CHANGE_FIELDS else tuple(map(change, timeline))
         rows.append(row)
-    return rows
+    return rows, CHANGE_KINDS
 
 
-def _unpack(rows: list[list[Any]], remap: dict[int, int]) -> list[ConnectionSummary]:
+def _unpack(packed: tuple[list[list[Any]], list[tuple[str, str, str, str]]],
+            remap: dict[int, int]) -> list[ConnectionSummary]:
     """Summaries again, with their global ids."""
+    rows, kinds = packed
     out = []
     for row in rows:
         row[_ID_AT] = remap[row[_ID_AT]]
-        row[_TIMELINE_AT] = Timeline(row[_TIMELINE_AT])
+        timeline = row[_TIMELINE_AT]
+        row[_TIMELINE_AT] = Timeline.packed(timeline, kinds) if isinstance(timeline, array) \
+            else Timeline(timeline)
         out.append(ConnectionSummary(*row))
     return out
 

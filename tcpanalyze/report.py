@@ -138,6 +138,13 @@ class Timeline(Sequence[StateChange]):
         return timeline
 
     @property
+    def packed_parts(self) -> tuple[Sequence[float], Sequence[tuple[str, str, str, str]]] | None:
+        """(packed, kinds) while the timeline is held packed, else None."""
+        if self._changes is None and self._packed is not None:
+            return self._packed, self._kinds
+        return None
+
+    @property
     def rows(self) -> tuple[tuple[Any, ...], ...] | None:
         """The rows, or None once the objects exist (they may have been changed)."""
         if self._changes is not None:

@@ -112,6 +112,7 @@ class Change:
 # change 24. The (role, old, new, reason) combinations form a small, bounded set.
 _KIND_CODES: dict[tuple[str, str, str, str], int] = {}
 _KINDS: list[tuple[str, str, str, str]] = []
+CHANGE_KINDS = _KINDS  # read by other modules (packed timelines), written only here
 
 
 def _kind_code(role: str, old: str, new: str, reason: str) -> int:
