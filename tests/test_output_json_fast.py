@@ -216,3 +216,54 @@ def test_generated_connections(specs: list[Any]) -> None:
     report = report_of(*conns)
     assert written(report) == expected(report)
     assert written(report, False) == expected(report, False)
+
+
+# -- timelines held packed (report.Timeline.packed): written as one block ---------------
+
+
+def packed(*changes: tuple[float, int, str, str, str, str]) -> Any:
+    from array import array
+
+    from tcpanalyze.report import Timeline
+
+    kinds: list[tuple[str, str, str, str]] = []
+    flat = array("d")
+    for ts, frame, endpoint, old, new, reason in changes:
+        kind = (endpoint, old, new, reason)
+        if kind not in kinds:
+            kinds.append(kind)
+        flat.extend((kinds.index(kind), frame, ts))
+    return Timeline.packed(flat, kinds)
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_packed_timelines_with_awkward_strings(text: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = []
+    block = json_out._timeline_block
+    monkeypatch.setattr(json_out, "_timeline_block",
+                        lambda *a: blocks.append(1) or block(*a))  # type: ignore[func-returns-value]
+    c = conn(1, timeline=packed((1.0, 2, text, text, text, text),
+                                (1e300, 2**40, "client", text, "x", "y"),
+                                (-0.0, 0, "client", text, "x", "y"),
+                                (1e-7, 3, text, "a", "b", "c")), capture=text)
+    report = report_of(c, conn(2, timeline=packed((5.5, 9, "server", "a", "b", text))))
+    assert written(report) == expected(report)
+    assert written(report, False) == expected(report, False)
+    assert len(blocks) == 2  # both connections took the block path (once: with a timeline)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_packed_timelines_with_out_of_range_times_are_refused(bad: float) -> None:
+    c = conn(1, timeline=packed((1.0, 2, "a", "b", "c", "d"), (bad, 3, "a", "b", "c", "d")))
+    with pytest.raises(ValueError):
+        written(report_of(conn(2), c))
+
+
+def test_a_packed_timeline_once_looked_at_is_written_as_it_now_is() -> None:
+    timeline = packed((1.0, 2, "client", "CLOSED", "SYN_SENT", "sent SYN"))
+    c = conn(1, timeline=timeline)
+    timeline[0].reason = "changed after the analysis"
+    report = report_of(c)
+    assert "changed after the analysis" in written(report)
+    assert written(report) == expected(report)

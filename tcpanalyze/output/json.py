@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from itertools import chain
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from math import isfinite
 from operator import attrgetter
 from typing import Any, TextIO
 
@@ -84,23 +85,33 @@ def _str_keys(obj: Any) -> bool:
     return True
 
 
-def _gather(conn: ConnectionSummary, timeline: bool) -> tuple[tuple[Any, ...], list[Any]]:
-    """The connection's shape and its scalar leaves in the order to_dict() lists them."""
+def _gather(conn: ConnectionSummary, timeline: bool
+            ) -> tuple[tuple[Any, ...], list[Any], tuple[int, str] | None]:
+    """The connection's shape and its scalar leaves in the order to_dict() lists them,
+    and (leaf index, text) of a timeline written as one block."""
     leaves = list(_SCALARS(conn))
     findings = conn.findings
     leaves += findings
     leaves.append(conn.flags_seen)
     quality = conn.quality
     leaves += quality.values()
-    changes = -1
+    changes: int | str = -1
+    block = None
     if timeline:
         changes = len(conn.timeline)
-        # parallel.Timeline: the rows as received from a worker, when in to_dict()'s order
-        rows = getattr(conn.timeline, "rows", None)
-        if rows is not None and getattr(conn.timeline, "fields", None) == _CHANGE_NAMES:
-            leaves += chain.from_iterable(rows)
+        parts = getattr(conn.timeline, "packed_parts", None)
+        text = _timeline_block(*parts) if parts is not None and changes else None
+        if text is not None:
+            block = (len(leaves), text)
+            changes = "block"  # one leaf: the whole list, written by _timeline_block
+            leaves.append(None)
         else:
-            leaves += chain.from_iterable(map(_CHANGE, conn.timeline))
+            # report.Timeline: the rows, when in to_dict()'s order
+            rows = getattr(conn.timeline, "rows", None)
+            if rows is not None and getattr(conn.timeline, "fields", None) == _CHANGE_NAMES:
+                leaves += chain.from_iterable(rows)
+            else:
+                leaves += chain.from_iterable(map(_CHANGE, conn.timeline))
     capture = conn.capture
     if capture is not None:
         leaves.append(capture)
@@ -109,10 +120,43 @@ def _gather(conn: ConnectionSummary, timeline: bool) -> tuple[tuple[Any, ...], l
         leaves += record.values()
     shape = ("connection", len(findings), tuple(quality), changes, capture is not None,
              tuple(tuple(record) for record in zeek))
-    return shape, leaves
+    return shape, leaves, block
 
 
-def _gather_finding(finding: Finding) -> tuple[tuple[Any, ...], list[Any]]:
+# A state change of a timeline, as json.dumps(indent=2) writes it inside a connection
+# (the connection four spaces in, so the change's braces at 8 and its keys at 10): the
+# time and frame differ from change to change, the rest is one of few texts per kind.
+_CHANGE_HEAD = '        {\n          "time": %r,\n          "frame": %d'
+_kind_texts: dict[tuple[str, str, str, str], str] = {}
+
+
+def _kind_text(kind: tuple[str, str, str, str]) -> str:
+    text = _kind_texts.get(kind)
+    if text is None:
+        endpoint, old, new, reason = map(encode_basestring_ascii, kind)
+        text = (f',\n          "endpoint": {endpoint},\n          "from": {old},'
+                f'\n          "to": {new},\n          "reason": {reason}\n        }}')
+        if len(_kind_texts) >= _MAX_TEMPLATES:
+            _kind_texts.clear()
+        _kind_texts[kind] = text
+    return text
+
+
+def _timeline_block(packed: Any, kinds: Any) -> str | None:
+    """A packed timeline (report.Timeline) as the text of its JSON list, or None when a
+    time is not finite (json.dumps must raise its own error for it)."""
+    items = []
+    head = _CHANGE_HEAD
+    for i in range(0, len(packed), 3):
+        ts = packed[i + 2]
+        if not isfinite(ts):
+            return None
+        items.append(head % (ts, packed[i + 1]) + _kind_text(kinds[int(packed[i])]))
+    return "[\n" + ",\n".join(items) + "\n      ]"
+
+
+def _gather_finding(finding: Finding
+                    ) -> tuple[tuple[Any, ...], list[Any], tuple[int, str] | None]:
     leaves = [finding.kind, finding.severity, finding.connection, finding.subject]
     frames = finding.frames
     leaves += frames
@@ -126,29 +170,39 @@ def _gather_finding(finding: Finding) -> tuple[tuple[Any, ...], list[Any]]:
         leaves += details.values()
     shape = ("finding", len(frames), server is not None, capture is not None,
              tuple(details) if details else ())
-    return shape, leaves
+    return shape, leaves, None
 
 
-def _fill(template: str, leaves: list[Any]) -> str | None:
-    """The template filled with the encoded leaves, or None when a leaf is not a scalar
-    (a nested list or dict needs its own indentation)."""
+def _fill(template: str, leaves: list[Any], block: tuple[int, str] | None = None
+          ) -> str | None:
+    """The template filled with the encoded leaves (and the leaf at block[0] replaced by
+    the text block[1]), or None when a leaf is not a scalar (a nested list or dict needs
+    its own indentation)."""
     try:
         text = _encode_leaves(leaves)
     except (TypeError, ValueError, RecursionError):
         return None  # json.dumps will raise its own error for it
     if text[1] in "[{" or "\n[" in text or "\n{" in text:
         return None
-    return template % tuple(text[1:-1].split("\n"))
+    parts = text[1:-1].split("\n")
+    if block is not None:
+        parts[block[0]] = block[1]
+    return template % tuple(parts)
 
 
-def _template(data: dict[str, Any], shape: tuple[Any, ...], leaves: list[Any]) -> str | None:
-    """Made by json.dumps itself from the item's to_dict() with placeholder leaves, kept
-    only if it reproduces this item's plain text exactly."""
+def _template(data: dict[str, Any], shape: tuple[Any, ...], leaves: list[Any],
+              block: tuple[int, str] | None = None) -> str | None:
+    """Made by json.dumps itself from the item's to_dict() with placeholder leaves (the
+    timeline one leaf when it comes as a block), kept only if it reproduces this item's
+    plain text exactly."""
     if not _str_keys(data):
         return None
-    template = _indented(_plain(_skeleton(data)).replace("%", "%%").replace(_LEAF_TEXT, "%s"))
+    skeleton = _skeleton(data)
+    if block is not None:
+        skeleton["timeline"] = _LEAF
+    template = _indented(_plain(skeleton).replace("%", "%%").replace(_LEAF_TEXT, "%s"))
     try:
-        ok = _fill(template, leaves) == _indented(_plain(data))
+        ok = _fill(template, leaves, block) == _indented(_plain(data))
     except (TypeError, ValueError, RecursionError):
         return None  # this item cannot be written at all: json.dumps will say why
     if len(_templates) >= _MAX_TEMPLATES:
@@ -157,13 +211,13 @@ def _template(data: dict[str, Any], shape: tuple[Any, ...], leaves: list[Any]) -
     return _templates[shape]
 
 
-def _text(shape: tuple[Any, ...], leaves: list[Any], to_dict: Callable[[], dict[str, Any]]
-          ) -> str:
+def _text(shape: tuple[Any, ...], leaves: list[Any], to_dict: Callable[[], dict[str, Any]],
+          block: tuple[int, str] | None = None) -> str:
     template = _templates.get(shape, False)
     if template is False:
-        template = _template(to_dict(), shape, leaves)
+        template = _template(to_dict(), shape, leaves, block)
     if template is not None:
-        text = _fill(template, leaves)
+        text = _fill(template, leaves, block)
         if text is not None:
             return text
     return _indented(_plain(to_dict()))
@@ -172,13 +226,13 @@ def _text(shape: tuple[Any, ...], leaves: list[Any], to_dict: Callable[[], dict[
 def connection_text(conn: ConnectionSummary, timeline: bool = True) -> str:
     """One connection as it appears in the report's "connections" list (indented four
     spaces, no trailing comma or newline)."""
-    shape, leaves = _gather(conn, timeline)
-    return _text(shape, leaves, lambda: conn.to_dict(timeline))
+    shape, leaves, block = _gather(conn, timeline)
+    return _text(shape, leaves, lambda: conn.to_dict(timeline), block)
 
 
 def finding_text(finding: Finding) -> str:
     """One finding as it appears in the report's "findings" list."""
-    shape, leaves = _gather_finding(finding)
+    shape, leaves, _ = _gather_finding(finding)
     return _text(shape, leaves, finding.to_dict)
 
 
