@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from tcpanalyze.capture import Frame
 from tcpanalyze.decode import MAX_TIMESTAMP
@@ -55,34 +56,19 @@ class Columns:
         return len(self.ts)
 
 
-def _u16(a: np.ndarray, at: np.ndarray) -> np.ndarray:
-    return (a[at].astype(np.int64) << 8) | a[at + 1]
-
-
-def _u32(a: np.ndarray, at: np.ndarray) -> np.ndarray:
-    return ((a[at].astype(np.int64) << 24) | (a[at + 1].astype(np.int64) << 16)
-            | (a[at + 2].astype(np.int64) << 8) | a[at + 3])
-
-
-def _u32_le(a: np.ndarray, at: np.ndarray) -> np.ndarray:
-    return ((a[at + 3].astype(np.int64) << 24) | (a[at + 2].astype(np.int64) << 16)
-            | (a[at + 1].astype(np.int64) << 8) | a[at])
-
-
 def decode_records(buf: bytes, offsets: list[int], first: int, *, endian: str,
                    divisor: int, extra: int, linktype: int,
                    verify_checksums: bool) -> Columns:
     """pcap records at `offsets` of `buf` (CaptureReader.record_batches)."""
     a = np.frombuffer(buf + _PAD, dtype=np.uint8)
     rec = np.asarray(offsets, dtype=np.int64)
-    u32 = _u32_le if endian == "<" else _u32
-    sec = u32(a, rec)
-    frac = u32(a, rec + 4)
+    # the record headers: seconds, fraction, captured and original length
+    head = sliding_window_view(a, 16)[rec].view(endian + "u4").astype(np.int64)
     # sec + frac / divisor, as capture.py computes it (both exact in float64, one rounding
     # for the division and one for the sum, as in Python)
-    ts = sec.astype(np.float64) + frac.astype(np.float64) / float(divisor)
+    ts = head[:, 0].astype(np.float64) + head[:, 1].astype(np.float64) / float(divisor)
     numbers = list(range(first, first + len(offsets)))
-    return _decode(a, buf, rec + 16 + extra, u32(a, rec + 8), u32(a, rec + 12), ts,
+    return _decode(a, buf, rec + 16 + extra, head[:, 2], head[:, 3], ts,
                    numbers, linktype == 1 and not verify_checksums, linktype)
 
 
@@ -104,6 +90,19 @@ def decode_frames(frames: list[Frame], verify_checksums: bool) -> Columns:
     return cols
 
 
+# The header bytes _decode reads, at their offsets from a frame's start (Ethernet 14,
+# IPv4 20, TCP 20 + options), as one record type: a batch's frames are gathered as rows
+# of _REACH bytes and every field is read from them at once, instead of byte by byte.
+_HEADERS = np.dtype({
+    "names": ["etype", "vihl", "total", "frag", "proto", "src", "dst", "sport", "dport",
+              "seq", "ack", "off", "flags", "window", "opt", "tsval", "nopnop", "kind",
+              "length"],
+    "formats": [">u2", "u1", ">u2", ">u2", "u1", ">u4", ">u4", ">u2", ">u2", ">u4", ">u4",
+                "u1", "u1", ">u2", ">u4", ">u4", ">u2", "u1", "u1"],
+    "offsets": [12, 14, 16, 20, 23, 26, 30, 34, 36, 38, 42, 46, 47, 48, 54, 58, 66, 68, 69],
+    "itemsize": _REACH})
+
+
 def _decode(a: np.ndarray, buf: bytes, d: np.ndarray, caplen: np.ndarray,
             wirelen: np.ndarray, ts: np.ndarray, numbers: list[int], allowed: bool,
             linktype: int | list[int]) -> Columns:
@@ -112,39 +111,33 @@ def _decode(a: np.ndarray, buf: bytes, d: np.ndarray, caplen: np.ndarray,
     # record passes Decoder.decode's fast-path test.
     last = len(buf) + len(_PAD) - _REACH
     g = np.minimum(d, last)  # keep gathers inside the padded buffer
-    etype = _u16(a, g + 12)
-    vihl = a[g + 14]
-    total = _u16(a, g + 16)
-    frag = _u16(a, g + 20)
-    proto = a[g + 23]
-    off = a[g + 46].astype(np.int64)
+    h = sliding_window_view(a, _REACH)[g].view(_HEADERS).reshape(-1)
+
+    def field(name: str) -> np.ndarray:
+        return h[name].astype(np.int64)
+
+    total = field("total")
+    off = field("off")
     thl = (off >> 4) << 2
-    fast = ((caplen >= 54) & (etype == 0x0800) & (vihl == 0x45) & (proto == 6)
-            & ((frag & 0x3FFF) == 0) & (total >= 40)
+    fast = ((caplen >= 54) & (h["etype"] == 0x0800) & (h["vihl"] == 0x45)
+            & (h["proto"] == 6) & ((h["frag"] & 0x3FFF) == 0) & (total >= 40)
             & (total + 14 <= np.maximum(caplen, wirelen))
             & (thl >= 20) & (thl <= total - 20) & (34 + thl <= caplen)
             & (ts >= 0.0) & (ts < MAX_TIMESTAMP))
     if not allowed or n == 0:
         fast = np.zeros(n, dtype=bool)
-    src = _u32(a, g + 26)
-    dst = _u32(a, g + 30)
-    sport = _u16(a, g + 34)
-    dport = _u16(a, g + 36)
-    seq = _u32(a, g + 38)
-    ack = _u32(a, g + 42)
-    flags = a[g + 47].astype(np.int64) | ((off & 1) << 8)
-    window = _u16(a, g + 48)
+    flags = field("flags") | ((off & 1) << 8)
     payload_len = total - 20 - thl
-    opt = _u32(a, g + 54)
-    with_ts = opt == _TS_OPTION
+    with_ts = h["opt"] == _TS_OPTION
     ts_only = (thl == 32) & with_ts
     # NOP NOP TS, then NOP NOP SACK with 1-3 blocks: Linux's ACKs during loss recovery
     sack_len = thl - 34
-    ts_sack = (with_ts & (thl >= 44) & (_u16(a, g + 66) == 0x0101) & (a[g + 68] == 5)
-               & (a[g + 69] == sack_len) & ((sack_len - 2) % 8 == 0))
-    tsval = np.where(ts_only | ts_sack, _u32(a, g + 58), -1)
+    ts_sack = (with_ts & (thl >= 44) & (h["nopnop"] == 0x0101) & (h["kind"] == 5)
+               & (h["length"] == sack_len) & ((sack_len - 2) % 8 == 0))
+    tsval = np.where(ts_only | ts_sack, field("tsval"), -1)
     plain = (thl == 20) | ts_only | ts_sack
     return Columns(buf=buf, numbers=numbers, linktype=linktype, data_at=d, caplen=caplen,
-                   wirelen=wirelen, ts=ts, fast=fast, src=src, dst=dst, sport=sport,
-                   dport=dport, seq=seq, ack=ack, flags=flags, window=window,
+                   wirelen=wirelen, ts=ts, fast=fast, src=field("src"), dst=field("dst"),
+                   sport=field("sport"), dport=field("dport"), seq=field("seq"),
+                   ack=field("ack"), flags=flags, window=field("window"),
                    payload_len=payload_len, thl=thl, tsval=tsval, plain_options=plain)
