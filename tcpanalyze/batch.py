@@ -56,6 +56,9 @@ _HIST_DATA = 0x10
 _HIST_ACK = 0x20
 
 
+_new_tuple = tuple.__new__
+
+
 class BatchFeed:
     """Feeds `Columns` batches into `analysis` (with decoder for the odd frames)."""
 
@@ -153,16 +156,18 @@ class BatchFeed:
         self.l_thl = cols.thl.tolist()
 
     def _segment(self, i: int) -> Segment:
-        seg = self.odd.get(i)
-        if seg is not None:
-            return seg
+        if self.odd:
+            seg = self.odd.get(i)
+            if seg is not None:
+                return seg
         at = self.l_at[i]
         buf = self.cols.buf
         thl = self.l_thl[i]
-        return Segment(self.cols.numbers[i], self.l_ts[i], buf[at + 26:at + 30],
-                       buf[at + 30:at + 34], self.l_sport[i], self.l_dport[i], self.l_seq[i],
-                       self.l_ack[i], self.l_flags[i], self.l_win[i], self.l_plen[i],
-                       buf[at + 54:at + 34 + thl] if thl > 20 else b"")
+        # tuple.__new__: the NamedTuple without its Python-level __new__ (same object)
+        return _new_tuple(Segment, (
+            self.cols.numbers[i], self.l_ts[i], buf[at + 26:at + 30], buf[at + 30:at + 34],
+            self.l_sport[i], self.l_dport[i], self.l_seq[i], self.l_ack[i], self.l_flags[i],
+            self.l_win[i], self.l_plen[i], buf[at + 54:at + 34 + thl] if thl > 20 else b""))
 
     def _one(self, i: int) -> None:
         self.frame = self.cols.numbers[i]

@@ -325,10 +325,17 @@ class FlowTable:
         return out
 
     def drain(self, end: float) -> Iterator[Connection]:
-        """End of capture: every remaining connection, timers fired up to `end`."""
-        for conn in list(self.active.values()):
+        """End of capture: every remaining connection, timers fired up to `end`. Each
+        leaves the table as it is handed out, so a caller that summarises and drops
+        them never holds the whole table and all the summaries at once."""
+        yield from self.pop_finished()
+        self._deadlines.clear()
+        active = self.active
+        for key in list(active):
+            conn = active.get(key)
+            if conn is None:
+                continue
             conn.expire(end)
             self._finish(conn)
-        self._deadlines.clear()
+            yield from self.pop_finished()
         self._by_id.clear()
-        yield from self.pop_finished()

@@ -409,6 +409,11 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     from tcpanalyze.analysis import LINKTYPE_NAMES
 
     open_capture(path).close()  # not a capture at all: CaptureError here, as read_into does
+    # the workers' columnar path, loaded once before the fork: its pages (numpy's above
+    # all, ~20 MB) are then shared by every worker instead of loaded by each
+    import tcpanalyze.batch
+    import tcpanalyze.columns  # noqa: F401
+
     ctx = mp.get_context("fork")
     progress = ctx.Array("q", 2, lock=False) if on_progress is not None else None
     results = ctx.SimpleQueue()

@@ -126,32 +126,35 @@ def _gather(conn: ConnectionSummary, timeline: bool
 # A state change of a timeline, as json.dumps(indent=2) writes it inside a connection
 # (the connection four spaces in, so the change's braces at 8 and its keys at 10): the
 # time and frame differ from change to change, the rest is one of few texts per kind.
-_CHANGE_HEAD = '        {\n          "time": %r,\n          "frame": %d'
-_kind_texts: dict[tuple[str, str, str, str], str] = {}
+_TIME = '        {\n          "time": '
+_FRAME = ',\n          "frame": '
+# id of a table of kinds -> (the table, the text of each kind): one table per process
+# that made timelines (tracker.CHANGE_KINDS, only ever appended to)
+_kind_texts: dict[int, tuple[Any, list[str]]] = {}
 
 
 def _kind_text(kind: tuple[str, str, str, str]) -> str:
-    text = _kind_texts.get(kind)
-    if text is None:
-        endpoint, old, new, reason = map(encode_basestring_ascii, kind)
-        text = (f',\n          "endpoint": {endpoint},\n          "from": {old},'
-                f'\n          "to": {new},\n          "reason": {reason}\n        }}')
-        if len(_kind_texts) >= _MAX_TEMPLATES:
-            _kind_texts.clear()
-        _kind_texts[kind] = text
-    return text
+    endpoint, old, new, reason = map(encode_basestring_ascii, kind)
+    return (f',\n          "endpoint": {endpoint},\n          "from": {old},'
+            f'\n          "to": {new},\n          "reason": {reason}\n        }}')
 
 
 def _timeline_block(packed: Any, kinds: Any) -> str | None:
     """A packed timeline (report.Timeline) as the text of its JSON list, or None when a
     time is not finite (json.dumps must raise its own error for it)."""
-    items = []
-    head = _CHANGE_HEAD
-    for i in range(0, len(packed), 3):
-        ts = packed[i + 2]
-        if not isfinite(ts):
-            return None
-        items.append(head % (ts, packed[i + 1]) + _kind_text(kinds[int(packed[i])]))
+    times = packed[2::3]
+    if not all(map(isfinite, times)):
+        return None
+    known = _kind_texts.get(id(kinds))
+    if known is None or known[0] is not kinds:
+        if len(_kind_texts) >= 64:
+            _kind_texts.clear()
+        known = _kind_texts[id(kinds)] = (kinds, [])
+    texts = known[1]
+    if len(texts) < len(kinds):
+        texts += map(_kind_text, kinds[len(texts):])
+    items = [f"{_TIME}{ts!r}{_FRAME}{int(frame)}{texts[int(code)]}"
+             for ts, frame, code in zip(times, packed[1::3], packed[::3], strict=True)]
     return "[\n" + ",\n".join(items) + "\n      ]"
 
 
