@@ -11,8 +11,8 @@ of the whole process tree (PSS splits pages shared after fork instead of countin
 once per process). Sampling costs CPU on the same cores: every 50 ms it cost the
 measured run ~0.3 s of wall time on the bench capture; every 250 ms it costs <0.1 s,
 and the peak (reached as the workers finish, after seconds of growth) is the same.
-The load average before and after is printed: other work on the machine skews wall times, so CPU seconds are shown too, and for `--jobs N` the critical
-path (the parent's own CPU plus the busiest worker's), which is what the wall time
+The load average before and after is printed: other work on the machine skews wall
+times, so CPU seconds are shown too, and for `--jobs N` the critical path (the parent's own CPU plus the busiest worker's), which is what the wall time
 would be on an otherwise idle machine with N free cores.
 """
 
