@@ -3,17 +3,18 @@
     python3 bench/run_bench.py [CAPTURE] [--runs 3] [--jobs 2] [--only NAME ...]
 
 Every tool runs `--runs` times on the same file, one after the other; the table shows
-the median wall time, packets per second (capinfos' packet count / median time) and
-peak memory, then the ratios the issue sets targets for. Peak memory is the kernel's
+the median wall time, packets per second (capinfos' packet count / median time) and peak
+memory, then the ratios the issue sets targets for. Peak memory is the kernel's
 ru_maxrss of the process (wait4) for one-process tools; for `tcpanalyze --jobs N` the
 workers are forked children, so it is the sampled peak (every 250 ms) of the summed PSS
 of the whole process tree (PSS splits pages shared after fork instead of counting them
 once per process). Sampling costs CPU on the same cores: every 50 ms it cost the
-measured run ~0.3 s of wall time on the bench capture; every 250 ms it costs <0.1 s,
-and the peak (reached as the workers finish, after seconds of growth) is the same.
-The load average before and after is printed: other work on the machine skews wall
-times, so CPU seconds are shown too, and for `--jobs N` the critical path (the parent's own CPU plus the busiest worker's), which is what the wall time
-would be on an otherwise idle machine with N free cores.
+measured run ~0.3 s of wall time on the bench capture; every 250 ms it costs <0.1 s, and
+the peak (reached as the workers finish, after seconds of growth) is the same. The load
+average before and after is printed: other work on the machine skews wall times, so CPU
+seconds are shown too, and for `--jobs N` the critical path (the parent's own CPU plus
+the busiest worker's), which is what the wall time would be on an otherwise idle machine
+with N free cores.
 """
 
 from __future__ import annotations
