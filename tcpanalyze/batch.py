@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -384,15 +385,19 @@ class BatchFeed:
         move = getattr(active, "move_to_end", None)
         if move is None:
             return
-        last: dict[Any, int] = {}
-        flow = self.flow
-        for j, i in enumerate(pos.tolist()):
-            f = flow[i]
-            if f >= 0:
-                last[int(f)] = j
-            else:
-                last[flow_key(self.odd[i])] = j
-        for key, _ in sorted(last.items(), key=lambda item: item[1]):
+        # each flow's last segment in the stretch, then the flows in that order
+        flow = self.flow[pos]
+        fast = np.flatnonzero(flow >= 0)
+        f = flow[fast][::-1]
+        flows, back = np.unique(f, return_index=True)
+        last: list[tuple[int, Any]] = list(zip(fast[len(f) - 1 - back].tolist(),
+                                               flows.tolist(), strict=True))
+        odd: dict[Any, int] = {}  # odd segments (IP options, ...) by their five-tuple
+        for j in np.flatnonzero(flow < 0).tolist():
+            odd[flow_key(self.odd[int(pos[j])])] = j
+        last += ((j, key) for key, j in odd.items())
+        last.sort(key=itemgetter(0))
+        for _, key in last:
             if not isinstance(key, tuple):
                 key = self._key(key)
             if key in active:

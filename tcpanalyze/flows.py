@@ -33,7 +33,6 @@ from tcpanalyze.tracker import (
     SYN_SENT,
     TIME_WAIT,
     UNKNOWN,
-    Change,
     Connection,
     Endpoint,
     Note,
@@ -134,8 +133,9 @@ class FlowTable:
     def __len__(self) -> int:
         return len(self.active)
 
-    def add(self, seg: Segment) -> tuple[Connection, list[Change], list[Note]]:
-        """Feed a segment to its connection, creating or splitting as needed."""
+    def add(self, seg: Segment) -> tuple[Connection, int, list[Note]]:
+        """Feed a segment to its connection, creating or splitting as needed; returns
+        the connection, the number of state changes and the notes it caused."""
         src, sport, dst, dport = seg.src, seg.sport, seg.dst, seg.dport
         # flow_key(seg), comparing (src, sport) <= (dst, dport) without the pairs
         key = (src, sport, dst, dport) if src < dst or (src == dst and sport <= dport) else (
@@ -164,11 +164,11 @@ class FlowTable:
                 self._evict_one()
             if len(active) > self.peak:
                 self.peak = len(active)
-            changes, new_notes = conn.feed(seg)
+            changes, new_notes = conn.step(seg)
             self._schedule(conn, ts, new=True)
         else:
             active.move_to_end(key)
-            changes, new_notes = conn.feed(seg)
+            changes, new_notes = conn.step(seg)
             if new_notes and ts - conn.evidence_check >= EVIDENCE_RECHECK:
                 # new evidence (a reset, a retransmission): look at it at the next sweep,
                 # so a live run reports it within a second of capture time; at most every

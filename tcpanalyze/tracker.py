@@ -325,6 +325,12 @@ class Connection:
 
     def feed(self, seg: Segment) -> tuple[list[Change], list[Note]]:
         """Apply one segment; return the state changes and notes it caused."""
+        start = len(self._timeline)
+        count, notes = self.step(seg)
+        return (_unpack(self._timeline, start) if count else []), notes
+
+    def step(self, seg: Segment) -> tuple[int, list[Note]]:
+        """`feed` for the flow table: the number of state changes, not the changes."""
         n_changes, n_notes = len(self._timeline), len(self.notes)
         c = self.client
         if seg.sport == c.port and seg.src == c.addr:
@@ -364,9 +370,7 @@ class Connection:
                 sender.window = window  # open and open: nothing to note
             else:
                 self._on_window(seg, sender, peer)
-        changes = _unpack(self._timeline, n_changes) if len(self._timeline) > n_changes \
-            else []
-        return changes, self.notes[n_notes:]
+        return (len(self._timeline) - n_changes) // 3, self.notes[n_notes:]
 
     def expire(self, now: float) -> list[Change]:
         """Fire the timers that would have run out by capture time `now`."""
