@@ -34,6 +34,7 @@ from tcpanalyze.report import (
 )
 from tcpanalyze.segment import ACK, FIN, RST, SYN, Segment, format_endpoint
 from tcpanalyze.settings import Settings
+from tcpanalyze.summaries import SummaryList
 from tcpanalyze.tracker import Connection, final_states
 from tcpanalyze.zeek import ZeekView, first_packet_flips
 
@@ -92,10 +93,13 @@ class Analysis:
     zeek_records: bool = False  # also split connections into records as Zeek would
     zeek_view: bool = True  # Zeek's conn_state/history per connection (off: less memory)
     findings: list[Finding] = field(default_factory=list)
-    connections: list[ConnectionSummary] = field(default_factory=list)
+    # every connection's summary for the report (kept on disk past summaries.SPILL_AT)
+    connections: SummaryList = field(default_factory=SummaryList)
     connections_total: int = 0
 
     def __post_init__(self) -> None:
+        self.connections = SummaryList(self.connections,
+                                       spill_at=self.settings.summaries_in_memory)
         self.table = FlowTable(self.settings)
         self.connection_detector = ConnectionDetector(self.settings)
         self.aggregates = AggregateDetector(self.settings)
@@ -154,11 +158,16 @@ class Analysis:
         if self.aggregates.members:
             self.findings = [f for f in self.findings if not self.aggregates.absorbs(f)]
             keep = {f.connection for f in self.findings}
-            for summary in self.connections:
-                if summary.id in self.aggregates.members and summary.id not in keep:
+            members = self.aggregates.members
+
+            def unabsorb(summary: ConnectionSummary) -> None:
+                if summary.id in members and summary.id not in keep:
                     summary.findings = [k for k in summary.findings if k not in ABSORBED]
+
+            self.connections.apply(unabsorb)
             if not self.keep_connections:  # kept only for findings that are now absorbed
-                self.connections = [c for c in self.connections if c.findings]
+                self.connections = SummaryList((c for c in self.connections if c.findings),
+                                               spill_at=self.settings.summaries_in_memory)
         self.findings.sort(key=lambda f: (f.time, _KIND_ORDER.get(f.kind, 99),
                                           f.connection or 0))
         self.connections.sort(key=lambda c: c.id)

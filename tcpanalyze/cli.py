@@ -31,6 +31,7 @@ from tcpanalyze.gate import (
 )
 from tcpanalyze.report import CaptureSummary, Finding, Report
 from tcpanalyze.settings import Settings
+from tcpanalyze.summaries import SummaryList
 
 FORMAT_NAMES = list(output.FORMATS)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -187,7 +188,7 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
     from tcpanalyze.parallel import read_into_parallel
 
     captures: list[CaptureSummary] = []
-    connections = []
+    connections: SummaryList | None = None
     findings: list[Finding] = []
     stats: dict[str, Any] = {"connections": 0, "evicted": 0, "idle_closed": 0,
                              "peak_tracked": 0}
@@ -235,17 +236,20 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
                 on_finding(finding)
         part = build_report([summary], analysis)
         # Connection ids stay unique across captures of one run.
-        id_map = {}
-        for conn in part.connections:
-            id_map[conn.id] = conn.id + next_id
-            conn.id += next_id
-            conn.capture = name
-        for finding in part.findings:
-            if finding.connection is not None:
-                finding.connection = id_map.get(finding.connection, finding.connection)
-        next_id = max([c.id for c in part.connections], default=next_id)
+        ids = analysis.connections.ids()
+        if next_id:
+            present = set(ids)
+            analysis.connections.renumber(next_id)
+            for finding in part.findings:
+                if finding.connection in present:
+                    finding.connection += next_id
+        if len(ids):
+            next_id += max(ids)
         captures.append(summary)
-        connections.extend(part.connections)
+        if connections is None:
+            connections = analysis.connections  # (on disk past a limit: not copied)
+        else:
+            connections.extend(analysis.connections)
         findings.extend(part.findings)
         for key in stats:
             if key == "peak_tracked":
@@ -254,8 +258,9 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
                 stats[key] += part.stats.get(key, 0)
         if interrupt.requested:
             break  # Ctrl-C ends the whole run, not just this capture
-    return Report(captures=captures, connections=connections, findings=findings,
-                  tool_version=__version__, stats=stats)
+    return Report(captures=captures,
+                  connections=connections if connections is not None else SummaryList(),
+                  findings=findings, tool_version=__version__, stats=stats)
 
 
 def _undecoded(summary: CaptureSummary) -> int:

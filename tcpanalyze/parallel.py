@@ -23,7 +23,6 @@ the merged sets is approximate; eviction (`max_connections`) applies per worker.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import gc
 import multiprocessing as mp
 import os
@@ -33,7 +32,6 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from operator import attrgetter
 from typing import Any
 
 from tcpanalyze.capture import CaptureError, open_capture, time_ordered
@@ -45,10 +43,9 @@ from tcpanalyze.report import (
     CaptureSummary,
     ConnectionSummary,
     Finding,
-    StateChange,
-    Timeline,
 )
 from tcpanalyze.settings import Settings
+from tcpanalyze.summaries import ID_AT, from_row, summary_row
 from tcpanalyze.tracker import CHANGE_KINDS, Connection
 
 __all__ = ["Assignment", "analyze_parallel", "read_into_parallel"]
@@ -146,49 +143,27 @@ class Assignment:
                 del self.owner[key]
 
 
-# A worker sends its connection summaries as rows of plain values (the dataclass fields
-# in order, the timeline as rows of StateChange fields): they pickle and unpickle several
-# times faster than 40,000 summaries with 400,000 StateChange objects, and the parent
-# makes StateChange objects only for timelines someone looks at (the JSON writer reads
-# the rows). Rows hold the constructors' parameters in order (they are passed positionally).
-_SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(ConnectionSummary) if f.init)
-_CHANGE_FIELDS = tuple(f.name for f in dataclasses.fields(StateChange) if f.init)
-_ID_AT = _SUMMARY_FIELDS.index("id")
-_TIMELINE_AT = _SUMMARY_FIELDS.index("timeline")
+# A worker sends its connection summaries as rows of plain values (summaries.summary_row:
+# the dataclass fields in order, a timeline packed by the tracker as its array): they
+# pickle and unpickle several times faster than 40,000 summaries with 400,000 StateChange
+# objects, and the parent makes StateChange objects only for timelines someone looks at.
 
 
 def _pack(summaries: Iterable[ConnectionSummary]
           ) -> tuple[list[list[Any]], list[tuple[str, str, str, str]]]:
-    """Rows of the summaries' fields; a timeline still packed by the tracker travels as
-    its array (24 bytes a change) with the tracker's table of kinds, sent once."""
-    fields, change = attrgetter(*_SUMMARY_FIELDS), attrgetter(*_CHANGE_FIELDS)
-    rows = []
-    for summary in summaries:
-        row = list(fields(summary))
-        timeline = summary.timeline
-        parts = getattr(timeline, "packed_parts", None)
-        if parts is not None and parts[1] is CHANGE_KINDS:
-            row[_TIMELINE_AT] = parts[0]
-        else:
-            rows_ = getattr(timeline, "rows", None)
-            row[_TIMELINE_AT] = rows_ if rows_ is not None and \
-                timeline.fields == _CHANGE_FIELDS else tuple(map(change, timeline))
-        rows.append(row)
-    return rows, CHANGE_KINDS
+    """Rows of the summaries, with the tracker's table of kinds (sent once)."""
+    return [summary_row(summary) for summary in summaries], CHANGE_KINDS
 
 
 def _unpack(packed: tuple[list[list[Any]], list[tuple[str, str, str, str]]],
-            remap: dict[int, int]) -> list[ConnectionSummary]:
-    """Summaries again, with their global ids."""
+            remap: dict[int, int]) -> Iterator[ConnectionSummary]:
+    """Summaries again, with their global ids, one at a time (into a SummaryList, which
+    may keep them on disk)."""
     rows, kinds = packed
-    out = []
-    for row in rows:
-        row[_ID_AT] = remap[row[_ID_AT]]
-        timeline = row[_TIMELINE_AT]
-        row[_TIMELINE_AT] = Timeline.packed(timeline, kinds) if isinstance(timeline, array) \
-            else Timeline(timeline)
-        out.append(ConnectionSummary(*row))
-    return out
+    for k, row in enumerate(rows):
+        row[ID_AT] = remap[row[ID_AT]]
+        yield from_row(row, kinds)
+        rows[k] = None  # type: ignore[call-overload]  # each row freed once made
 
 
 class _CountingAggregates(AggregateDetector):

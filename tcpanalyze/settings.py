@@ -41,6 +41,8 @@ class Settings:
 
     # -- memory bounds ----------------------------------------------------------------
     max_connections: int = 500_000  # tracked at once; the oldest idle is evicted beyond this
+    # a report's connection summaries held in memory; beyond, they go to a temporary file
+    summaries_in_memory: int = 50_000
 
     @classmethod
     def names(cls) -> list[str]:

@@ -75,7 +75,7 @@ def test_cli_json_is_byte_identical() -> None:
 
 
 def test_received_timelines_behave_like_the_lists_one_process_makes() -> None:
-    from tcpanalyze.parallel import Timeline
+    from tcpanalyze.report import Timeline
 
     path = str(SAMPLES / "time-wait-reuse.pcap")
     one, two = analyze(path), analyze_parallel(path, jobs=2)
