@@ -26,12 +26,14 @@ import copy
 import gc
 import multiprocessing as mp
 import os
+import pickle
 import re
 import signal
+import tempfile
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from tcpanalyze.capture import CaptureError, open_capture, time_ordered
@@ -149,21 +151,49 @@ class Assignment:
 # objects, and the parent makes StateChange objects only for timelines someone looks at.
 
 
-def _pack(summaries: Iterable[ConnectionSummary]
-          ) -> tuple[list[list[Any]], list[tuple[str, str, str, str]]]:
-    """Rows of the summaries, with the tracker's table of kinds (sent once)."""
-    return [summary_row(summary) for summary in summaries], CHANGE_KINDS
+def _write_rows(summaries: Iterable[ConnectionSummary]) -> tuple[str, int, Any]:
+    """A worker's summaries as rows in a temporary file, one pickle each (its summaries
+    may be more than fit in memory): (path, how many, the tracker's table of kinds)."""
+    count = 0
+    with tempfile.NamedTemporaryFile("wb", prefix="tcpanalyze-worker-", delete=False) as out:
+        for summary in summaries:
+            pickle.dump(summary_row(summary), out, pickle.HIGHEST_PROTOCOL)
+            count += 1
+    return out.name, count, CHANGE_KINDS
 
 
-def _unpack(packed: tuple[list[list[Any]], list[tuple[str, str, str, str]]],
-            remap: dict[int, int]) -> Iterator[ConnectionSummary]:
-    """Summaries again, with their global ids, one at a time (into a SummaryList, which
-    may keep them on disk)."""
-    rows, kinds = packed
-    for k, row in enumerate(rows):
-        row[ID_AT] = remap[row[ID_AT]]
-        yield from_row(row, kinds)
-        rows[k] = None  # type: ignore[call-overload]  # each row freed once made
+def _read_rows(written: tuple[str, int, Any], remap: _Remap
+               ) -> Iterator[ConnectionSummary]:
+    """The summaries of `_write_rows` again, with their global ids; removes the file."""
+    path, count, kinds = written
+    try:
+        with open(path, "rb") as rows:
+            for _ in range(count):
+                row = pickle.load(rows)
+                row[ID_AT] = remap[row[ID_AT]]
+                yield from_row(row, kinds)
+    finally:
+        _remove(path)
+
+
+def _remove(path: str) -> None:
+    with suppress(OSError):
+        os.unlink(path)
+
+
+class _Remap:
+    """A worker's local connection ids (1, 2, ...) -> global ids, 8 bytes an entry."""
+
+    def __init__(self, local: Any, global_ids: Any) -> None:
+        import numpy as np
+
+        self._table = np.zeros(int(local.max()) + 1 if len(local) else 1, dtype=np.int64)
+        self._table[local] = global_ids
+
+    def __getitem__(self, local: int) -> int:
+        if 0 < local < len(self._table) and self._table[local]:
+            return int(self._table[local])
+        raise KeyError(local)
 
 
 class _CountingAggregates(AggregateDetector):
@@ -347,7 +377,7 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         "linktypes": sorted(reader.linktypes),
         "error": str(reader.error) if reader.error is not None else None,
         "first_ts": analysis.first_ts, "last_ts": analysis.last_ts,
-        "connections": _pack(analysis.connections), "findings": analysis.findings,
+        "connections": _write_rows(analysis.connections), "findings": analysis.findings,
         "total": analysis.connections_total, "evicted": table.evicted,
         "aggregates": analysis.aggregates, "created": created,
         "idled": getattr(table, "idled", 0), "sizes": sizes, "emitted_at": emitted_at,
@@ -424,6 +454,10 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
                 if w.is_alive() and pending:
                     w.terminate()
                 w.join()
+            if pending:  # no merge: the rows files of those that finished are not read
+                for part in parts:
+                    if part:
+                        _remove(part["connections"][0])
         _merge(analysis, parts)
     if on_finding is not None:
         _replay(analysis, on_finding)
@@ -457,16 +491,26 @@ _PREVIOUS = re.compile(r"\(connection (\d+)\)")
 
 
 def _merge(analysis: Any, parts: list[dict[str, Any]]) -> None:
-    # Global ids: one process numbers connections in the order it creates them.
-    order = sorted((created[i], k, created[i + 1]) for k, part in enumerate(parts)
-                   for created in (part["created"],) for i in range(0, len(created), 2))
-    ids: list[dict[int, int]] = [{} for _ in parts]
+    import numpy as np
+
+    # Global ids: one process numbers connections in the order it creates them (sorted
+    # by position, worker and local id, as arrays: 8 bytes a connection, not objects)
+    created = [np.frombuffer(p["created"], dtype=np.int64).reshape(-1, 2)
+               if len(p["created"]) else np.empty((0, 2), dtype=np.int64) for p in parts]
+    position = np.concatenate([c[:, 0] for c in created])
+    worker = np.concatenate([np.full(len(c), k, dtype=np.int64) for k, c in enumerate(created)])
+    local = np.concatenate([c[:, 1] for c in created])
+    global_ids = np.empty(len(local), dtype=np.int64)
+    global_ids[np.lexsort((local, worker, position))] = np.arange(1, len(local) + 1)
+    ids: list[_Remap] = []
+    start = 0
+    for c in created:
+        ids.append(_Remap(c[:, 1], global_ids[start:start + len(c)]))
+        start += len(c)
     emitted: list[tuple[int, int, Finding]] = []
-    for new, (_ff, k, local) in enumerate(order, 1):
-        ids[k][local] = new
     for k, part in enumerate(parts):
         remap = ids[k]
-        analysis.connections += _unpack(part["connections"], remap)
+        analysis.connections += _read_rows(part["connections"], remap)
         for i, finding in enumerate(part["findings"]):
             if finding.connection is not None:
                 finding.connection = remap[finding.connection]
@@ -517,7 +561,7 @@ def _peak(parts: list[dict[str, Any]]) -> int:
 
 
 def _merge_aggregates(settings: Settings, workers: list[_CountingAggregates],
-                      ids: list[dict[int, int]]) -> AggregateDetector:
+                      ids: list[_Remap]) -> AggregateDetector:
     merged = AggregateDetector(settings)
     seen: dict[tuple[Any, ...], int] = {}
     for w in workers:

@@ -12,7 +12,9 @@ example counts; TCPANALYZE_FUZZ_SCALE=10 multiplies them for a longer run by han
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import struct
 import tempfile
 import tracemalloc
@@ -47,6 +49,7 @@ SCALE = int(os.environ.get("TCPANALYZE_FUZZ_SCALE", "1"))
 SEEDS = seed_paths()
 SEED_IDS = [p.parent.name if p.name.startswith("capture.") else p.name for p in SEEDS]
 WORK = Path(tempfile.mkdtemp(prefix="tcpanalyze-fuzz-"))
+atexit.register(shutil.rmtree, WORK, True)  # (it was left behind by every run)
 
 
 def fuzz_settings(examples: int) -> settings:

@@ -102,3 +102,29 @@ def test_json_of_a_parallel_report_follows_changes_to_its_timelines() -> None:
     json_out.write(report, out)
     assert out.getvalue() == json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
     assert "changed \\u2192 after the merge" in out.getvalue()
+
+
+def test_workers_hand_over_their_summaries_in_files_that_are_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each worker writes its summaries to a temporary file (a file may have more than fit
+    in memory); the parent reads and removes them."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    path = str(SAMPLES / "syn-flood.pcap")
+    report = analyze_parallel(path, jobs=2)
+    assert len(report.connections) > 100
+    assert report.to_dict() == analyze(path).to_dict()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_local_ids_map_to_global_ones_like_a_dict() -> None:
+    import numpy as np
+
+    from tcpanalyze.parallel import _Remap
+
+    remap = _Remap(np.array([1, 2, 3]), np.array([4, 7, 9]))
+    assert [remap[i] for i in (1, 2, 3)] == [4, 7, 9]
+    for unknown in (0, 4, -1, 100):
+        with pytest.raises(KeyError):
+            remap[unknown]
