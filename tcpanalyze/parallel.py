@@ -151,21 +151,32 @@ class Assignment:
 # objects, and the parent makes StateChange objects only for timelines someone looks at.
 
 
-def _write_rows(summaries: Iterable[ConnectionSummary]) -> tuple[str, int, Any]:
+def _write_rows(summaries: Iterable[ConnectionSummary]) -> tuple[str | None, Any, Any]:
     """A worker's summaries as rows in a temporary file, one pickle each (its summaries
-    may be more than fit in memory): (path, how many, the tracker's table of kinds)."""
+    may be more than fit in memory): (path, how many, the tracker's table of kinds); where
+    no temporary file can be made, (None, the rows, kinds) in the message itself."""
+    try:
+        out = tempfile.NamedTemporaryFile(  # noqa: SIM115  # closed by the with below
+            "wb", prefix="tcpanalyze-worker-", delete=False)
+    except OSError:
+        return None, [summary_row(summary) for summary in summaries], CHANGE_KINDS
     count = 0
-    with tempfile.NamedTemporaryFile("wb", prefix="tcpanalyze-worker-", delete=False) as out:
+    with out:
         for summary in summaries:
             pickle.dump(summary_row(summary), out, pickle.HIGHEST_PROTOCOL)
             count += 1
     return out.name, count, CHANGE_KINDS
 
 
-def _read_rows(written: tuple[str, int, Any], remap: _Remap
+def _read_rows(written: tuple[str | None, Any, Any], remap: _Remap
                ) -> Iterator[ConnectionSummary]:
     """The summaries of `_write_rows` again, with their global ids; removes the file."""
     path, count, kinds = written
+    if path is None:
+        for row in count:
+            row[ID_AT] = remap[row[ID_AT]]
+            yield from_row(row, kinds)
+        return
     try:
         with open(path, "rb") as rows:
             for _ in range(count):
@@ -456,7 +467,7 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
                 w.join()
             if pending:  # no merge: the rows files of those that finished are not read
                 for part in parts:
-                    if part:
+                    if part and part["connections"][0] is not None:
                         _remove(part["connections"][0])
         _merge(analysis, parts)
     if on_finding is not None:

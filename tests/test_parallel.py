@@ -128,3 +128,12 @@ def test_local_ids_map_to_global_ones_like_a_dict() -> None:
     for unknown in (0, 4, -1, 100):
         with pytest.raises(KeyError):
             remap[unknown]
+
+
+def test_workers_without_a_temporary_directory_send_their_summaries_directly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", "/nonexistent/tcpanalyze-test")
+    path = str(SAMPLES / "time-wait-reuse.pcap")
+    assert analyze_parallel(path, jobs=2).to_dict() == analyze(path).to_dict()
