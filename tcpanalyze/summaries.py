@@ -100,8 +100,13 @@ class SummaryList(Sequence[ConnectionSummary]):
 
     def _spill(self) -> None:
         if self._file is None:
-            # lives as long as the list (closed by __del__, removed by the OS at exit)
-            self._file = tempfile.TemporaryFile(prefix="tcpanalyze-summaries-")  # noqa: SIM115
+            try:
+                # lives as long as the list (closed by __del__; never has a name on disk)
+                self._file = tempfile.TemporaryFile(  # noqa: SIM115
+                    prefix="tcpanalyze-summaries-")
+            except OSError:  # no usable temporary directory: keep them in memory
+                self.spill_at = 1 << 62
+                return
         out = self._file
         out.seek(0, 2)
         at = out.tell()

@@ -116,3 +116,13 @@ def test_all_in_memory_below_the_limit() -> None:
     assert kept._file is None and len(kept._memory) == 5
     kept.sort(key=lambda s: s.id)
     assert [s.id for s in kept] == list(range(5))
+
+
+def test_without_a_temporary_directory_the_summaries_stay_in_memory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", "/nonexistent/tcpanalyze-test")
+    kept = SummaryList((_summary(i) for i in range(10)), spill_at=3)
+    assert kept._file is None and len(kept._memory) == 10
+    assert [s.id for s in kept] == list(range(10))
