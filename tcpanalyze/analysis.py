@@ -93,13 +93,12 @@ class Analysis:
     zeek_records: bool = False  # also split connections into records as Zeek would
     zeek_view: bool = True  # Zeek's conn_state/history per connection (off: less memory)
     findings: list[Finding] = field(default_factory=list)
-    # every connection's summary for the report (kept on disk past summaries.SPILL_AT)
+    # every connection's summary for the report (on disk past settings.summaries_in_memory)
     connections: SummaryList = field(default_factory=SummaryList)
     connections_total: int = 0
 
     def __post_init__(self) -> None:
-        self.connections = SummaryList(self.connections,
-                                       spill_at=self.settings.summaries_in_memory)
+        self.connections.spill_at = self.settings.summaries_in_memory
         self.table = FlowTable(self.settings)
         self.connection_detector = ConnectionDetector(self.settings)
         self.aggregates = AggregateDetector(self.settings)

@@ -145,16 +145,12 @@ class Assignment:
                 del self.owner[key]
 
 
-# A worker sends its connection summaries as rows of plain values (summaries.summary_row:
-# the dataclass fields in order, a timeline packed by the tracker as its array): they
-# pickle and unpickle several times faster than 40,000 summaries with 400,000 StateChange
-# objects, and the parent makes StateChange objects only for timelines someone looks at.
-
-
 def _write_rows(summaries: Iterable[ConnectionSummary]) -> tuple[str | None, Any, Any]:
-    """A worker's summaries as rows in a temporary file, one pickle each (its summaries
-    may be more than fit in memory): (path, how many, the tracker's table of kinds); where
-    no temporary file can be made, (None, the rows, kinds) in the message itself."""
+    """A worker's summaries as rows (summaries.summary_row: plain values, a timeline as
+    the tracker's array, several times cheaper to pickle than the objects) in a temporary
+    file, one pickle each, since they may be more than fit in memory: (path, how many,
+    the tracker's table of kinds); where no temporary file can be made, (None, the rows,
+    kinds) in the message itself."""
     try:
         out = tempfile.NamedTemporaryFile(  # noqa: SIM115  # closed by the with below
             "wb", prefix="tcpanalyze-worker-", delete=False)
@@ -171,16 +167,16 @@ def _write_rows(summaries: Iterable[ConnectionSummary]) -> tuple[str | None, Any
 def _read_rows(written: tuple[str | None, Any, Any], remap: _Remap
                ) -> Iterator[ConnectionSummary]:
     """The summaries of `_write_rows` again, with their global ids; removes the file."""
-    path, count, kinds = written
+    path, rows, kinds = written  # rows: how many in the file, or the rows themselves
     if path is None:
-        for row in count:
+        for row in rows:
             row[ID_AT] = remap[row[ID_AT]]
             yield from_row(row, kinds)
         return
     try:
-        with open(path, "rb") as rows:
-            for _ in range(count):
-                row = pickle.load(rows)
+        with open(path, "rb") as stored:
+            for _ in range(rows):
+                row = pickle.load(stored)
                 row[ID_AT] = remap[row[ID_AT]]
                 yield from_row(row, kinds)
     finally:

@@ -2,10 +2,11 @@
 
 The state of an analysis follows the connections open at once, but a file's report lists
 every connection it saw: one summary each (~1.4 KB in memory). `SummaryList` holds them
-like a list and, past `SPILL_AT` summaries, writes them to an anonymous temporary file as
-compact rows (~400 bytes each; only their id and place stay in memory, 24 bytes), so a
-capture with millions of connections needs disk, not RAM. Reading them back (iteration,
-indexing) makes the summaries again, one at a time.
+like a list and, past `spill_at` summaries (the `summaries-in-memory` setting, by
+default `SPILL_AT`), writes them to an anonymous temporary file as compact rows (~400
+bytes each; only their id and place stay in memory, 24 bytes), so a capture with
+millions of connections needs disk, not RAM. Reading them back (iteration, indexing)
+makes the summaries again, one at a time.
 
 Summaries on disk cannot be changed in place: changes made after the fact (a flood
 absorbing its members' findings, a merged run renumbering connections) go through
