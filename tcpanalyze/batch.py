@@ -44,7 +44,7 @@ from tcpanalyze.tracker import ESTABLISHED
 from tcpanalyze.zeek import ESTABLISHED as Z_ESTABLISHED
 from tcpanalyze.zeek import TOO_LARGE_SEQ_DELTA
 
-__all__ = ["BatchFeed"]
+__all__ = ["BatchFeed", "BatchRows", "sweep_rows"]
 
 MIN_RUN = 48  # shorter quiet runs go one segment at a time: array set-up costs more
 _BACK_OFF = 16  # segments taken one at a time after a run was found not quiet (doubling)
@@ -60,38 +60,46 @@ _HIST_ACK = 0x20
 _new_tuple = tuple.__new__
 
 
-class BatchFeed:
-    """Feeds `Columns` batches into `analysis` (with decoder for the odd frames)."""
+def sweep_rows(ts: np.ndarray, next_sweep: float | None) -> tuple[list[int], float | None]:
+    """The rows of a batch of TCP segments (times `ts`, capture order) at which
+    `Analysis` sweeps its timers, by its rule: the first segment of the capture sets the
+    next sweep to its time + 1 s (`next_sweep` None: not seen yet), and the first segment
+    at or after that time sweeps and sets it to its own time + 1 s. The first segment
+    counts as such a row. Returns the rows and the next sweep time after the batch."""
+    rows: list[int] = []
+    start, m = 0, len(ts)
+    if m and next_sweep is None:
+        rows.append(0)
+        next_sweep = float(ts[0]) + 1.0
+        start = 1
+    while start < m:
+        later = np.flatnonzero(ts[start:] >= next_sweep)
+        if not len(later):
+            break
+        stop = start + int(later[0])
+        rows.append(stop)
+        next_sweep = float(ts[stop]) + 1.0
+        start = stop + 1
+    return rows, next_sweep
 
-    def __init__(self, analysis: Any, decoder: Any,
-                 on_finding: Callable[[Finding], Any] | None = None,
-                 share: Any = None) -> None:
-        """`share` (parallel.py's worker): `owned(feed, tcp)` says which segments are
-        this process's, `foreign(ts)` moves the clock for another worker's segment,
-        `after()` runs after each segment fed one at a time; `feed.frame` is the frame
-        being fed."""
-        self.share = share
-        self.frame = 0
-        self.analysis = analysis
+
+class BatchRows:
+    """A batch's TCP segments and their flows: which records hold TCP (the odd ones
+    decoded by `decoder`, which also counts every record), and each fast-decoded
+    segment's flow as integers. What the `--jobs` parent needs to deal segments out
+    (parallel.py), and the start of `BatchFeed`'s work."""
+
+    def __init__(self, decoder: Any) -> None:
         self.decoder = decoder
-        self.on_finding = on_finding
-        self.feed = make_feed(analysis)
-        # Zeek records need every segment (they split connections): no bulk then
-        self.bulk = not analysis.zeek_records
-        self.zeek_on = getattr(analysis, "zeek_view", True)
-        self.idle = analysis.settings.idle_timeout
-        self.bulk_segments = 0  # how many segments took the bulk path (for tests)
+        self.odd: dict[int, Segment] = {}
 
-    # -- a batch -------------------------------------------------------------------------
-    def process(self, cols: Columns) -> None:
-        n = len(cols)
-        if n == 0:
-            return
+    def tcp_rows(self, cols: Columns) -> np.ndarray:
+        """The batch's TCP segments (indices, capture order); decodes and counts the
+        odd frames with the ordinary decoder (kept in `odd`), counts the fast ones."""
         fast = cols.fast
         decoder = self.decoder
         decoder.counts["tcp"] += int(fast.sum())
         buf = cols.buf
-        # the odd frames: the ordinary decoder, which also counts them
         odd: dict[int, Segment] = {}
         for i in np.flatnonzero(~fast).tolist():
             at = int(cols.data_at[i])
@@ -105,79 +113,9 @@ class BatchFeed:
         tcp = np.flatnonzero(fast)
         if odd:
             tcp = np.union1d(tcp, np.fromiter(odd, dtype=np.int64, count=len(odd)))
-        if not len(tcp):
-            return
         self.cols = cols
         self.odd = odd
-        self._lists(cols)
-        share = self.share
-        if self.bulk or share is not None:
-            self._flows(cols, tcp)
-        mine = share.owned(self, tcp) if share is not None else None
-        if not self.bulk:
-            for j, i in enumerate(tcp.tolist()):
-                self._one_or_foreign(i, mine is None or bool(mine[j]))
-            return
-        analysis = self.analysis
-        ts_tcp = cols.ts[tcp]
-        start = 0
-        m = len(tcp)
-        while start < m:
-            if analysis.first_ts is None:  # sets the sweep clock
-                self._one_or_foreign(int(tcp[start]), mine is None or bool(mine[start]))
-                start += 1
-                continue
-            later = np.flatnonzero(ts_tcp[start:] >= analysis._next_sweep)
-            stop = start + int(later[0]) if len(later) else m
-            if stop > start:
-                self._stretch(tcp[start:stop], None if mine is None else mine[start:stop])
-            if stop < m:  # the sweep happens in its feed
-                self._one_or_foreign(int(tcp[stop]), mine is None or bool(mine[stop]))
-            start = stop + 1
-
-    def _one_or_foreign(self, i: int, own: bool) -> None:
-        if own:
-            self._one(i)
-        else:
-            self.frame = self.cols.numbers[i]
-            self.share.foreign(self.l_ts[i])
-            self.share.after()
-
-    # -- per segment -------------------------------------------------------------------
-    def _lists(self, cols: Columns) -> None:
-        self.l_ts = cols.ts.tolist()
-        self.l_at = cols.data_at.tolist()
-        self.l_sport = cols.sport.tolist()
-        self.l_dport = cols.dport.tolist()
-        self.l_seq = cols.seq.tolist()
-        self.l_ack = cols.ack.tolist()
-        self.l_flags = cols.flags.tolist()
-        self.l_win = cols.window.tolist()
-        self.l_plen = cols.payload_len.tolist()
-        self.l_thl = cols.thl.tolist()
-
-    def _segment(self, i: int) -> Segment:
-        if self.odd:
-            seg = self.odd.get(i)
-            if seg is not None:
-                return seg
-        at = self.l_at[i]
-        buf = self.cols.buf
-        thl = self.l_thl[i]
-        # tuple.__new__: the NamedTuple without its Python-level __new__ (same object)
-        return _new_tuple(Segment, (
-            self.cols.numbers[i], self.l_ts[i], buf[at + 26:at + 30], buf[at + 30:at + 34],
-            self.l_sport[i], self.l_dport[i], self.l_seq[i], self.l_ack[i], self.l_flags[i],
-            self.l_win[i], self.l_plen[i], buf[at + 54:at + 34 + thl] if thl > 20 else b""))
-
-    def _one(self, i: int) -> None:
-        self.frame = self.cols.numbers[i]
-        new = self.feed(self._segment(i))
-        if new and self.on_finding is not None:
-            for finding in new:
-                self.on_finding(finding)
-        if self.share is not None:
-            self.share.after()
+        return tcp
 
     def tcp_keys(self, tcp: np.ndarray) -> tuple[list[Any], np.ndarray]:
         """The flow table's key of each TCP segment `tcp`, as (distinct keys, index of
@@ -238,6 +176,101 @@ class BatchFeed:
         lo, hi = self.keys[f].tolist()
         return ((lo >> 16).to_bytes(4, "big"), lo & 0xFFFF, (hi >> 16).to_bytes(4, "big"),
                 hi & 0xFFFF)
+
+
+class BatchFeed(BatchRows):
+    """Feeds `Columns` batches into `analysis` (with decoder for the odd frames)."""
+
+    def __init__(self, analysis: Any, decoder: Any,
+                 on_finding: Callable[[Finding], Any] | None = None,
+                 share: Any = None) -> None:
+        """`share` (parallel.py's worker): `owned(feed, tcp)` says which segments are
+        this process's, `foreign(ts)` moves the clock for another worker's segment,
+        `after()` runs after each segment fed one at a time; `feed.frame` is the frame
+        being fed."""
+        self.share = share
+        self.frame = 0
+        self.analysis = analysis
+        super().__init__(decoder)
+        self.on_finding = on_finding
+        self.feed = make_feed(analysis)
+        # Zeek records need every segment (they split connections): no bulk then
+        self.bulk = not analysis.zeek_records
+        self.zeek_on = getattr(analysis, "zeek_view", True)
+        self.idle = analysis.settings.idle_timeout
+        self.bulk_segments = 0  # how many segments took the bulk path (for tests)
+
+    # -- a batch -------------------------------------------------------------------------
+    def process(self, cols: Columns) -> None:
+        if len(cols) == 0:
+            return
+        tcp = self.tcp_rows(cols)
+        if not len(tcp):
+            return
+        self._lists(cols)
+        share = self.share
+        if self.bulk or share is not None:
+            self._flows(cols, tcp)
+        mine = share.owned(self, tcp) if share is not None else None
+        if not self.bulk:
+            for j, i in enumerate(tcp.tolist()):
+                self._one_or_foreign(i, mine is None or bool(mine[j]))
+            return
+        analysis = self.analysis
+        m = len(tcp)
+        cuts, _ = sweep_rows(cols.ts[tcp],
+                             None if analysis.first_ts is None else analysis._next_sweep)
+        start = 0
+        for stop in [*cuts, m]:
+            if stop > start:
+                self._stretch(tcp[start:stop], None if mine is None else mine[start:stop])
+            if stop < m:  # the sweep (or, first of all, setting its clock) in its feed
+                self._one_or_foreign(int(tcp[stop]), mine is None or bool(mine[stop]))
+            start = stop + 1
+
+    def _one_or_foreign(self, i: int, own: bool) -> None:
+        if own:
+            self._one(i)
+        else:
+            self.frame = self.cols.numbers[i]
+            self.share.foreign(self.l_ts[i])
+            self.share.after()
+
+    # -- per segment -------------------------------------------------------------------
+    def _lists(self, cols: Columns) -> None:
+        self.l_ts = cols.ts.tolist()
+        self.l_at = cols.data_at.tolist()
+        self.l_sport = cols.sport.tolist()
+        self.l_dport = cols.dport.tolist()
+        self.l_seq = cols.seq.tolist()
+        self.l_ack = cols.ack.tolist()
+        self.l_flags = cols.flags.tolist()
+        self.l_win = cols.window.tolist()
+        self.l_plen = cols.payload_len.tolist()
+        self.l_thl = cols.thl.tolist()
+
+    def _segment(self, i: int) -> Segment:
+        if self.odd:
+            seg = self.odd.get(i)
+            if seg is not None:
+                return seg
+        at = self.l_at[i]
+        buf = self.cols.buf
+        thl = self.l_thl[i]
+        # tuple.__new__: the NamedTuple without its Python-level __new__ (same object)
+        return _new_tuple(Segment, (
+            self.cols.numbers[i], self.l_ts[i], buf[at + 26:at + 30], buf[at + 30:at + 34],
+            self.l_sport[i], self.l_dport[i], self.l_seq[i], self.l_ack[i], self.l_flags[i],
+            self.l_win[i], self.l_plen[i], buf[at + 54:at + 34 + thl] if thl > 20 else b""))
+
+    def _one(self, i: int) -> None:
+        self.frame = self.cols.numbers[i]
+        new = self.feed(self._segment(i))
+        if new and self.on_finding is not None:
+            for finding in new:
+                self.on_finding(finding)
+        if self.share is not None:
+            self.share.after()
 
     # -- a stretch without a timer sweep ---------------------------------------------------
     def _stretch(self, pos: np.ndarray, mine: np.ndarray | None = None) -> None:

@@ -265,6 +265,13 @@ class CaptureReader:
         except (OSError, ValueError):  # a pipe, or closed
             return self._base + self._pos
 
+    @property
+    def batch_offset(self) -> int | None:
+        """Where in the file the buffer of the batch `record_batches` just yielded
+        starts, so that another reader of the same file can read the same bytes (None
+        for compressed input, where buffer and file offsets differ)."""
+        return None if self.format.endswith("+gzip") else self._base
+
     def close(self) -> None:
         if self._owned:
             self._stream.close()

@@ -12,6 +12,7 @@ usual. Nothing here reads a file: `CaptureReader.record_batches` supplies the bu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -56,10 +57,11 @@ class Columns:
         return len(self.ts)
 
 
-def decode_records(buf: bytes, offsets: list[int], first: int, *, endian: str,
+def decode_records(buf: bytes, offsets: Any, first: int, *, endian: str,
                    divisor: int, extra: int, linktype: int,
-                   verify_checksums: bool) -> Columns:
-    """pcap records at `offsets` of `buf` (CaptureReader.record_batches)."""
+                   verify_checksums: bool, numbers: list[int] | None = None) -> Columns:
+    """pcap records at `offsets` of `buf` (CaptureReader.record_batches), numbered from
+    `first` on, or `numbers` (some records of a batch: a `--jobs` worker's)."""
     a = np.frombuffer(buf + _PAD, dtype=np.uint8)
     rec = np.asarray(offsets, dtype=np.int64)
     # the record headers: seconds, fraction, captured and original length
@@ -67,7 +69,8 @@ def decode_records(buf: bytes, offsets: list[int], first: int, *, endian: str,
     # sec + frac / divisor, as capture.py computes it (both exact in float64, one rounding
     # for the division and one for the sum, as in Python)
     ts = head[:, 0].astype(np.float64) + head[:, 1].astype(np.float64) / float(divisor)
-    numbers = list(range(first, first + len(offsets)))
+    if numbers is None:
+        numbers = list(range(first, first + len(offsets)))
     return _decode(a, buf, rec + 16 + extra, head[:, 2], head[:, 3], ts,
                    numbers, linktype == 1 and not verify_checksums, linktype)
 

@@ -226,7 +226,7 @@ class _CountingAggregates(AggregateDetector):
 
 
 def _worker(path: str, settings: Settings, me: int, jobs: int, options: dict[str, Any],
-            progress: Any, results: Any) -> None:
+            progress: Any, results: Any, inbox: Any = None) -> None:
     from tcpanalyze.analysis import Analysis
 
     # Fewer cyclic-GC passes: the worker's heap grows to every summary it keeps, and the
@@ -235,13 +235,16 @@ def _worker(path: str, settings: Settings, me: int, jobs: int, options: dict[str
     # batches). This process's own setting: the parent keeps its defaults.
     gc.set_threshold(100_000, 50, 100)
     try:
-        results.put((me, _work(Analysis, path, settings, me, jobs, options, progress)))
+        results.put((me, _work(Analysis, path, settings, me, jobs, options, progress,
+                               inbox)))
     except BaseException as exc:  # the parent must hear about it, not wait forever
         results.put((me, exc))
 
 
 def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
-          options: dict[str, Any], progress: Any) -> dict[str, Any]:
+          options: dict[str, Any], progress: Any, inbox: Any = None) -> dict[str, Any]:
+    """Track this worker's connections: from the whole file, or (`inbox`: a dealt read)
+    from the batches the parent deals out."""
     analysis = analysis_cls(settings, capture=options["capture"],
                             keep_connections=options["keep_connections"],
                             zeek_records=options["zeek_records"])
@@ -286,7 +289,7 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
     analysis._emit = positioned_emit
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    reader = open_capture(path)
+    reader = open_capture(path) if inbox is None else None
     dec = Decoder(verify_checksums=options["verify_checksums"])
     decode = dec.decode
     feed = make_feed(analysis)
@@ -308,8 +311,8 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
             for done in table.pop_finished():
                 analysis._close(done, ts)
 
-    columnar = options.get("batch", True) and \
-        reader.format.split("+")[0] in ("pcap", "pcap-ns")
+    columnar = inbox is not None or (options.get("batch", True) and
+                                     reader.format.split("+")[0] in ("pcap", "pcap-ns"))
     if columnar:  # pcap: the columnar path (batch.py), this worker's segments only
         # (imported here: numpy is not needed, nor its memory spent, by live runs)
         from tcpanalyze.batch import BatchFeed
@@ -343,20 +346,32 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         table.add = batch_add
         analysis._emit = batch_emit
         feeder.feed = make_feed(analysis)  # bound to the wrapped table.add
-        try:
-            for buf, offsets, first in reader.record_batches():
-                feeder.process(decode_records(buf, offsets, first, **reader.record_layout,
-                                              verify_checksums=dec.verify_checksums))
-                position = first + len(offsets) - 1
+        if inbox is not None:  # a dealt read: the parent reads, this worker tracks
+            for cols, mine, last, at in _dealt(inbox, path, options["layout"],
+                                               dec.verify_checksums):
+                if cols is not None:
+                    share.dealt = mine
+                    feeder.process(cols)
+                position = last
                 if progress is not None:
                     progress[0] = position
-                    progress[1] = reader.position
-        except CaptureError as exc:
-            reader.error = exc
+                    progress[1] = at
+        else:
+            try:
+                for buf, offsets, first in reader.record_batches():
+                    feeder.process(decode_records(buf, offsets, first,
+                                                  **reader.record_layout,
+                                                  verify_checksums=dec.verify_checksums))
+                    position = first + len(offsets) - 1
+                    if progress is not None:
+                        progress[0] = position
+                        progress[1] = reader.position
+            except CaptureError as exc:
+                reader.error = exc
+            position = reader.frames_read
         table.add, analysis._emit = plain_add, plain_emit  # the end: at the last frame
-        position = reader.frames_read
     try:
-        for frame in ([] if columnar else time_ordered(reader)):
+        for frame in ([] if columnar or reader is None else time_ordered(reader)):
             position += 1
             seg = decode(frame)
             if seg is not None:
@@ -379,10 +394,14 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         analysis._close(conn, end)
     if progress is not None:
         progress[0] = position
+    if reader is None:  # a dealt read: the parent read the file and says what it held
+        read: dict[str, Any] = {"counts": {}, "format": "", "linktypes": [], "error": None}
+    else:
+        read = {"counts": dict(dec.counts), "format": reader.format,
+                "linktypes": sorted(reader.linktypes),
+                "error": str(reader.error) if reader.error is not None else None}
     return {
-        "frames": position, "counts": dict(dec.counts), "format": reader.format,
-        "linktypes": sorted(reader.linktypes),
-        "error": str(reader.error) if reader.error is not None else None,
+        "frames": position, **read,
         "first_ts": analysis.first_ts, "last_ts": analysis.last_ts,
         "connections": _write_rows(analysis.connections), "findings": analysis.findings,
         "total": analysis.connections_total, "evicted": table.evicted,
@@ -401,8 +420,11 @@ class _BatchShare:
         self.foreign = foreign
         self.after: Callable[[], None] = lambda: None
         self.feeder: Any = None
+        self.dealt: Any = None  # a dealt batch: which of its segments are this worker's
 
     def owned(self, feeder: Any, tcp: Any) -> Any:
+        if self.dealt is not None:
+            return self.dealt[tcp]
         keys, kid = feeder.tcp_keys(tcp)
         return self.assignment.workers(keys, kid, feeder.cols.ts[tcp]) == self.me
 
@@ -420,7 +442,10 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     and raises KeyboardInterrupt: a file read in parallel has no partial result."""
     from tcpanalyze.analysis import LINKTYPE_NAMES
 
-    open_capture(path).close()  # not a capture at all: CaptureError here, as read_into does
+    with open_capture(path) as probe:  # not a capture at all: CaptureError here, as read_into
+        # pcap in a plain file: a dealt read (the file is read and decoded once, here)
+        dealing = options_batch(probe, path)
+        layout = probe.record_layout if dealing else None
     # the workers' columnar path, loaded once before the fork: its pages (numpy's above
     # all, ~20 MB) are then shared by every worker instead of loaded by each
     import tcpanalyze.batch
@@ -432,24 +457,49 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     options = {"capture": analysis.capture, "keep_connections": analysis.keep_connections,
                "zeek_records": analysis.zeek_records, "verify_checksums": verify_checksums,
                "zeek_view": getattr(analysis, "zeek_view", True)}
+    dealing = dealing and not analysis.zeek_records  # (Zeek records: every segment)
+    if dealing:
+        options["layout"] = layout
+    inboxes = [ctx.Queue(_IN_FLIGHT) if dealing else None for _ in range(jobs)]
     workers = [ctx.Process(target=_worker, args=(path, analysis.settings, k, jobs, options,
-                                                 progress if k == 0 else None, results),
+                                                 progress if k == 0 else None, results,
+                                                 inboxes[k]),
                            daemon=True) for k in range(jobs)]
     for w in workers:
         w.start()
     parts: list[dict[str, Any]] = [{}] * jobs
+    read: dict[str, Any] | None = None
+
+    def check() -> None:
+        if interrupt is not None and interrupt.requested:
+            raise KeyboardInterrupt
+        if not results.empty():  # only a failure comes before the end of the dealing
+            raise _Stalled
+        if any(not parts[k] and not w.is_alive() for k, w in enumerate(workers)) and \
+                results.empty():
+            codes = [w.exitcode for w in workers]
+            raise RuntimeError(f"analysis workers ended without a result: {codes}")
+
+    def show() -> None:
+        if on_progress is not None and progress is not None:
+            on_progress(progress[0], progress[1])
+
     with _collector_paused():
         try:
             pending = jobs
+            if dealing:
+                with suppress(_Stalled):  # a worker failed: its result says why
+                    read = _deal(path, jobs, analysis.settings, verify_checksums, inboxes,
+                                 check, show)
             while pending:
                 while results.empty():
                     if interrupt is not None and interrupt.requested:
                         raise KeyboardInterrupt
-                    if not any(w.is_alive() for w in workers) and results.empty():
+                    if any(not parts[k] and not w.is_alive() for k, w in enumerate(workers)) \
+                            and results.empty():
                         codes = [w.exitcode for w in workers]
                         raise RuntimeError(f"analysis workers ended without a result: {codes}")
-                    if on_progress is not None and progress is not None:
-                        on_progress(progress[0], progress[1])
+                    show()
                     time.sleep(0.1)
                 me, part = results.get()
                 if isinstance(part, BaseException):
@@ -457,6 +507,9 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
                 parts[me] = part
                 pending -= 1
         finally:
+            for inbox in inboxes:
+                if inbox is not None and pending:
+                    inbox.cancel_join_thread()  # nobody may read what is still queued
             for w in workers:
                 if w.is_alive() and pending:
                     w.terminate()
@@ -468,7 +521,7 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
         _merge(analysis, parts)
     if on_finding is not None:
         _replay(analysis, on_finding)
-    first = parts[0]
+    first = parts[0] if read is None else {**parts[0], **read}
     counts = first["counts"]
     return CaptureSummary(
         path=path, format=first["format"],
@@ -477,6 +530,163 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
         skipped={name: counts.get(name, 0) for name in PACKET_CLASSES if name != "tcp"},
         first_ts=analysis.first_ts, last_ts=analysis.last_ts, error=first["error"],
         decoder="dpkt")
+
+
+# -- a dealt read: the parent reads and decodes the file once ---------------------------
+
+class _Stalled(Exception):
+    """A worker failed while the parent was dealing."""
+
+
+def options_batch(reader: Any, path: str) -> bool:
+    """Whether `path` can be read by dealing: pcap (not pcapng: its frames may need
+    time-ordering) in a plain file (not compressed, not a pipe)."""
+    from tcpanalyze.analysis import _regular_file
+
+    return reader.format in ("pcap", "pcap-ns") and _regular_file(path)
+
+_IN_FLIGHT = 32  # batches dealt to a worker and not yet taken: how far the parent may run
+# ahead (a few MB of offsets), so a worker busy with a heavy batch does not stall the other
+
+
+class _Dealer:
+    """The parent's part of a dealt read of a pcap file: it walks the records, decodes
+    them all once and decides each TCP segment's worker (the same `Assignment` the
+    workers would run), and gives each worker the file offsets of its own segments and
+    of the few others that move its clock: the first segment of the capture, each
+    segment at which the timers are swept (`batch.sweep_rows`) and, between two sweeps,
+    the latest of the others' segments (a worker's clock jumps to it: BatchFeed._clock).
+    Each worker then reads and decodes only those, instead of the whole file."""
+
+    def __init__(self, jobs: int, settings: Settings, decoder: Decoder) -> None:
+        from tcpanalyze.batch import BatchRows
+
+        self.jobs = jobs
+        self.rows = BatchRows(decoder)
+        self.assignment = Assignment(jobs, settings.idle_timeout)
+        self.next_sweep: float | None = None
+
+    def deal(self, cols: Any, offsets: list[int], first: int
+             ) -> list[tuple[int, int, Any, Any, Any] | None]:
+        """For each worker, (start and length of the bytes it needs in the batch's
+        buffer, its records' offsets in those bytes, their frame numbers, which of them
+        are its own), or None when it gets nothing."""
+        import numpy as np
+
+        from tcpanalyze.batch import sweep_rows
+
+        rows = self.rows
+        tcp = rows.tcp_rows(cols)
+        if not len(tcp):
+            return [None] * self.jobs
+        rows._flows(cols, tcp)
+        keys, kid = rows.tcp_keys(tcp)
+        ts = cols.ts[tcp]
+        owner = self.assignment.workers(keys, kid, ts)
+        cuts, self.next_sweep = sweep_rows(ts, self.next_sweep)
+        record = np.asarray(offsets, dtype=np.int64)[tcp]
+        end = (cols.data_at + cols.caplen)[tcp]
+        out: list[tuple[int, int, Any, Any, Any] | None] = []
+        for w in range(self.jobs):
+            mine = owner == w
+            take = mine.copy()
+            take[cuts] = True
+            start = 0
+            for stop in [*cuts, len(tcp)]:
+                others = np.flatnonzero(~mine[start:stop])
+                if len(others):
+                    take[start + int(others[np.argmax(ts[start:stop][others])])] = True
+                start = stop + 1
+            pick = np.flatnonzero(take)
+            if not len(pick):
+                out.append(None)
+                continue
+            lo = int(record[pick].min())
+            out.append((lo, int(end[pick].max()) - lo, record[pick] - lo, tcp[pick] + first,
+                        mine[pick]))
+        return out
+
+
+def _deal(path: str, jobs: int, settings: Settings, verify_checksums: bool,
+          inboxes: list[Any], check: Callable[[], None], show: Callable[[], None]
+          ) -> dict[str, Any]:
+    """Read `path` once and deal its segments to the workers' `inboxes`; `check()` runs
+    after each batch and while waiting for a worker (it raises to give up), `show()`
+    after each batch. Returns what the file held: frames, counts of each packet class,
+    format, link types, error."""
+    import queue
+
+    from tcpanalyze.columns import decode_records
+
+    reader = open_capture(path)
+    dec = Decoder(verify_checksums=verify_checksums)
+    dealer = _Dealer(jobs, settings, dec)
+
+    def put(w: int, item: Any) -> None:
+        while True:
+            try:
+                inboxes[w].put(item, timeout=0.2)
+                return
+            except queue.Full:
+                check()
+
+    try:
+        for buf, offsets, first in reader.record_batches():
+            base = reader.batch_offset
+            assert base is not None  # a plain file (read_into_parallel checks)
+            cols = decode_records(buf, offsets, first, **reader.record_layout,
+                                  verify_checksums=verify_checksums)
+            last = first + len(offsets) - 1
+            at = reader.position
+            for w, part in enumerate(dealer.deal(cols, offsets, first)):
+                if part is None:
+                    put(w, (0, 0, None, None, None, last, at))
+                else:
+                    lo, length, records, numbers, mine = part
+                    put(w, (base + lo, length, records, numbers, mine, last, at))
+            check()
+            show()
+    except CaptureError as exc:
+        reader.error = exc
+    finally:
+        reader.close()
+    for w in range(jobs):
+        put(w, None)
+    return {"frames": reader.frames_read, "counts": dict(dec.counts), "format": reader.format,
+            "linktypes": sorted(reader.linktypes),
+            "error": str(reader.error) if reader.error is not None else None}
+
+
+def _dealt(inbox: Any, path: str, layout: dict[str, Any], verify_checksums: bool
+           ) -> Iterator[tuple[Any, Any, int, int]]:
+    """A worker's side of a dealt read: (columns of the records dealt to it or None,
+    which are its own, last frame of the batch, file position reached) per batch."""
+    import queue
+
+    from tcpanalyze.columns import decode_records
+
+    parent = os.getppid()
+    with open(path, "rb", buffering=0) as stored:
+        fd = stored.fileno()
+        while True:
+            try:
+                batch = inbox.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != parent:  # the parent is gone: nobody will deal
+                    raise RuntimeError("the parent process ended") from None
+                continue
+            if batch is None:
+                return
+            start, length, records, numbers, mine, last, at = batch
+            if records is None:
+                yield None, None, last, at
+                continue
+            buf = os.pread(fd, length, start)
+            if len(buf) != length:
+                raise CaptureError(path, "the file changed while it was being read", start,
+                                   int(numbers[0]))
+            yield (decode_records(buf, records, 0, **layout, verify_checksums=verify_checksums,
+                                  numbers=numbers.tolist()), mine, last, at)
 
 
 @contextmanager

@@ -137,3 +137,122 @@ def test_workers_without_a_temporary_directory_send_their_summaries_directly(
     monkeypatch.setattr(tempfile, "tempdir", "/nonexistent/tcpanalyze-test")
     path = str(SAMPLES / "time-wait-reuse.pcap")
     assert analyze_parallel(path, jobs=2).to_dict() == analyze(path).to_dict()
+
+
+# -- a dealt read: the parent reads a plain pcap once, each worker decodes its own --------
+
+def _plain_mini(tmp_path: Path) -> Path:
+    """bench-mini (real kernel traffic, 1.4 MB) as a plain pcap, which is dealt."""
+    import gzip
+
+    plain = tmp_path / "bench-mini.pcap"
+    plain.write_bytes(gzip.decompress(MINI.read_bytes()))
+    return plain
+
+
+def _counting_deals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    import tcpanalyze.parallel as parallel
+
+    dealt: list[str] = []
+    deal = parallel._deal
+
+    def counting(path: str, *args: object, **kwargs: object) -> object:
+        dealt.append(path)
+        return deal(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parallel, "_deal", counting)
+    return dealt
+
+
+def test_a_plain_pcap_is_dealt_a_compressed_one_read_by_each_worker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dealt = _counting_deals(monkeypatch)
+    plain = _plain_mini(tmp_path)
+    one = analyze(str(plain)).to_dict()
+    assert analyze_parallel(str(plain), jobs=2).to_dict() == one
+    assert dealt == [str(plain)]
+    packed = analyze_parallel(str(MINI), jobs=2).to_dict()  # gzip: not dealt
+    assert dealt == [str(plain)]
+    assert packed["connections"] == one["connections"]
+    assert packed["findings"] == one["findings"]
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_a_dealt_read_over_many_small_batches_reports_what_one_process_reports(
+        jobs: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # batches of ~16 KB (about a hundred of them) and a worker may fall only one batch
+    # behind: sweeps fall inside and between batches, queues fill and the parent waits
+    import tcpanalyze.capture as capture
+    import tcpanalyze.parallel as parallel
+
+    dealt = _counting_deals(monkeypatch)
+    plain = _plain_mini(tmp_path)
+    one = analyze(str(plain)).to_dict()
+    monkeypatch.setattr(capture, "READ_SIZE", 16 << 10)
+    monkeypatch.setattr(capture, "BATCH_READ", 16 << 10)
+    monkeypatch.setattr(parallel, "_IN_FLIGHT", 1)
+    assert analyze_parallel(str(plain), jobs=jobs).to_dict() == one
+    assert len(dealt) == 1
+
+
+def test_a_truncated_file_dealt_keeps_what_was_read_and_says_where_it_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tcpanalyze.capture as capture
+
+    dealt = _counting_deals(monkeypatch)
+    plain = _plain_mini(tmp_path)
+    cut = tmp_path / "cut.pcap"
+    data = plain.read_bytes()
+    cut.write_bytes(data[:len(data) * 2 // 3])  # inside a record, most likely
+    monkeypatch.setattr(capture, "BATCH_READ", 64 << 10)
+    one = analyze(str(cut)).to_dict()
+    assert one["capture"]["error"] and "ends inside" in one["capture"]["error"]
+    assert one["capture"]["packets"] > 0
+    assert analyze_parallel(str(cut), jobs=2).to_dict() == one
+    assert len(dealt) == 1
+
+
+def test_a_worker_failing_while_the_parent_deals_is_reported_not_waited_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tcpanalyze.capture as capture
+    import tcpanalyze.parallel as parallel
+
+    work = parallel._work
+
+    def failing(*args: object) -> object:
+        if args[3] == 1:  # worker 1, before it reads anything
+            raise RuntimeError("worker 1 broke")
+        return work(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parallel, "_work", failing)
+    # many small batches, few in flight: the parent must notice while it deals
+    monkeypatch.setattr(capture, "BATCH_READ", 16 << 10)
+    monkeypatch.setattr(parallel, "_IN_FLIGHT", 1)
+    with pytest.raises(RuntimeError, match="worker 1 broke"):
+        analyze_parallel(str(_plain_mini(tmp_path)), jobs=2)
+
+
+def test_sweep_rows_follow_the_rule_of_a_segment_at_a_time() -> None:
+    """batch.sweep_rows against the rule written out per segment (Analysis.feed: the
+    first segment sets the next sweep to its time + 1 s; a segment at or after it
+    sweeps and sets it to its own time + 1 s), on times that jump, stall and go back."""
+    import numpy as np
+
+    from tcpanalyze.batch import sweep_rows
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(0, 60))
+        ts = np.cumsum(rng.choice([0.0, 0.01, 0.4, 0.99, 1.0, 2.5, -0.7], size=n)) + 100.0
+        expected, next_sweep = [], None
+        for i, t in enumerate(ts.tolist()):
+            if next_sweep is None or t >= next_sweep:
+                expected.append(i)
+                next_sweep = t + 1.0
+        # in one batch, and split into two batches at every point
+        assert sweep_rows(ts, None) == (expected, next_sweep)
+        cut = int(rng.integers(0, n + 1))
+        rows_a, carry = sweep_rows(ts[:cut], None)
+        rows_b, after = sweep_rows(ts[cut:], carry)
+        assert rows_a + [cut + r for r in rows_b] == expected
+        assert after == next_sweep
