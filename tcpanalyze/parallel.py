@@ -1,9 +1,13 @@
 """`--jobs N`: one capture file analysed by N worker processes, merged into one result.
 
-Every worker reads and decodes the whole file (reading is cheap next to tracking) and
-tracks only the connections whose five-tuple is assigned to it (`Assignment`: the same
-deterministic choice in every worker), so each connection's segments stay in order in
-one process. The other segments still move the worker's clock: timer
+Each worker tracks only the connections whose five-tuple is assigned to it
+(`Assignment`), so each connection's segments stay in order in one process. A plain
+pcap file is dealt: the parent walks its records and decodes them once, assigns each
+TCP segment, and sends each worker the file offsets of its own segments and of the few
+others that move its clock (`_Dealer`); the worker reads and decodes just those. Any
+other input (compressed, pcapng) is read and decoded whole by every worker, which runs
+the same deterministic assignment and skips the segments that are not its own. Either
+way, the other workers' segments still move a worker's clock where it matters: timer
 sweeps happen at exactly the capture times they happen at in a single process, so
 duration findings and timer state changes come out the same.
 
