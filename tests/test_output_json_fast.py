@@ -267,3 +267,158 @@ def test_a_packed_timeline_once_looked_at_is_written_as_it_now_is() -> None:
     report = report_of(c)
     assert "changed after the analysis" in written(report)
     assert written(report) == expected(report)
+
+
+# -- the fast paths: a chunk of items in one format, timelines in pieces -------------------
+
+
+# awkward times: every one must come out as float.__repr__ writes it (what json.dumps does)
+TIMES = [0.0, -0.0, 1e-7, 5e-324, 1e-4, 9.999999999999999e-05, 0.1 + 0.2, 1.0, 12.5, 1e15,
+         1e16, 1e22, 1.7976931348623157e308, -1.5, -1796405964.669317, 1796405964.669317,
+         1796405964.7, 4294967295.999999, 4294967296.000001, 2.0**53, 123456789.123456789]
+FRAMES = [0, 1, 7.0, 2**31, 2**40, 2**53, 1e15, 1e22, -1, -0.0, 2.9, -2.9, 999999999999.0]
+
+
+def kind_table(n: int) -> list[tuple[str, str, str, str]]:
+    """n kinds of change, most with a '%', quotes or non-ASCII somewhere in their text."""
+    awkward = [text for text in AWKWARD if text != json_out._LEAF]
+    return [("client" if i % 2 else "server", f"S{i}%", awkward[i % len(awkward)],
+             f"reason {i} {awkward[(i * 7) % len(awkward)]} 100% \u00e9")
+            for i in range(n)]
+
+
+def packed_with(kinds: list[Any], changes: list[tuple[float, float, float]]) -> Any:
+    """A timeline packed as the tracker packs it: (code, frame, time) per change."""
+    from array import array
+
+    from tcpanalyze.report import Timeline
+
+    return Timeline.packed(array("d", [v for change in changes for v in change]), kinds)
+
+
+def test_packed_timelines_with_many_kinds_awkward_times_and_large_frames() -> None:
+    kinds = kind_table(300)
+    conns = [conn(i, timeline=packed_with(kinds, [
+        ((i * 13 + k) % 300, FRAMES[(i + k) % len(FRAMES)], TIMES[(i * 5 + k) % len(TIMES)])
+        for k in range(1 + i % 17)]))
+        for i in range(1, 700)]
+    report = report_of(*conns)
+    assert written(report) == expected(report)
+    assert written(report, False) == expected(report, False)
+
+
+def test_a_table_of_kinds_that_grew_between_two_reports() -> None:
+    kinds = kind_table(2)
+    first = report_of(conn(1, timeline=packed_with(kinds, [(0, 1, 1.5), (1, 2, 2.5)])))
+    assert written(first) == expected(first)
+    kinds.append(("client", "A", "B", "new kind 50%"))  # the tracker only ever appends
+    second = report_of(conn(1, timeline=packed_with(kinds, [(0, 1, 1.5), (2, 2, 2.5)])),
+                       conn(2, timeline=packed_with(kinds, [(2, 3, 3.5), (1, 4, 4.5)])))
+    assert written(second) == expected(second)
+
+
+@pytest.mark.parametrize("code", [-1, -3, 1.5, 0.999])
+def test_packed_codes_that_are_no_plain_index_are_read_as_timeline_rows_reads_them(
+        code: float) -> None:
+    kinds = kind_table(3)
+    report = report_of(conn(1, timeline=packed_with(kinds, [(0, 1, 1.5), (code, 2, 2.5)])),
+                       conn(2))
+    assert written(report) == expected(report)
+
+
+def test_packed_codes_beyond_the_table_are_refused_as_to_dict_refuses_them() -> None:
+    report = report_of(conn(1, timeline=packed_with(kind_table(3), [(3, 1, 1.5)])))
+    with pytest.raises(IndexError):
+        expected(report)
+    with pytest.raises(IndexError):
+        written(report)
+
+
+def test_packed_kinds_that_are_not_four_strings() -> None:
+    kinds: list[Any] = [("client", "A", "B", None), ("server", 1, 2.5, True),
+                        ("client", "A", "B", "fine")]
+    report = report_of(conn(1, timeline=packed_with(kinds, [(0, 1, 1.5), (1, 2, 2.5),
+                                                            (2, 3, 3.5)])))
+    assert written(report) == expected(report)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_packed_frames_out_of_range_are_refused_as_to_dict_refuses_them(bad: float) -> None:
+    report = report_of(conn(1, timeline=packed_with(kind_table(2), [(0, bad, 1.5)])))
+    with pytest.raises((ValueError, OverflowError)) as want:
+        expected(report)
+    with pytest.raises(want.type):
+        written(report)
+
+
+def test_timelines_packed_in_something_else_than_an_array_of_doubles() -> None:
+    from array import array
+
+    from tcpanalyze.report import Timeline
+
+    kinds = kind_table(2)
+    report = report_of(conn(1, timeline=Timeline.packed([0, 5, 1, 1, 6, 2.5], kinds)),
+                       conn(2, timeline=Timeline.packed(array("f", [0, 5, 1.25]), kinds)),
+                       conn(3, timeline=Timeline.packed(array("d", [0, 5]), kinds)))
+    with pytest.raises(IndexError):  # the last one is cut short: to_dict() cannot either
+        expected(report)
+    with pytest.raises(IndexError):
+        written(report)
+    report.connections.pop()
+    assert written(report) == expected(report)
+
+
+def test_chunks_mixing_every_way_of_writing_a_connection() -> None:
+    # more connections than one chunk: templates, packed and row timelines, a shape the
+    # templates cannot express (plain json.dumps) and, in one chunk only, a nested leaf
+    kinds = kind_table(5)
+    conns = []
+    for i in range(1, 3 * json_out._CHUNK):
+        if i % 50 == 0:
+            c = conn(i, quality={3: "an int key"})
+        elif i % 3 == 0:
+            c = conn(i, timeline=packed_with(kinds, [(i % 5, i, 1.5 + i), (0, i + 1, 2.0)]))
+        elif i % 7 == 0:
+            c = conn(i, timeline=[])
+        else:
+            c = conn(i, capture="c%" if i % 2 else None)
+        conns.append(c)
+    conns[json_out._CHUNK + 10].quality = {"nested": [1, {"a": 2}]}
+    report = report_of(*conns, findings=[
+        Finding("a", "low", "s%", 2.5, [i], i, "x", details={"n": i})
+        for i in range(2 * json_out._CHUNK)])
+    assert written(report) == expected(report)
+    assert written(report, False) == expected(report, False)
+
+
+def test_the_same_shape_with_another_number_of_leaves_is_not_filled_by_its_template(
+) -> None:
+    # a timeline whose rows are longer than StateChange: to_dict() refuses it, and the
+    # writer must not shift the leaves of the other connections of the chunk
+    from tcpanalyze.report import Timeline
+
+    odd = Timeline(((1.0, 2, "client", "A", "B", "C", "extra"),))
+    report = report_of(conn(1), conn(2, timeline=odd), conn(3))
+    with pytest.raises(TypeError):
+        expected(report)
+    with pytest.raises(TypeError):
+        written(report)
+
+
+finite_st = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.tuples(st.integers(0, 5),
+                                   st.one_of(st.integers(-2**60, 2**60).map(float),
+                                             finite_st),
+                                   st.one_of(finite_st, st.sampled_from(TIMES),
+                                             st.integers(0, 2**32 * 10**6)
+                                             .map(lambda us: us / 1e6))),
+                         min_size=1, max_size=30),
+                min_size=1, max_size=20),
+       st.lists(st.tuples(text_st, text_st, text_st, text_st), min_size=6, max_size=6))
+def test_generated_packed_timelines(timelines: list[Any], kinds: list[Any]) -> None:
+    report = report_of(*(conn(i, timeline=packed_with(kinds, changes))
+                         for i, changes in enumerate(timelines, 1)))
+    assert written(report) == expected(report)

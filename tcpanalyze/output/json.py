@@ -9,13 +9,18 @@ changes, quality keys, ...) by `json.dumps(indent=2)` itself on a skeleton of th
 connection's own `to_dict()`, and checked against the plain text of that connection
 before it is used; any connection the templates cannot express exactly (a nested value
 where a scalar was expected, a shape that failed its check) is written by `json.dumps`.
+A chunk of connections is written at once: the leaves of all of them encoded by one call,
+their templates joined into one %-format. A timeline held packed (`report.Timeline`) is
+one leaf, its text joined from pieces of constant text per kind of change and the texts
+of its times and frames.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from itertools import chain
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from math import isfinite
@@ -85,10 +90,13 @@ def _str_keys(obj: Any) -> bool:
     return True
 
 
-def _gather(conn: ConnectionSummary, timeline: bool
-            ) -> tuple[tuple[Any, ...], list[Any], tuple[int, str] | None]:
-    """The connection's shape and its scalar leaves in the order to_dict() lists them,
-    and (leaf index, text) of a timeline written as one block."""
+# what a gather function finds in an item: its shape, its scalar leaves in the order
+# to_dict() lists them, and (leaf index, text) of a part written as one block
+_Gathered = tuple[tuple[Any, ...], list[Any], "tuple[int, str] | None"]
+
+
+def _gather(conn: ConnectionSummary, timeline: bool) -> _Gathered:
+    """The connection's shape and leaves, its timeline one block when it is packed."""
     leaves = list(_SCALARS(conn))
     findings = conn.findings
     leaves += findings
@@ -118,8 +126,10 @@ def _gather(conn: ConnectionSummary, timeline: bool
     zeek = conn.zeek_records
     for record in zeek:
         leaves += record.values()
+    # the number of leaves too: a template may only take as many as it was checked with
+    # (one chunk's templates are filled by one format: a miscount would shift the rest)
     shape = ("connection", len(findings), tuple(quality), changes, capture is not None,
-             tuple(tuple(record) for record in zeek))
+             tuple(map(tuple, zeek)) if zeek else (), len(leaves))
     return shape, leaves, block
 
 
@@ -128,38 +138,75 @@ def _gather(conn: ConnectionSummary, timeline: bool
 # time and frame differ from change to change, the rest is one of few texts per kind.
 _TIME = '        {\n          "time": '
 _FRAME = ',\n          "frame": '
-# id of a table of kinds -> (the table, the text of each kind): one table per process
-# that made timelines (tracker.CHANGE_KINDS, only ever appended to)
-_kind_texts: dict[int, tuple[Any, list[str]]] = {}
+_CACHED_CHANGES = 64  # timelines up to this long keep their pieces (the usual ones)
+# id of a table of kinds -> (the table, the text of each kind, the pieces of whole
+# timelines by their codes' bytes): one table per process that made timelines
+# (tracker.CHANGE_KINDS, only ever appended to)
+_kind_texts: dict[int, tuple[Any, list[str | None], dict[bytes, list[str | None]]]] = {}
 
 
-def _kind_text(kind: tuple[str, str, str, str]) -> str:
+def _kind_text(kind: Any) -> str | None:
+    """The text after a change's frame, up to its closing brace; None for a kind that
+    is not four strings (the rows path writes whatever it is)."""
+    if not (type(kind) is tuple and len(kind) == 4 and all(isinstance(s, str) for s in kind)):
+        return None
     endpoint, old, new, reason = map(encode_basestring_ascii, kind)
     return (f',\n          "endpoint": {endpoint},\n          "from": {old},'
             f'\n          "to": {new},\n          "reason": {reason}\n        }}')
 
 
-def _timeline_block(packed: Any, kinds: Any) -> str | None:
-    """A packed timeline (report.Timeline) as the text of its JSON list, or None when a
-    time is not finite (json.dumps must raise its own error for it)."""
-    times = packed[2::3]
-    if not all(map(isfinite, times)):
-        return None
+def _timeline_pieces(codes: array[float], kinds: Any) -> list[str | None] | None:
+    """The constant text of a timeline with these kind codes, in pieces around the slots
+    (None) of its times (at 1::4) and frames (at 3::4); None when a code is not an index
+    of the table or its kind is not writable here."""
     known = _kind_texts.get(id(kinds))
     if known is None or known[0] is not kinds:
         if len(_kind_texts) >= 64:
             _kind_texts.clear()
-        known = _kind_texts[id(kinds)] = (kinds, [])
-    texts = known[1]
+        known = _kind_texts[id(kinds)] = (kinds, [], {})
+    texts, timelines = known[1], known[2]
+    key = codes.tobytes()
+    pieces = timelines.get(key)
+    if pieces is not None:
+        return pieces
     if len(texts) < len(kinds):
         texts += map(_kind_text, kinds[len(texts):])
-    items = [f"{_TIME}{ts!r}{_FRAME}{int(frame)}{texts[int(code)]}"
-             for ts, frame, code in zip(times, packed[1::3], packed[::3], strict=True)]
-    return "[\n" + ",\n".join(items) + "\n      ]"
+    if not all(code.is_integer() and 0 <= code < len(texts) and texts[int(code)]
+               for code in codes):
+        return None  # the rows path does as Timeline.rows does (indexes from the end, ...)
+    pieces = ["[\n" + _TIME]
+    for code in codes:
+        pieces += (None, _FRAME, None, f"{texts[int(code)]},\n{_TIME}")
+    pieces[-1] = f"{texts[int(codes[-1])]}\n      ]"
+    if len(codes) <= _CACHED_CHANGES:
+        if len(timelines) >= _MAX_TEMPLATES:
+            timelines.clear()
+        timelines[key] = pieces
+    return pieces
 
 
-def _gather_finding(finding: Finding
-                    ) -> tuple[tuple[Any, ...], list[Any], tuple[int, str] | None]:
+def _timeline_block(packed: Any, kinds: Any) -> str | None:
+    """A packed timeline (report.Timeline) as the text of its JSON list; None when a time
+    is not finite (json.dumps must raise its own error for it) or the timeline is not
+    packed as the tracker packs it (the rows path writes it)."""
+    if not isinstance(packed, array) or packed.typecode != "d" or len(packed) % 3:
+        return None
+    times = packed[2::3]
+    # a sum that is not finite: a time is inf or nan, or finite ones overflowed (checked)
+    if not isfinite(sum(times)) and not all(map(isfinite, times)):
+        return None
+    pieces = _timeline_pieces(packed[::3], kinds)
+    if pieces is None:
+        return None
+    pieces = pieces.copy()
+    # as json.dumps writes to_dict()'s values: float.__repr__ of the time, int of the frame
+    pieces[1::4] = map(float.__repr__, times)
+    pieces[3::4] = map(int.__repr__, map(int, packed[1::3]))
+    return "".join(pieces)  # type: ignore[arg-type]
+
+
+def _gather_finding(finding: Finding, timeline: bool = True) -> _Gathered:
+    """The finding's shape and leaves (`timeline`: the signature of _gather)."""
     leaves = [finding.kind, finding.severity, finding.connection, finding.subject]
     frames = finding.frames
     leaves += frames
@@ -172,22 +219,29 @@ def _gather_finding(finding: Finding
     if details:
         leaves += details.values()
     shape = ("finding", len(frames), server is not None, capture is not None,
-             tuple(details) if details else ())
+             tuple(details) if details else (), len(leaves))
     return shape, leaves, None
+
+
+def _encoded(leaves: list[Any]) -> list[str] | None:
+    """Each leaf's JSON text, or None when a leaf is not a scalar (a nested list or dict
+    needs its own indentation) or cannot be written (json.dumps will say why)."""
+    try:
+        text = _encode_leaves(leaves)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if text[1] in "[{" or "\n[" in text or "\n{" in text:
+        return None
+    return text[1:-1].split("\n")
 
 
 def _fill(template: str, leaves: list[Any], block: tuple[int, str] | None = None
           ) -> str | None:
     """The template filled with the encoded leaves (and the leaf at block[0] replaced by
-    the text block[1]), or None when a leaf is not a scalar (a nested list or dict needs
-    its own indentation)."""
-    try:
-        text = _encode_leaves(leaves)
-    except (TypeError, ValueError, RecursionError):
-        return None  # json.dumps will raise its own error for it
-    if text[1] in "[{" or "\n[" in text or "\n{" in text:
+    the text block[1]), or None when a leaf is not a scalar."""
+    parts = _encoded(leaves)
+    if parts is None:
         return None
-    parts = text[1:-1].split("\n")
     if block is not None:
         parts[block[0]] = block[1]
     return template % tuple(parts)
@@ -239,6 +293,49 @@ def finding_text(finding: Finding) -> str:
     return _text(shape, leaves, finding.to_dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Items:
+    """How to write the items of one of the report's lists."""
+
+    gather: Callable[[Any, bool], _Gathered]
+    to_dict: Callable[[Any, bool], dict[str, Any]]
+    text: Callable[[Any, bool], str]  # one item, when its chunk cannot go in one piece
+
+
+_CONNECTIONS = _Items(_gather, lambda conn, timeline: conn.to_dict(timeline), connection_text)
+_FINDINGS = _Items(_gather_finding, lambda finding, _: finding.to_dict(),
+                   lambda finding, _: finding_text(finding))
+
+
+def _chunk_text(items: Sequence[Any], kind: _Items, timeline: bool) -> str:
+    """Items of one list as json.dumps writes them there, joined by ",\n": the leaves of
+    all of them encoded by one call of the C encoder and all their templates filled by one
+    %-format (per item, most of the time went to calls and small lists)."""
+    formats: list[str] = []
+    leaves: list[Any] = []
+    texts: list[tuple[int, str]] = []  # (index among the leaves, text to put there)
+    for item in items:
+        shape, item_leaves, block = kind.gather(item, timeline)
+        template = _templates.get(shape, False)
+        if template is False:
+            template = _template(kind.to_dict(item, timeline), shape, item_leaves, block)
+        if template is None:  # the item as json.dumps writes it, in place of one leaf
+            texts.append((len(leaves), _indented(_plain(kind.to_dict(item, timeline)))))
+            formats.append("%s")
+            leaves.append(None)
+            continue
+        if block is not None:
+            texts.append((len(leaves) + block[0], block[1]))
+        formats.append(template)
+        leaves += item_leaves
+    parts = _encoded(leaves)
+    if parts is None:  # a nested or unwritable leaf somewhere: item by item
+        return ",\n".join([kind.text(item, timeline) for item in items])
+    for index, text in texts:
+        parts[index] = text
+    return ",\n".join(formats) % tuple(parts)
+
+
 def render(report: Report, indent: int | None = 2, timeline: bool = True) -> str:
     """Keys keep the contract's order (not sorted) so diffs between runs stay small.
 
@@ -262,9 +359,9 @@ def write(report: Report, stream: TextIO, indent: int | None = 2,
 
 
 def _write(report: Report, out: Callable[[str], Any], timeline: bool) -> None:
-    lists: dict[str, tuple[list[Any], Callable[[Any], str]]] = {
-        "connections": (report.connections, lambda conn: connection_text(conn, timeline)),
-        "findings": (report.findings, finding_text),
+    lists: dict[str, tuple[Sequence[Any], _Items]] = {
+        "connections": (report.connections, _CONNECTIONS),
+        "findings": (report.findings, _FINDINGS),
     }
     head = dataclasses.replace(report, connections=[], findings=[]).to_dict(timeline=timeline)
     for name, (items, _) in lists.items():
@@ -275,13 +372,13 @@ def _write(report: Report, out: Callable[[str], Any], timeline: bool) -> None:
            for name, (items, _) in lists.items()):  # a name in the head that looks like one
         out(_plain(report.to_dict(timeline=timeline)) + "\n")
         return
-    for name, (items, item_text) in lists.items():
+    for name, (items, kind) in lists.items():
         if not items:
             continue
         before, text = text.split(encode_basestring_ascii(_MARK + name))
         out(before + "[\n")
         for start in range(0, len(items), _CHUNK):
-            chunk = [item_text(item) for item in items[start:start + _CHUNK]]
-            out(",\n".join(chunk) + (",\n" if start + _CHUNK < len(items) else "\n"))
+            chunk = _chunk_text(items[start:start + _CHUNK], kind, timeline)
+            out(chunk + (",\n" if start + _CHUNK < len(items) else "\n"))
         out("  ]")
     out(text + "\n")
