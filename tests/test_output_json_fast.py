@@ -240,8 +240,8 @@ def packed(*changes: tuple[float, int, str, str, str, str]) -> Any:
 def test_packed_timelines_with_awkward_strings(text: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = []
-    block = json_out._timeline_block
-    monkeypatch.setattr(json_out, "_timeline_block",
+    block = json_out._packed_timeline
+    monkeypatch.setattr(json_out, "_packed_timeline",
                         lambda *a: blocks.append(1) or block(*a))  # type: ignore[func-returns-value]
     c = conn(1, timeline=packed((1.0, 2, text, text, text, text),
                                 (1e300, 2**40, "client", text, "x", "y"),
@@ -357,15 +357,24 @@ def test_timelines_packed_in_something_else_than_an_array_of_doubles() -> None:
     from tcpanalyze.report import Timeline
 
     kinds = kind_table(2)
-    report = report_of(conn(1, timeline=Timeline.packed([0, 5, 1, 1, 6, 2.5], kinds)),
-                       conn(2, timeline=Timeline.packed(array("f", [0, 5, 1.25]), kinds)),
-                       conn(3, timeline=Timeline.packed(array("d", [0, 5]), kinds)))
-    with pytest.raises(IndexError):  # the last one is cut short: to_dict() cannot either
-        expected(report)
+
+    def report() -> Report:  # a new one each time: to_dict() unpacks the timelines
+        return report_of(
+            conn(1, timeline=Timeline.packed([0, 5, 1, 1, 6, 2.5], kinds)),
+            conn(2, timeline=Timeline.packed(array("f", [0, 5, 1.25]), kinds)),
+            conn(3, timeline=Timeline.packed(array("q", [1, 5, 2]), kinds)),
+            conn(4, timeline=Timeline.packed(array("d", [0, 5, 1.5, 1]), kinds)))
+
+    cut = report()
+    cut.connections[:3] = []
+    cut.connections.append(conn(5, timeline=packed_with(kinds, [(1, 6, 2.5)])))
+    with pytest.raises(IndexError):  # cut short: to_dict() cannot write it either
+        written(cut)
     with pytest.raises(IndexError):
-        written(report)
-    report.connections.pop()
-    assert written(report) == expected(report)
+        expected(cut)
+    whole = report()
+    whole.connections.pop()
+    assert written(whole) == expected(whole)
 
 
 def test_chunks_mixing_every_way_of_writing_a_connection() -> None:
@@ -393,12 +402,15 @@ def test_chunks_mixing_every_way_of_writing_a_connection() -> None:
 
 def test_the_same_shape_with_another_number_of_leaves_is_not_filled_by_its_template(
 ) -> None:
-    # a timeline whose rows are longer than StateChange: to_dict() refuses it, and the
-    # writer must not shift the leaves of the other connections of the chunk
+    # timelines whose rows are longer and shorter than StateChange: to_dict() refuses
+    # them, and the writer must not fill a template with leaves shifted by one
     from tcpanalyze.report import Timeline
 
-    odd = Timeline(((1.0, 2, "client", "A", "B", "C", "extra"),))
-    report = report_of(conn(1), conn(2, timeline=odd), conn(3))
+    change = StateChange(1.0, 2, "client", "A", "B", "C")
+    longer = Timeline(((1.0, 2, "client", "A", "B", "C", "extra"),))
+    shorter = Timeline(((1.0, 2, "client", "A", "B"),))
+    report = report_of(conn(1, timeline=[change]), conn(2, timeline=longer),
+                       conn(3, timeline=shorter), conn(4, timeline=[change]))
     with pytest.raises(TypeError):
         expected(report)
     with pytest.raises(TypeError):
@@ -422,3 +434,85 @@ def test_generated_packed_timelines(timelines: list[Any], kinds: list[Any]) -> N
     report = report_of(*(conn(i, timeline=packed_with(kinds, changes))
                          for i, changes in enumerate(timelines, 1)))
     assert written(report) == expected(report)
+
+
+# -- times and frames formatted by numpy: exactly float.__repr__ and int() -----------------
+
+
+def number_texts(times: list[float], frames: list[float]) -> list[str]:
+    from array import array
+
+    return json_out._number_texts(array("d", times), array("d", frames))
+
+
+def python_texts(times: list[float], frames: list[float]) -> list[str]:
+    return [text for time, frame in zip(times, frames, strict=True)
+            for text in (float.__repr__(time), int.__repr__(int(frame)))]
+
+
+def grid_edges() -> list[float]:
+    """Times at the edges of the numpy path: its range, powers of ten, the microsecond
+    grid and its neighbours, carries from the decimals into the integer part."""
+    edges = [1e-4, 0.0001, 1e-3, 0.5, 1.0, 9.999999, 10.0, 99.99999, 1e6, 2.0**31,
+             2.0**32 - 1e-6, 4294967295.999999, 4294967295.9999995, 2.0**32, 1e9 - 1e-6,
+             999999999.999999, 1796405964.0, 1796405964.000001, 1796405964.1,
+             1796405964.999999, 1796405964.9999995, 1796405964.669317, 0.000101, 0.000999,
+             0.00005, 0.000099, 0.000001]
+    edges += [10.0**k for k in range(-4, 10)] + [10.0**k - 1e-6 for k in range(0, 10)]
+    edges += [10.0**k + 1e-6 for k in range(-4, 10)]
+    edges += [math.nextafter(x, d) for x in list(edges) for d in (0.0, math.inf)]
+    return edges
+
+
+def test_numbers_on_the_microsecond_grid_and_around_it() -> None:
+    import random
+
+    rng = random.Random(7)
+    times = grid_edges()
+    # pcap times: whole microseconds, every number of digits
+    times += [float(f"{rng.randrange(10**k)}.{rng.randrange(10**6):06d}")
+              for k in range(0, 11) for _ in range(2000)]
+    times += [rng.randrange(2**32 * 10**6) / 1e6 for _ in range(20000)]
+    times += [rng.randrange(10**6) / 10.0**rng.randrange(1, 7) for _ in range(5000)]
+    # off the grid or the range, a minority: written by Python within the numpy path
+    times += [rng.random() * 2.0**34, rng.random(), -rng.random() * 1e9, 5e-324, 1e22,
+              -0.0, 0.0, 9.99e-5, 1e16, 2.0**53] * 500
+    frames = [float(rng.choice([0, -0.0, 1, 9999, 10**4, 10**8 - 1, 10**8, 10**12 - 1,
+                                10**12, 2**53, 2.5, -1, -7.5, rng.randrange(10**12)]))
+              for _ in times]
+    assert number_texts(times, frames) == python_texts(times, frames)
+    assert number_texts(times[:50], frames[:50]) == python_texts(times[:50], frames[:50])
+    from array import array
+
+    assert json_out._grid_number_texts(array("d", times), array("d", frames)) is not None
+
+
+def test_numbers_mostly_off_the_grid() -> None:
+    # nanosecond times: all by Python (the numpy path gives up), the same texts
+    times = [1796405964.123456789 + k * 1.000000001e-3 for k in range(1000)]
+    frames = [float(k) for k in range(1000)]
+    assert number_texts(times, frames) == python_texts(times, frames)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_numbers_with_a_frame_int_cannot_take(bad: float) -> None:
+    frames = [1.0] * 100
+    frames[70] = bad
+    with pytest.raises((ValueError, OverflowError)) as want:
+        int(bad)
+    with pytest.raises(want.type):
+        number_texts([1.5] * 100, frames)
+
+
+micro_st = st.integers(0, 2**32 * 10**6).map(lambda us: us / 1e6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.one_of(micro_st, micro_st, micro_st, finite_st,
+                                    st.sampled_from(grid_edges())),
+                          st.one_of(st.integers(0, 10**13).map(float), finite_st)),
+                min_size=json_out._NUMPY_FROM, max_size=200))
+def test_generated_numbers(numbers: list[tuple[float, float]]) -> None:
+    times = [t for t, _ in numbers]
+    frames = [f if math.isfinite(f) else 0.0 for _, f in numbers]
+    assert number_texts(times, frames) == python_texts(times, frames)

@@ -18,14 +18,18 @@ of its times and frames.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from math import isfinite
 from operator import attrgetter
 from typing import Any, TextIO
+
+import numpy as np
+import numpy.typing as npt
 
 from tcpanalyze.report import ConnectionSummary, Finding, Report
 
@@ -90,13 +94,17 @@ def _str_keys(obj: Any) -> bool:
     return True
 
 
+# a packed timeline to be written as one block: the pieces of its constant text, with
+# slots (None) for its times and frames at 1::2, and its packed changes
+_Packed = tuple[list["str | None"], "array[float]"]
 # what a gather function finds in an item: its shape, its scalar leaves in the order
-# to_dict() lists them, and (leaf index, text) of a part written as one block
-_Gathered = tuple[tuple[Any, ...], list[Any], "tuple[int, str] | None"]
+# to_dict() lists them, and (leaf index, timeline) of a timeline written as one block
+_Gathered = tuple[tuple[Any, ...], list[Any], "tuple[int, _Packed] | None"]
 
 
 def _gather(conn: ConnectionSummary, timeline: bool) -> _Gathered:
-    """The connection's shape and leaves, its timeline one block when it is packed."""
+    """The connection's shape and leaves, its timeline one block when it is packed (its
+    text made later, with the other timelines of its chunk)."""
     leaves = list(_SCALARS(conn))
     findings = conn.findings
     leaves += findings
@@ -108,10 +116,10 @@ def _gather(conn: ConnectionSummary, timeline: bool) -> _Gathered:
     if timeline:
         changes = len(conn.timeline)
         parts = getattr(conn.timeline, "packed_parts", None)
-        text = _timeline_block(*parts) if parts is not None and changes else None
-        if text is not None:
-            block = (len(leaves), text)
-            changes = "block"  # one leaf: the whole list, written by _timeline_block
+        packed = _packed_timeline(*parts) if parts is not None and changes else None
+        if packed is not None:
+            block = (len(leaves), packed)
+            changes = "block"  # one leaf: the whole list, written by _timeline_texts
             leaves.append(None)
         else:
             # report.Timeline: the rows, when in to_dict()'s order
@@ -157,8 +165,8 @@ def _kind_text(kind: Any) -> str | None:
 
 def _timeline_pieces(codes: array[float], kinds: Any) -> list[str | None] | None:
     """The constant text of a timeline with these kind codes, in pieces around the slots
-    (None) of its times (at 1::4) and frames (at 3::4); None when a code is not an index
-    of the table or its kind is not writable here."""
+    (None) of its times and frames (at 1::2: time, frame, time, ...); None when a code is
+    not an index of the table or its kind is not writable here."""
     known = _kind_texts.get(id(kinds))
     if known is None or known[0] is not kinds:
         if len(_kind_texts) >= 64:
@@ -185,24 +193,116 @@ def _timeline_pieces(codes: array[float], kinds: Any) -> list[str | None] | None
     return pieces
 
 
-def _timeline_block(packed: Any, kinds: Any) -> str | None:
-    """A packed timeline (report.Timeline) as the text of its JSON list; None when a time
-    is not finite (json.dumps must raise its own error for it) or the timeline is not
+def _packed_timeline(packed: Any, kinds: Any) -> _Packed | None:
+    """A packed timeline (report.Timeline) that can be written as one block; None when a
+    time is not finite (json.dumps must raise its own error for it) or the timeline is not
     packed as the tracker packs it (the rows path writes it)."""
     if not isinstance(packed, array) or packed.typecode != "d" or len(packed) % 3:
         return None
-    times = packed[2::3]
     # a sum that is not finite: a time is inf or nan, or finite ones overflowed (checked)
+    times = packed[2::3]
     if not isfinite(sum(times)) and not all(map(isfinite, times)):
         return None
     pieces = _timeline_pieces(packed[::3], kinds)
-    if pieces is None:
+    return None if pieces is None else (pieces, packed)
+
+
+def _timeline_texts(timelines: Sequence[_Packed]) -> list[str]:
+    """The texts of these timelines' JSON lists, their numbers formatted all at once."""
+    packed = array("d")
+    for _, changes in timelines:
+        packed += changes
+    numbers = _number_texts(packed[2::3], packed[1::3])
+    texts = []
+    at = 0
+    for pieces, changes in timelines:
+        filled = pieces.copy()
+        filled[1::2] = numbers[at:at + len(changes) // 3 * 2]
+        at += len(changes) // 3 * 2
+        texts.append("".join(filled))  # type: ignore[arg-type]
+    return texts
+
+
+def _number_texts(times: array[float], frames: array[float]) -> list[str]:
+    """The text of each time and frame, alternating, as json.dumps writes to_dict()'s
+    values: float.__repr__ of the time, the int() of the frame."""
+    if len(times) >= _NUMPY_FROM:
+        texts = _grid_number_texts(times, frames)
+        if texts is not None:
+            return texts
+    texts = [""] * (2 * len(times))
+    texts[::2] = map(float.__repr__, times)
+    texts[1::2] = map(int.__repr__, map(int, frames))
+    return texts
+
+
+# float.__repr__ (the shortest decimal that rounds to the float) takes ~0.4 us for a
+# capture time: it was a third of the writing. A time on the microsecond grid, as a pcap
+# holds it, is written by numpy (digits from tables) when it is in [1e-4, 2**32): there
+# its repr is its six decimals without their trailing zeros. Below 2**32 an ulp is
+# < 1e-6, so at most one multiple of 1e-6 rounds to the time; when one does (checked:
+# micros / 1e6 == t, both exact, the quotient correctly rounded), no other decimal is as
+# short: one with fewer decimals is a multiple of 1e-6 too, one with more has more
+# significant digits. From 1e-4 to 1e16 repr writes no exponent, and at least one digit
+# on each side of the point.
+_NUMPY_FROM = 64  # numbers from which numpy is worth its fixed cost (~50 us)
+
+
+@functools.cache
+def _digit_words() -> tuple[npt.NDArray[np.uint32], ...]:
+    """0..9999 as four ASCII digits in a uint32, NUL for a digit left out: all digits;
+    leading zeros left out (0: '0'); the same (0: nothing); trailing zeros left out
+    (0: '0'); the same (0: nothing)."""
+    def words(texts: Iterable[str]) -> npt.NDArray[np.uint32]:
+        return np.frombuffer("".join(texts).encode("ascii"), np.uint32)
+
+    full = [f"{i:04d}" for i in range(10_000)]
+    lead = [str(i).rjust(4, "\0") for i in range(10_000)]
+    trail = [text.rstrip("0").ljust(4, "\0") for text in full]
+    trail[0] = "0\0\0\0"
+    return (words(full), words(lead), words(["\0" * 4, *lead[1:]]), words(trail),
+            words(["\0" * 4, *trail[1:]]))
+
+
+_POINT, _NEWLINE = np.frombuffer(b".\0\0\0\n\0\0\0", np.uint32)
+
+
+def _grid_number_texts(times: array[float], frames: array[float]) -> list[str] | None:
+    """_number_texts by numpy: each number as 28 bytes (12 digits, '.', 8 decimals and a
+    newline; NUL for what is left out), joined, without the NULs, and split. A time off
+    the grid or the range, or a frame not a whole number in [0, 1e12), by Python; None
+    when most times are off the grid (nanosecond captures): all by Python is faster."""
+    full, lead, lead_none, trail, trail_none = _digit_words()
+    t = np.frombuffer(times, np.float64)
+    f = np.frombuffer(frames, np.float64)
+    with np.errstate(over="ignore"):  # a huge time: off the range anyway
+        micros = np.rint(t * 1e6)
+    on_grid = (t >= 1e-4) & (t < 2.0 ** 32) & (micros / 1e6 == t)
+    if np.count_nonzero(on_grid) * 2 < len(t):
         return None
-    pieces = pieces.copy()
-    # as json.dumps writes to_dict()'s values: float.__repr__ of the time, int of the frame
-    pieces[1::4] = map(float.__repr__, times)
-    pieces[3::4] = map(int.__repr__, map(int, packed[1::3]))
-    return "".join(pieces)  # type: ignore[arg-type]
+    whole_frame = (f >= 0) & (f < 1e12) & (np.floor(f) == f)
+    whole = np.empty(2 * len(t), np.int64)  # the integer parts: time, frame, time, ...
+    whole[::2], fraction = np.divmod(np.where(on_grid, micros, 0).astype(np.int64), 10**6)
+    whole[1::2] = np.where(whole_frame, f, 0)
+    words = np.zeros((len(whole), 7), np.uint32)
+    high, low = np.divmod(whole, 10_000)
+    top, middle = np.divmod(high, 10_000)
+    words[:, 0] = lead_none[top]
+    words[:, 1] = np.where(top > 0, full[middle], lead_none[middle])
+    words[:, 2] = np.where(high > 0, full[low], lead[low])
+    first, last = np.divmod(fraction, 100)  # four decimals, two (and two zeros)
+    last *= 100
+    words[::2, 3] = _POINT
+    words[::2, 4] = np.where(last > 0, full[first], trail[first])
+    words[::2, 5] = trail_none[last]
+    words[:, 6] = _NEWLINE
+    texts = words.tobytes().translate(None, b"\0").decode("ascii").split("\n")
+    texts.pop()
+    for i in np.flatnonzero(~on_grid).tolist():
+        texts[2 * i] = float.__repr__(times[i])
+    for i in np.flatnonzero(~whole_frame).tolist():
+        texts[2 * i + 1] = int.__repr__(int(frames[i]))  # as Timeline.rows: raises for nan
+    return texts
 
 
 def _gather_finding(finding: Finding, timeline: bool = True) -> _Gathered:
@@ -268,6 +368,11 @@ def _template(data: dict[str, Any], shape: tuple[Any, ...], leaves: list[Any],
     return _templates[shape]
 
 
+def _block_text(block: tuple[int, _Packed] | None) -> tuple[int, str] | None:
+    """(leaf index, text) of a gathered timeline block, made alone."""
+    return None if block is None else (block[0], _timeline_texts([block[1]])[0])
+
+
 def _text(shape: tuple[Any, ...], leaves: list[Any], to_dict: Callable[[], dict[str, Any]],
           block: tuple[int, str] | None = None) -> str:
     template = _templates.get(shape, False)
@@ -284,7 +389,7 @@ def connection_text(conn: ConnectionSummary, timeline: bool = True) -> str:
     """One connection as it appears in the report's "connections" list (indented four
     spaces, no trailing comma or newline)."""
     shape, leaves, block = _gather(conn, timeline)
-    return _text(shape, leaves, lambda: conn.to_dict(timeline), block)
+    return _text(shape, leaves, lambda: conn.to_dict(timeline), _block_text(block))
 
 
 def finding_text(finding: Finding) -> str:
@@ -309,23 +414,26 @@ _FINDINGS = _Items(_gather_finding, lambda finding, _: finding.to_dict(),
 
 def _chunk_text(items: Sequence[Any], kind: _Items, timeline: bool) -> str:
     """Items of one list as json.dumps writes them there, joined by ",\n": the leaves of
-    all of them encoded by one call of the C encoder and all their templates filled by one
-    %-format (per item, most of the time went to calls and small lists)."""
+    all of them encoded by one call of the C encoder, their timelines' numbers formatted
+    together, and all their templates filled by one %-format (per item, most of the time
+    went to calls and small lists)."""
     formats: list[str] = []
     leaves: list[Any] = []
     texts: list[tuple[int, str]] = []  # (index among the leaves, text to put there)
+    blocks: list[tuple[int, _Packed]] = []  # (index among the leaves, timeline)
     for item in items:
         shape, item_leaves, block = kind.gather(item, timeline)
         template = _templates.get(shape, False)
         if template is False:
-            template = _template(kind.to_dict(item, timeline), shape, item_leaves, block)
+            template = _template(kind.to_dict(item, timeline), shape, item_leaves,
+                                 _block_text(block))
         if template is None:  # the item as json.dumps writes it, in place of one leaf
             texts.append((len(leaves), _indented(_plain(kind.to_dict(item, timeline)))))
             formats.append("%s")
             leaves.append(None)
             continue
         if block is not None:
-            texts.append((len(leaves) + block[0], block[1]))
+            blocks.append((len(leaves) + block[0], block[1]))
         formats.append(template)
         leaves += item_leaves
     parts = _encoded(leaves)
@@ -333,6 +441,10 @@ def _chunk_text(items: Sequence[Any], kind: _Items, timeline: bool) -> str:
         return ",\n".join([kind.text(item, timeline) for item in items])
     for index, text in texts:
         parts[index] = text
+    if blocks:
+        for (index, _), text in zip(blocks, _timeline_texts([b for _, b in blocks]),
+                                    strict=True):
+            parts[index] = text
     return ",\n".join(formats) % tuple(parts)
 
 
