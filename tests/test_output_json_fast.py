@@ -377,6 +377,24 @@ def test_timelines_packed_in_something_else_than_an_array_of_doubles() -> None:
     assert written(whole) == expected(whole)
 
 
+@pytest.mark.parametrize("first", [1796405964.669317, 1e22, 5e-324, -1.5, 0.0, -0.0])
+def test_a_start_and_end_that_equal_the_first_and_last_times(first: float) -> None:
+    # written with the timeline's texts when they are the same float, else their own
+    numpy = pytest.importorskip("numpy")
+    kinds = kind_table(2)
+    changes = [(0, 1, first), (1, 2, 1796405965.5)]
+    conns = [conn(1, start=first, end=1796405965.5),
+             conn(2, start=-first, end=1796405965.5),  # -0.0 and 0.0 are equal floats
+             conn(3, start=int(first), end=1796405965),  # equal ints: written as ints
+             conn(4, start=numpy.float64(first), end=numpy.float64(1796405965.5)),
+             conn(5, start=first, end=first),
+             conn(6, start=1.0, end=1796405965.5000002)]
+    for c in conns:
+        c.timeline = packed_with(kinds, changes)
+    report = report_of(*conns * 20)  # numbers by numpy, and alone (the template's check)
+    assert written(report) == expected(report)
+
+
 def test_chunks_mixing_every_way_of_writing_a_connection() -> None:
     # more connections than one chunk: templates, packed and row timelines, a shape the
     # templates cannot express (plain json.dumps) and, in one chunk only, a nested leaf

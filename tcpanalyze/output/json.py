@@ -10,9 +10,10 @@ connection's own `to_dict()`, and checked against the plain text of that connect
 before it is used; any connection the templates cannot express exactly (a nested value
 where a scalar was expected, a shape that failed its check) is written by `json.dumps`.
 A chunk of connections is written at once: the leaves of all of them encoded by one call,
-their templates joined into one %-format. A timeline held packed (`report.Timeline`) is
-one leaf, its text joined from pieces of constant text per kind of change and the texts
-of its times and frames.
+the texts between the leaves (the templates, in pieces) and the leaves' texts joined by
+one call. A timeline held packed (`report.Timeline`) is one leaf, its text joined from
+pieces of constant text per kind of change and the texts of its times and frames, all
+the chunk's numbers formatted together.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ _SCALARS = attrgetter("id", "client", "server", "start", "end", "packets_client"
 _CHANGE_NAMES = ("time", "frame", "endpoint", "old", "new", "reason")  # to_dict()'s order
 _CHANGE = attrgetter(*_CHANGE_NAMES)
 
-# shape -> template (a %-format string, one %s per leaf), or None: use json.dumps
-_templates: dict[tuple[Any, ...], str | None] = {}
+# shape -> template, or None: use json.dumps. A template is the item's text in pieces:
+# literal text at the even indexes, a slot (None) for each leaf's text between them.
+_Template = list["str | None"]
+_templates: dict[tuple[Any, ...], _Template | None] = {}
 
 
 def _plain(obj: Any) -> str:
@@ -97,9 +100,13 @@ def _str_keys(obj: Any) -> bool:
 # a packed timeline to be written as one block: the pieces of its constant text, with
 # slots (None) for its times and frames at 1::2, and its packed changes
 _Packed = tuple[list["str | None"], "array[float]"]
+# a timeline written as one block: (its leaf index, the timeline, the leaf indexes of the
+# connection's start and end when they are its first and last times, else -1)
+_Block = tuple[int, _Packed, int, int]
 # what a gather function finds in an item: its shape, its scalar leaves in the order
-# to_dict() lists them, and (leaf index, timeline) of a timeline written as one block
-_Gathered = tuple[tuple[Any, ...], list[Any], "tuple[int, _Packed] | None"]
+# to_dict() lists them, and its timeline block
+_Gathered = tuple[tuple[Any, ...], list[Any], "_Block | None"]
+_START, _END = 3, 4  # the leaf indexes of a connection's start and end (_SCALARS)
 
 
 def _gather(conn: ConnectionSummary, timeline: bool) -> _Gathered:
@@ -118,7 +125,17 @@ def _gather(conn: ConnectionSummary, timeline: bool) -> _Gathered:
         parts = getattr(conn.timeline, "packed_parts", None)
         packed = _packed_timeline(*parts) if parts is not None and changes else None
         if packed is not None:
-            block = (len(leaves), packed)
+            # the start and end are most often the first and last times: written once
+            # (equal floats, not zeros: the same repr)
+            first, last = packed[1][2], packed[1][-1]
+            start, end = conn.start, conn.end
+            start_at = _START if type(start) is float and start == first != 0 else -1
+            end_at = _END if type(end) is float and end == last != 0 else -1
+            if start_at >= 0:
+                leaves[_START] = None
+            if end_at >= 0:
+                leaves[_END] = None
+            block = (len(leaves), packed, start_at, end_at)
             changes = "block"  # one leaf: the whole list, written by _timeline_texts
             leaves.append(None)
         else:
@@ -135,7 +152,7 @@ def _gather(conn: ConnectionSummary, timeline: bool) -> _Gathered:
     for record in zeek:
         leaves += record.values()
     # the number of leaves too: a template may only take as many as it was checked with
-    # (one chunk's templates are filled by one format: a miscount would shift the rest)
+    # (a chunk's templates are filled at once: a miscount would shift the rest)
     shape = ("connection", len(findings), tuple(quality), changes, capture is not None,
              tuple(map(tuple, zeek)) if zeek else (), len(leaves))
     return shape, leaves, block
@@ -207,8 +224,9 @@ def _packed_timeline(packed: Any, kinds: Any) -> _Packed | None:
     return None if pieces is None else (pieces, packed)
 
 
-def _timeline_texts(timelines: Sequence[_Packed]) -> list[str]:
-    """The texts of these timelines' JSON lists, their numbers formatted all at once."""
+def _timeline_texts(timelines: Sequence[_Packed]) -> list[tuple[str, str, str]]:
+    """The text of each timeline's JSON list, and of its first and last times, their
+    numbers formatted all at once."""
     packed = array("d")
     for _, changes in timelines:
         packed += changes
@@ -216,10 +234,11 @@ def _timeline_texts(timelines: Sequence[_Packed]) -> list[str]:
     texts = []
     at = 0
     for pieces, changes in timelines:
+        end = at + len(changes) // 3 * 2
         filled = pieces.copy()
-        filled[1::2] = numbers[at:at + len(changes) // 3 * 2]
-        at += len(changes) // 3 * 2
-        texts.append("".join(filled))  # type: ignore[arg-type]
+        filled[1::2] = numbers[at:end]
+        texts.append(("".join(filled), numbers[at], numbers[end - 2]))  # type: ignore[arg-type]
+        at = end
     return texts
 
 
@@ -335,31 +354,36 @@ def _encoded(leaves: list[Any]) -> list[str] | None:
     return text[1:-1].split("\n")
 
 
-def _fill(template: str, leaves: list[Any], block: tuple[int, str] | None = None
+def _fill(template: _Template, leaves: list[Any], texts: Sequence[tuple[int, str]] = ()
           ) -> str | None:
-    """The template filled with the encoded leaves (and the leaf at block[0] replaced by
-    the text block[1]), or None when a leaf is not a scalar."""
+    """The template filled with the encoded leaves (those at the indexes of `texts`
+    replaced by their text), or None when a leaf is not a scalar or the template has not
+    as many slots."""
     parts = _encoded(leaves)
-    if parts is None:
+    if parts is None or 2 * len(parts) + 1 != len(template):
         return None
-    if block is not None:
-        parts[block[0]] = block[1]
-    return template % tuple(parts)
+    for index, text in texts:
+        parts[index] = text
+    filled = template.copy()
+    filled[1::2] = parts
+    return "".join(filled)  # type: ignore[arg-type]
 
 
 def _template(data: dict[str, Any], shape: tuple[Any, ...], leaves: list[Any],
-              block: tuple[int, str] | None = None) -> str | None:
+              texts: Sequence[tuple[int, str]] = ()) -> _Template | None:
     """Made by json.dumps itself from the item's to_dict() with placeholder leaves (the
     timeline one leaf when it comes as a block), kept only if it reproduces this item's
     plain text exactly."""
     if not _str_keys(data):
         return None
     skeleton = _skeleton(data)
-    if block is not None:
+    if texts:  # a timeline block
         skeleton["timeline"] = _LEAF
-    template = _indented(_plain(skeleton).replace("%", "%%").replace(_LEAF_TEXT, "%s"))
+    literals = _indented(_plain(skeleton)).split(_LEAF_TEXT)
+    template: _Template = [None] * (2 * len(literals) - 1)
+    template[::2] = literals
     try:
-        ok = _fill(template, leaves, block) == _indented(_plain(data))
+        ok = _fill(template, leaves, texts) == _indented(_plain(data))
     except (TypeError, ValueError, RecursionError):
         return None  # this item cannot be written at all: json.dumps will say why
     if len(_templates) >= _MAX_TEMPLATES:
@@ -368,18 +392,23 @@ def _template(data: dict[str, Any], shape: tuple[Any, ...], leaves: list[Any],
     return _templates[shape]
 
 
-def _block_text(block: tuple[int, _Packed] | None) -> tuple[int, str] | None:
-    """(leaf index, text) of a gathered timeline block, made alone."""
-    return None if block is None else (block[0], _timeline_texts([block[1]])[0])
+def _block_texts(block: _Block | None) -> list[tuple[int, str]]:
+    """(leaf index, text) of a gathered timeline block and of the times it shares with
+    the connection's start and end, made alone."""
+    if block is None:
+        return []
+    index, packed, start_at, end_at = block
+    text, first, last = _timeline_texts([packed])[0]
+    return [(i, t) for i, t in ((index, text), (start_at, first), (end_at, last)) if i >= 0]
 
 
 def _text(shape: tuple[Any, ...], leaves: list[Any], to_dict: Callable[[], dict[str, Any]],
-          block: tuple[int, str] | None = None) -> str:
+          texts: Sequence[tuple[int, str]] = ()) -> str:
     template = _templates.get(shape, False)
     if template is False:
-        template = _template(to_dict(), shape, leaves, block)
+        template = _template(to_dict(), shape, leaves, texts)
     if template is not None:
-        text = _fill(template, leaves, block)
+        text = _fill(template, leaves, texts)
         if text is not None:
             return text
     return _indented(_plain(to_dict()))
@@ -389,7 +418,7 @@ def connection_text(conn: ConnectionSummary, timeline: bool = True) -> str:
     """One connection as it appears in the report's "connections" list (indented four
     spaces, no trailing comma or newline)."""
     shape, leaves, block = _gather(conn, timeline)
-    return _text(shape, leaves, lambda: conn.to_dict(timeline), _block_text(block))
+    return _text(shape, leaves, lambda: conn.to_dict(timeline), _block_texts(block))
 
 
 def finding_text(finding: Finding) -> str:
@@ -412,40 +441,56 @@ _FINDINGS = _Items(_gather_finding, lambda finding, _: finding.to_dict(),
                    lambda finding, _: finding_text(finding))
 
 
-def _chunk_text(items: Sequence[Any], kind: _Items, timeline: bool) -> str:
-    """Items of one list as json.dumps writes them there, joined by ",\n": the leaves of
-    all of them encoded by one call of the C encoder, their timelines' numbers formatted
-    together, and all their templates filled by one %-format (per item, most of the time
-    went to calls and small lists)."""
-    formats: list[str] = []
-    leaves: list[Any] = []
+_ONE_SLOT: _Template = ["", None, ""]  # an item written whole: its text is one leaf's
+
+
+def _chunk_text(items: Sequence[Any], kind: _Items, timeline: bool, end: str) -> str:
+    """Items of one list as json.dumps writes them there, joined by ",\n", then `end`:
+    the leaves of all of them encoded by one call of the C encoder, their timelines'
+    numbers formatted together, all their templates' pieces joined at once (item by
+    item, most of the time went to calls and small lists; a %-format scans its text)."""
+    pieces: _Template = []  # the items' templates, one after the other
+    leaves: list[Any] = []  # a leaf for each slot of the pieces
     texts: list[tuple[int, str]] = []  # (index among the leaves, text to put there)
-    blocks: list[tuple[int, _Packed]] = []  # (index among the leaves, timeline)
+    blocks: list[_Block] = []  # timeline blocks, their indexes among the leaves
     for item in items:
+        if leaves:  # the comma between two items: a slot between their texts
+            texts.append((len(leaves), ",\n"))
+            leaves.append(None)
+            pieces.append(None)
         shape, item_leaves, block = kind.gather(item, timeline)
         template = _templates.get(shape, False)
         if template is False:
             template = _template(kind.to_dict(item, timeline), shape, item_leaves,
-                                 _block_text(block))
-        if template is None:  # the item as json.dumps writes it, in place of one leaf
+                                 _block_texts(block))
+        if template is None:  # the item as json.dumps writes it, in the place of a leaf
             texts.append((len(leaves), _indented(_plain(kind.to_dict(item, timeline)))))
-            formats.append("%s")
             leaves.append(None)
+            pieces += _ONE_SLOT
             continue
         if block is not None:
-            blocks.append((len(leaves) + block[0], block[1]))
-        formats.append(template)
+            index, packed, start_at, end_at = block
+            at = len(leaves)
+            blocks.append((at + index, packed, at + start_at if start_at >= 0 else -1,
+                           at + end_at if end_at >= 0 else -1))
+        pieces += template
         leaves += item_leaves
     parts = _encoded(leaves)
     if parts is None:  # a nested or unwritable leaf somewhere: item by item
-        return ",\n".join([kind.text(item, timeline) for item in items])
+        return ",\n".join([kind.text(item, timeline) for item in items]) + end
     for index, text in texts:
         parts[index] = text
     if blocks:
-        for (index, _), text in zip(blocks, _timeline_texts([b for _, b in blocks]),
-                                    strict=True):
+        for (index, _, start_at, end_at), (text, first, last) in zip(
+                blocks, _timeline_texts([b[1] for b in blocks]), strict=True):
             parts[index] = text
-    return ",\n".join(formats) % tuple(parts)
+            if start_at >= 0:
+                parts[start_at] = first
+            if end_at >= 0:
+                parts[end_at] = last
+    pieces[1::2] = parts
+    pieces.append(end)
+    return "".join(pieces)  # type: ignore[arg-type]
 
 
 def render(report: Report, indent: int | None = 2, timeline: bool = True) -> str:
@@ -490,7 +535,7 @@ def _write(report: Report, out: Callable[[str], Any], timeline: bool) -> None:
         before, text = text.split(encode_basestring_ascii(_MARK + name))
         out(before + "[\n")
         for start in range(0, len(items), _CHUNK):
-            chunk = _chunk_text(items[start:start + _CHUNK], kind, timeline)
-            out(chunk + (",\n" if start + _CHUNK < len(items) else "\n"))
+            out(_chunk_text(items[start:start + _CHUNK], kind, timeline,
+                            ",\n" if start + _CHUNK < len(items) else "\n"))
         out("  ]")
     out(text + "\n")
