@@ -269,7 +269,7 @@ def test_a_packed_timeline_once_looked_at_is_written_as_it_now_is() -> None:
     assert written(report) == expected(report)
 
 
-# -- the fast paths: a chunk of items in one format, timelines in pieces -------------------
+# -- the fast paths: a chunk of items written at once, timelines in pieces ----------------
 
 
 # awkward times: every one must come out as float.__repr__ writes it (what json.dumps does)

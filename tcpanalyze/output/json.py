@@ -163,21 +163,23 @@ def _gather(conn: ConnectionSummary, timeline: bool) -> _Gathered:
 # time and frame differ from change to change, the rest is one of few texts per kind.
 _TIME = '        {\n          "time": '
 _FRAME = ',\n          "frame": '
+_NEXT = ",\n" + _TIME  # from one change's closing brace to the next one's time
+_CLOSE = "\n      ]"
 _CACHED_CHANGES = 64  # timelines up to this long keep their pieces (the usual ones)
-# id of a table of kinds -> (the table, the text of each kind, the pieces of whole
-# timelines by their codes' bytes): one table per process that made timelines
-# (tracker.CHANGE_KINDS, only ever appended to)
+# id of a table of kinds -> (the table, each kind's text after a change's frame up to the
+# next change's time, the pieces of whole timelines by their codes' bytes): one table
+# per process that made timelines (tracker.CHANGE_KINDS, only ever appended to)
 _kind_texts: dict[int, tuple[Any, list[str | None], dict[bytes, list[str | None]]]] = {}
 
 
 def _kind_text(kind: Any) -> str | None:
-    """The text after a change's frame, up to its closing brace; None for a kind that
-    is not four strings (the rows path writes whatever it is)."""
+    """The text after a change's frame up to the next change's time; None for a kind
+    that is not four strings (the rows path writes whatever it is)."""
     if not (type(kind) is tuple and len(kind) == 4 and all(isinstance(s, str) for s in kind)):
         return None
     endpoint, old, new, reason = map(encode_basestring_ascii, kind)
     return (f',\n          "endpoint": {endpoint},\n          "from": {old},'
-            f'\n          "to": {new},\n          "reason": {reason}\n        }}')
+            f'\n          "to": {new},\n          "reason": {reason}\n        }}{_NEXT}')
 
 
 def _timeline_pieces(codes: array[float], kinds: Any) -> list[str | None] | None:
@@ -200,9 +202,9 @@ def _timeline_pieces(codes: array[float], kinds: Any) -> list[str | None] | None
                for code in codes):
         return None  # the rows path does as Timeline.rows does (indexes from the end, ...)
     pieces = ["[\n" + _TIME]
-    for code in codes:
-        pieces += (None, _FRAME, None, f"{texts[int(code)]},\n{_TIME}")
-    pieces[-1] = f"{texts[int(codes[-1])]}\n      ]"
+    for code in codes:  # the kinds' own texts: cached timelines share them
+        pieces += (None, _FRAME, None, texts[int(code)])
+    pieces[-1] = pieces[-1][:-len(_NEXT)] + _CLOSE  # type: ignore[index]
     if len(codes) <= _CACHED_CHANGES:
         if len(timelines) >= _MAX_TEMPLATES:
             timelines.clear()
