@@ -168,23 +168,47 @@ def _write_rows(summaries: Iterable[ConnectionSummary]) -> tuple[str | None, Any
     return out.name, count, CHANGE_KINDS
 
 
-def _read_rows(written: tuple[str | None, Any, Any], remap: _Remap
+def _read_rows(written: tuple[str | None, Any, Any], remap: _Remap | None
                ) -> Iterator[ConnectionSummary]:
-    """The summaries of `_write_rows` again, with their global ids; removes the file."""
+    """The summaries of `_write_rows` again, with their global ids (`remap` None: their
+    worker's); removes the file."""
     path, rows, kinds = written  # rows: how many in the file, or the rows themselves
     if path is None:
         for row in rows:
-            row[ID_AT] = remap[row[ID_AT]]
+            if remap is not None:
+                row[ID_AT] = remap[row[ID_AT]]
             yield from_row(row, kinds)
         return
     try:
         with open(path, "rb") as stored:
             for _ in range(rows):
                 row = pickle.load(stored)
-                row[ID_AT] = remap[row[ID_AT]]
+                if remap is not None:
+                    row[ID_AT] = remap[row[ID_AT]]
                 yield from_row(row, kinds)
     finally:
         _remove(path)
+
+
+def _early_rows(written: tuple[str | None, Any, Any], limit: int
+                ) -> list[ConnectionSummary] | None:
+    """The summaries of a worker that finished before the others, read while they still
+    run (with its own ids, mapped in `_merge`); None when they are more than `limit` (the
+    summaries kept in memory: more wait in the file until the merge)."""
+    path, rows, _ = written
+    count = rows if path is not None else len(rows)
+    if count > limit:
+        return None
+    return list(_read_rows(written, None))
+
+
+def _await(results: Any, seconds: float) -> None:
+    """Wait for a worker's result, at most `seconds` (at once when it comes)."""
+    reader = getattr(results, "_reader", None)  # SimpleQueue's end of its pipe
+    if reader is not None:
+        reader.poll(seconds)
+    else:
+        time.sleep(seconds)
 
 
 def _remove(path: str) -> None:
@@ -504,12 +528,15 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
                         codes = [w.exitcode for w in workers]
                         raise RuntimeError(f"analysis workers ended without a result: {codes}")
                     show()
-                    time.sleep(0.1)
+                    _await(results, 0.1)
                 me, part = results.get()
                 if isinstance(part, BaseException):
                     raise part
                 parts[me] = part
                 pending -= 1
+                if pending:  # a core is idle until the others are done: read its rows now
+                    part["early"] = _early_rows(part["connections"],
+                                                analysis.settings.summaries_in_memory)
         finally:
             for inbox in inboxes:
                 if inbox is not None and pending:
@@ -731,7 +758,13 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> None:
     emitted: list[tuple[int, int, Finding]] = []
     for k, part in enumerate(parts):
         remap = ids[k]
-        analysis.connections += _read_rows(part["connections"], remap)
+        early = part.get("early")
+        if early is None:
+            analysis.connections += _read_rows(part["connections"], remap)
+        else:
+            for summary in early:
+                summary.id = remap[summary.id]
+            analysis.connections += early
         for i, finding in enumerate(part["findings"]):
             if finding.connection is not None:
                 finding.connection = remap[finding.connection]
