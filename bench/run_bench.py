@@ -12,9 +12,9 @@ once per process). Sampling costs CPU on the same cores: every 50 ms it cost the
 measured run ~0.3 s of wall time on the bench capture; every 250 ms it costs <0.1 s, and
 the peak (reached as the workers finish, after seconds of growth) is the same. The load
 average before and after is printed: other work on the machine skews wall times, so CPU
-seconds are shown too, and for `--jobs N` the critical path (the parent's own CPU plus
-the busiest worker's), which is what the wall time would be on an otherwise idle machine
-with N free cores.
+seconds (of the whole process tree) are shown too. (Earlier versions also printed a
+"critical path", the parent's CPU plus the busiest worker's; since the `--jobs` parent
+reads the file while its workers run, that sum no longer estimates anything.)
 """
 
 from __future__ import annotations
@@ -79,21 +79,9 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def run_once(argv: list[str], tree: bool) -> tuple[float, int, float, float]:
-    """(wall seconds, peak KiB, CPU seconds, critical-path CPU seconds) of one run;
-    output goes to /dev/null. The critical path of a parallel run is the parent's own
-    CPU plus the busiest worker's: the wall time an otherwise idle machine would show."""
+def run_once(argv: list[str], tree: bool) -> tuple[float, int, float]:
+    """(wall seconds, peak KiB, CPU seconds) of one run; output goes to /dev/null."""
     peak = 0
-    worker_cpu: dict[int, float] = {}
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=ROOT.parent)
@@ -104,8 +92,6 @@ def run_once(argv: list[str], tree: bool) -> tuple[float, int, float, float]:
         while not done.wait(SAMPLE_EVERY):
             pids = _tree(proc.pid)
             peak = max(peak, sum(_pss_kb(p) for p in pids))
-            for pid in pids[1:]:
-                worker_cpu[pid] = max(worker_cpu.get(pid, 0.0), _cpu_seconds(pid))
 
     sampler = threading.Thread(target=sample, daemon=True) if tree else None
     if sampler is not None:
@@ -119,8 +105,7 @@ def run_once(argv: list[str], tree: bool) -> tuple[float, int, float, float]:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)}: exit {proc.returncode}")
     cpu = usage.ru_utime + usage.ru_stime  # includes the workers it waited for
-    critical = cpu - sum(worker_cpu.values()) + max(worker_cpu.values(), default=0.0)
-    return wall, peak if tree else usage.ru_maxrss, cpu, critical
+    return wall, peak if tree else usage.ru_maxrss, cpu
 
 
 def packet_count(capture: str) -> int:
@@ -150,13 +135,11 @@ def main() -> None:
         wall = statistics.median(r[0] for r in runs)
         rss = statistics.median(r[1] for r in runs)
         cpu = statistics.median(r[2] for r in runs)
-        critical = statistics.median(r[3] for r in runs)
         results[name] = {"seconds": wall, "pps": packets / wall, "peak_mib": rss / 1024,
-                         "cpu": cpu, "critical_cpu": critical, "cpu_pps": packets / critical,
-                         "runs": [r[0] for r in runs]}
+                         "cpu": cpu, "runs": [r[0] for r in runs]}
         print(f"{name:24} {wall:8.2f} s {packets / wall:12,.0f} pkt/s {rss / 1024:8.0f} MiB"
-              f"  cpu {cpu:6.2f} s, critical {critical:6.2f} s = {packets / critical:10,.0f}"
-              f" pkt/s   runs {', '.join(f'{r[0]:.2f}' for r in runs)}", flush=True)
+              f"  cpu {cpu:6.2f} s   runs {', '.join(f'{r[0]:.2f}' for r in runs)}",
+              flush=True)
     print(f"load after {os.getloadavg()[0]:.2f}")
 
     def ratio(a: str, b: str, key: str = "pps") -> str:
@@ -168,10 +151,6 @@ def main() -> None:
     print(f"single / tshark conv,tcp (target >= 4):   {ratio(single, 'tshark conv,tcp')}")
     print(f"single / dpkt loop       (target >= 2):   {ratio(single, 'dpkt loop')}")
     print(f"--jobs {args.jobs} / single     (target >= 1.7): {ratio(multi, single)}")
-    print("by CPU critical path (what an idle machine would show):")
-    print(f"  single / tshark conv,tcp: {ratio(single, 'tshark conv,tcp', 'cpu_pps')}, "
-          f"single / dpkt loop: {ratio(single, 'dpkt loop', 'cpu_pps')}, "
-          f"--jobs {args.jobs} / single: {ratio(multi, single, 'cpu_pps')}")
     print(f"memory single / tshark conv (target <= 0.25): "
           f"{ratio(single, 'tshark conv,tcp', 'peak_mib')}")
     print(f"memory --jobs {args.jobs} / tshark conv:            "

@@ -330,7 +330,7 @@ def _render_to(stream: Any, fmt: str, report: Report, options: output.RenderOpti
     if fmt == "json":  # streamed: large reports never exist as one string
         from tcpanalyze.output import json as json_output
 
-        json_output.write(report, stream, options.indent, options.timeline)
+        json_output.write(report, stream, options.indent, options.timeline, options.jobs)
         return
     text = output.render(fmt, report, options)
     stream.write(text if text.endswith("\n") or fmt == "ndjson" else text + "\n")
@@ -437,7 +437,7 @@ def report(captures: tuple[str, ...], fmt: str | None, outputs: tuple[str, ...],
         _err(str(exc))
         sys.exit(ExitCode.ERROR)
     options = output.RenderOptions(policy=config.policy, timeline=not no_timeline,
-                                   max_rows=max_rows)
+                                   max_rows=max_rows, jobs=_jobs(streaming=False))
     if live_ndjson:
         from tcpanalyze.output.ndjson import summary_line
 

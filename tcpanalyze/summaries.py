@@ -19,6 +19,7 @@ with a timeline still packed by this process's tracker as its array.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 import tempfile
 from array import array
@@ -121,6 +122,7 @@ class SummaryList(Sequence[ConnectionSummary]):
             self._lengths.append(len(data))
             self._ids.append(summary.id)
             at += len(data)
+        out.flush()  # read back by os.pread
         self._memory = []
 
     # -- changing --------------------------------------------------------------------------
@@ -164,9 +166,10 @@ class SummaryList(Sequence[ConnectionSummary]):
 
     def _read(self, record: int) -> ConnectionSummary:
         assert self._file is not None
-        self._file.seek(self._offsets[record])
-        summary = from_row(pickle.loads(self._file.read(self._lengths[record])),
-                           CHANGE_KINDS)
+        # pread, not seek and read: a process forked to write part of a report (the JSON
+        # writer's) shares the file's offset with this one
+        data = os.pread(self._file.fileno(), self._lengths[record], self._offsets[record])
+        summary = from_row(pickle.loads(data), CHANGE_KINDS)
         for change, before in self._changes:
             if record < before:
                 change(summary)

@@ -27,7 +27,9 @@ from tcpanalyze.report import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path("/work/shared/corpus")
+CORPUS = ROOT.parent / "shared" / "corpus"  # ../shared beside the clone, as CI has it
+if not CORPUS.is_dir():
+    CORPUS = Path("/work/shared/corpus")
 CAPTURES = [ROOT / "tests" / "data" / "bench-mini.pcap.gz",
             *sorted((ROOT / "sample_pcaps").glob("*.pcap*")),
             *sorted(CORPUS.glob("*/*/capture.pcap*"))]
@@ -534,3 +536,82 @@ def test_generated_numbers(numbers: list[tuple[float, float]]) -> None:
     times = [t for t, _ in numbers]
     frames = [f if math.isfinite(f) else 0.0 for _, f in numbers]
     assert number_texts(times, frames) == python_texts(times, frames)
+
+
+# -- connections written by several processes (--jobs) ------------------------------------
+
+def _written_by(report: Report, jobs: int) -> str:
+    out = io.StringIO()
+    json_out.write(report, out, jobs=jobs)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_connections_written_by_forked_processes_give_the_same_text(
+        jobs: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(json_out, "_FORK_FROM", 1)  # fork for a few chunks already
+    forks = _counting_forks(monkeypatch)
+    report = analyze(str(ROOT / "sample_pcaps" / "syn-flood.pcap"))
+    assert len(report.connections) > 3 * 256  # 4 chunks: at least one for every process
+    assert _written_by(report, jobs) == expected(report)
+    assert len(forks) == jobs - 1
+
+
+def test_forked_processes_read_summaries_kept_on_disk(monkeypatch: pytest.MonkeyPatch
+                                                      ) -> None:
+    """Summaries beyond the in-memory limit wait in a temporary file that the writing
+    processes share: each reads its own records (pread), none moves the others' offset."""
+    from tcpanalyze.settings import Settings
+    from tcpanalyze.summaries import SummaryList
+
+    monkeypatch.setattr(json_out, "_FORK_FROM", 1)
+    report = analyze(str(ROOT / "sample_pcaps" / "syn-flood.pcap"),
+                     Settings(summaries_in_memory=7))
+    assert isinstance(report.connections, SummaryList)
+    assert len(report.connections._ids) > len(report.connections) - 7  # on disk
+    assert _written_by(report, 3) == expected(report)
+
+
+def _counting_forks(monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> list[int]:
+    import os
+
+    forks: list[int] = []
+    fork = os.fork
+
+    def counting() -> int:
+        pid = fork()
+        if pid == 0 and fail:
+            os._exit(1)  # a writing process that dies before it writes anything
+        forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counting)
+    return forks
+
+
+def test_a_part_whose_process_failed_is_written_by_the_parent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(json_out, "_FORK_FROM", 1)
+    forks = _counting_forks(monkeypatch, fail=True)
+    report = analyze(str(ROOT / "sample_pcaps" / "syn-flood.pcap"))
+    assert _written_by(report, 3) == expected(report)
+    assert len(forks) == 2
+
+
+def test_without_a_temporary_directory_one_process_writes_everything(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(json_out, "_FORK_FROM", 1)
+    monkeypatch.setattr(tempfile, "tempdir", "/nonexistent/tcpanalyze-test")
+    forks = _counting_forks(monkeypatch)
+    report = analyze(str(ROOT / "sample_pcaps" / "syn-flood.pcap"))
+    assert _written_by(report, 2) == expected(report)
+    assert forks == []
+
+
+def test_small_reports_are_written_by_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    forks = _counting_forks(monkeypatch)
+    report = analyze(str(ROOT / "sample_pcaps" / "syn-flood.pcap"))  # ~1000 connections
+    assert _written_by(report, 2) == expected(report)
+    assert forks == []  # fewer than _FORK_FROM chunks a process: forking costs more

@@ -25,7 +25,9 @@ from tcpanalyze.report import (
     Report,
 )
 
-CORPUS = Path("/work/shared/corpus")
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"  # ../shared
+if not CORPUS.is_dir():
+    CORPUS = Path("/work/shared/corpus")
 ZEEK = CORPUS / "zeek"
 
 needs_corpus = pytest.mark.skipif(not ZEEK.is_dir(), reason="shared corpus not present")

@@ -18,7 +18,9 @@ import dpkt
 from tcpanalyze.segment import Segment, format_addr
 from tcpanalyze.zeek import ZeekView, first_packet_flips
 
-CORPUS = Path("/work/shared/corpus/zeek")
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "zeek"
+if not CORPUS.is_dir():  # ../shared beside the clone, else where this machine keeps it
+    CORPUS = Path("/work/shared/corpus/zeek")
 
 _IPV4, _IPV6 = 0x0800, 0x86DD
 

@@ -22,6 +22,7 @@ class RenderOptions:
     max_rows: int = 50  # terminal, markdown
     width: int = 80  # terminal text written to a file
     base_dir: str | None = None  # sarif: artifact URIs relative to this directory
+    jobs: int = 1  # json: processes that may write a large report's connections
 
 
 def _terminal(report: Report, o: RenderOptions) -> str:
