@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from test_output_reports import corpus_report, flood_finding, needs_corpus, scan_finding
+from test_output_reports import CORPUS, corpus_report, flood_finding, needs_corpus, scan_finding
 
 from tcpanalyze.output import sarif
 from tcpanalyze.report import FINDING_KINDS, Report
@@ -35,13 +35,13 @@ def test_schema_catches_a_broken_document() -> None:
 def test_valid_against_the_oasis_schema(item: str) -> None:
     report = corpus_report(item)
     report.findings += [flood_finding(), scan_finding()]
-    _validate(json.loads(sarif.render(report, base_dir="/work/shared/corpus")))
+    _validate(json.loads(sarif.render(report, base_dir=str(CORPUS))))
 
 
 def test_rules_results_levels_and_locations() -> None:
     report = corpus_report("pop3-rejects")
     report.findings.append(flood_finding())
-    doc = json.loads(sarif.render(report, base_dir="/work/shared/corpus"))
+    doc = json.loads(sarif.render(report, base_dir=str(CORPUS)))
     assert doc["version"] == "2.1.0"
     (run,) = doc["runs"]
     rules = run["tool"]["driver"]["rules"]
