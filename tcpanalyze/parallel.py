@@ -472,7 +472,7 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
 
     with open_capture(path) as probe:  # not a capture at all: CaptureError here, as read_into
         # pcap in a plain file: a dealt read (the file is read and decoded once, here)
-        dealing = options_batch(probe, path)
+        dealing = _dealable(probe, path)
         layout = probe.record_layout if dealing else None
     # the workers' columnar path, loaded once before the fork: its pages (numpy's above
     # all, ~20 MB) are then shared by every worker instead of loaded by each
@@ -498,15 +498,18 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     parts: list[dict[str, Any]] = [{}] * jobs
     read: dict[str, Any] | None = None
 
-    def check() -> None:
+    def check_workers() -> None:
         if interrupt is not None and interrupt.requested:
             raise KeyboardInterrupt
-        if not results.empty():  # only a failure comes before the end of the dealing
-            raise _Stalled
         if any(not parts[k] and not w.is_alive() for k, w in enumerate(workers)) and \
                 results.empty():
             codes = [w.exitcode for w in workers]
             raise RuntimeError(f"analysis workers ended without a result: {codes}")
+
+    def check() -> None:  # while dealing
+        check_workers()
+        if not results.empty():  # only a failure comes before the end of the dealing
+            raise _Stalled
 
     def show() -> None:
         if on_progress is not None and progress is not None:
@@ -521,12 +524,7 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
                                  check, show)
             while pending:
                 while results.empty():
-                    if interrupt is not None and interrupt.requested:
-                        raise KeyboardInterrupt
-                    if any(not parts[k] and not w.is_alive() for k, w in enumerate(workers)) \
-                            and results.empty():
-                        codes = [w.exitcode for w in workers]
-                        raise RuntimeError(f"analysis workers ended without a result: {codes}")
+                    check_workers()
                     show()
                     _await(results, 0.1)
                 me, part = results.get()
@@ -569,12 +567,13 @@ class _Stalled(Exception):
     """A worker failed while the parent was dealing."""
 
 
-def options_batch(reader: Any, path: str) -> bool:
+def _dealable(reader: Any, path: str) -> bool:
     """Whether `path` can be read by dealing: pcap (not pcapng: its frames may need
     time-ordering) in a plain file (not compressed, not a pipe)."""
     from tcpanalyze.analysis import _regular_file
 
     return reader.format in ("pcap", "pcap-ns") and _regular_file(path)
+
 
 _IN_FLIGHT = 32  # batches dealt to a worker and not yet taken: how far the parent may run
 # ahead (a few MB of offsets), so a worker busy with a heavy batch does not stall the other
