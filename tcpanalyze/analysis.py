@@ -383,35 +383,17 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
     for frame-by-frame reading. An interrupt ends the reading between two batches (a
     fraction of a second of work on a regular file)."""
     from tcpanalyze.batch import BatchFeed
-    from tcpanalyze.capture import time_ordered
-    from tcpanalyze.columns import decode_frames, decode_records
+    from tcpanalyze.columns import capture_columns
 
     feed = BatchFeed(analysis, dec, on_finding)
     frames = 0
-    if reader.format.split("+")[0] in ("pcap", "pcap-ns"):  # records straight from the buffer
-        for buf, offsets, first in reader.record_batches():
-            feed.process(decode_records(buf, offsets, first, **reader.record_layout,
-                                        verify_checksums=dec.verify_checksums))
-            frames += len(offsets)
-            if on_progress is not None:
-                on_progress(frames, reader.position)
-            if interrupt is not None and interrupt.requested:
-                break
-        return frames
-    held: list[Any] = []  # pcapng: the reader's frames (time-ordered), in batches
-    for frame in time_ordered(reader):
-        held.append(frame)
-        if len(held) >= 32768:
-            feed.process(decode_frames(held, dec.verify_checksums))
-            frames += len(held)
-            held = []
-            if on_progress is not None:
-                on_progress(frames, reader.position)
-            if interrupt is not None and interrupt.requested:
-                return frames
-    if held:
-        feed.process(decode_frames(held, dec.verify_checksums))
-        frames += len(held)
+    for cols in capture_columns(reader, dec.verify_checksums):
+        feed.process(cols)
+        frames += len(cols)
+        if on_progress is not None:
+            on_progress(frames, reader.position)
+        if interrupt is not None and interrupt.requested:
+            break
     return frames
 
 

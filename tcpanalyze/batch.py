@@ -190,6 +190,7 @@ class BatchFeed(BatchRows):
         being fed."""
         self.share = share
         self.frame = 0
+        self.row = 0  # the batch row being fed (frame: its number)
         self.analysis = analysis
         super().__init__(decoder)
         self.on_finding = on_finding
@@ -233,6 +234,7 @@ class BatchFeed(BatchRows):
             self._one(i)
         else:
             self.frame = self.cols.numbers[i]
+            self.row = i
             self.share.foreign(self.l_ts[i])
             self.share.after()
 
@@ -265,6 +267,7 @@ class BatchFeed(BatchRows):
 
     def _one(self, i: int) -> None:
         self.frame = self.cols.numbers[i]
+        self.row = i
         new = self.feed(self._segment(i))
         if new and self.on_finding is not None:
             for finding in new:

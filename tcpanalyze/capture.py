@@ -18,7 +18,7 @@ import heapq
 import struct
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, NamedTuple
 
 __all__ = ["MAX_BLOCK_LEN", "MAX_CAPLEN", "CaptureError", "CaptureReader", "Frame", "open_capture"]
@@ -168,16 +168,18 @@ class CaptureReader:
         self._sniff()
 
     # -- buffer ------------------------------------------------------------------------
-    def _fill(self, need: int) -> bool:
-        """Make at least `need` bytes available at _pos; False at end of input."""
+    def _fill(self, need: int, ahead: int = 0) -> bool:
+        """Make at least `need` bytes available at _pos; False at end of input. When it
+        has to read, it reads on to `ahead` bytes if the input has them."""
         avail = len(self._buf) - self._pos
         if avail >= need:
             return True
         parts = [self._buf[self._pos:]]
         self._base += self._pos
         self._pos = 0
+        want = max(need, ahead)
         try:
-            while avail < need and not self._eof:
+            while avail < want and not self._eof:
                 chunk = next(self._source, b"")
                 if not chunk:
                     self._eof = True
@@ -392,96 +394,144 @@ class CaptureReader:
                 raise self._error(f"file ends inside the {part} ({left} bytes present)",
                                   self._base + self._pos, self.frames_read + 1)
 
-    def _pcapng(self) -> Iterator[Frame]:
+    def block_batches(self, most: int = 65536) -> Iterator[Any]:
+        """pcapng only: the frames in file order, runs of Enhanced Packet Blocks of one
+        interface that are complete in the buffer as (buffer, offsets of their blocks,
+        number of the first, columns.decode_blocks' keywords), at most `most` at a time,
+        and every other frame as a Frame. Runs stop for good once a section has several
+        interfaces (their frames need time-ordering: `time_ordered`). Walks exactly as
+        the frame reader does, with the same bounds and errors (left in `error`)."""
+        if not self.format.startswith("pcapng"):
+            raise ValueError("block_batches reads pcapng only")
+        return self._guarded(self._pcapng(most))
+
+    def _pcapng(self, most: int = 0) -> Iterator[Any]:
+        """Frames; with `most`, runs of EPBs as well (block_batches)."""
         interfaces: list[_Interface] = []
         endian = "<"
         hdr = struct.Struct("<II").unpack_from
         last_ts = 0.0
-        while True:
-            if not self._fill(8):
-                left = len(self._buf) - self._pos
-                if left:
-                    raise self._error(f"file ends inside a block header ({left} bytes present)",
-                                      self._base + self._pos, self.frames_read + 1)
-                return
-            buf, pos = self._buf, self._pos
-            start = self._base + pos
-            btype, blen = hdr(buf, pos)
-            if btype == SHB:  # the same bytes in either byte order
-                if not self._fill(12):
-                    raise self._error("file ends inside a section header block", start,
-                                      self.frames_read + 1)
+        ahead = BATCH_READ if most else 0  # read in larger pieces for runs
+        run: list[int] = []  # offsets in run_buf of the run's blocks
+        run_buf, run_first, run_iface, run_layout = b"", 0, -1, {}
+        last_raw: tuple[int, int, _Interface] | None = None  # a run's last EPB: its time
+
+        def ended() -> tuple[bytes, list[int], int, dict[str, Any]]:
+            nonlocal run
+            out = (run_buf, run, run_first, run_layout)
+            run = []
+            return out
+
+        try:
+            while True:
+                if run and (len(run) >= most or len(self._buf) - self._pos < 8):
+                    yield ended()  # (full, or the input may end here)
+                if not self._fill(8, ahead):
+                    left = len(self._buf) - self._pos
+                    if left:
+                        raise self._error(f"file ends inside a block header ({left} bytes present)",
+                                          self._base + self._pos, self.frames_read + 1)
+                    return
                 buf, pos = self._buf, self._pos
-                bom = buf[pos + 8:pos + 12]
-                if bom == b"\x4d\x3c\x2b\x1a":
-                    endian = "<"
-                elif bom == b"\x1a\x2b\x3c\x4d":
-                    endian = ">"
-                else:
-                    raise self._error("section header block has a bad byte-order magic",
-                                      start + 8, self.frames_read + 1)
-                hdr = struct.Struct(endian + "II").unpack_from
+                start = self._base + pos
                 btype, blen = hdr(buf, pos)
-            if blen < 12 or blen % 4 or blen > MAX_BLOCK_LEN:
-                raise self._error(f"block type 0x{btype:x} has an impossible length {blen}",
-                                  start, self.frames_read + 1)
-            if not self._fill(blen):
-                raise self._error(
-                    f"file ends inside a block (type 0x{btype:x}, length {blen}, "
-                    f"{len(self._buf) - self._pos} bytes present)", start, self.frames_read + 1)
-            buf, pos = self._buf, self._pos
-            (trailer,) = struct.unpack_from(endian + "I", buf, pos + blen - 4)
-            if trailer != blen:
-                raise self._error(
-                    f"block type 0x{btype:x}: trailing length {trailer} disagrees with {blen}",
-                    start, self.frames_read + 1)
-            body_end = pos + blen - 4
-            self._pos = pos + blen
-            if btype in (EPB, OPB):
-                if blen < 32:
-                    raise self._error("packet block too short", start, self.frames_read + 1)
-                if btype == EPB:
-                    ifid, tsh, tsl, caplen, wirelen = struct.unpack_from(
-                        endian + "IIIII", buf, pos + 8)
-                else:
-                    ifid, _drops, tsh, tsl, caplen, wirelen = struct.unpack_from(
-                        endian + "HHIIII", buf, pos + 8)
-                if ifid >= len(interfaces):
-                    raise self._error(f"packet block names interface {ifid}, but only "
-                                      f"{len(interfaces)} are described", start,
-                                      self.frames_read + 1)
-                if caplen > body_end - (pos + 28) or caplen > MAX_CAPLEN:
-                    raise self._error(f"captured length {caplen} does not fit its block",
+                if btype == SHB:  # the same bytes in either byte order
+                    if not self._fill(12):
+                        raise self._error("file ends inside a section header block", start,
+                                          self.frames_read + 1)
+                    buf, pos = self._buf, self._pos
+                    bom = buf[pos + 8:pos + 12]
+                    if bom == b"\x4d\x3c\x2b\x1a":
+                        endian = "<"
+                    elif bom == b"\x1a\x2b\x3c\x4d":
+                        endian = ">"
+                    else:
+                        raise self._error("section header block has a bad byte-order magic",
+                                          start + 8, self.frames_read + 1)
+                    hdr = struct.Struct(endian + "II").unpack_from
+                    btype, blen = hdr(buf, pos)
+                if blen < 12 or blen % 4 or blen > MAX_BLOCK_LEN:
+                    raise self._error(f"block type 0x{btype:x} has an impossible length {blen}",
                                       start, self.frames_read + 1)
-                iface = interfaces[ifid]
-                last_ts = ((tsh << 32) | tsl) / iface.divisor + iface.offset
-                self.frames_read += 1
-                yield Frame(self.frames_read, last_ts, iface.linktype, wirelen,
-                            buf[pos + 28:pos + 28 + caplen])
-            elif btype == SPB:
-                if not interfaces:
-                    raise self._error("simple packet block before any interface block", start,
-                                      self.frames_read + 1)
-                (wirelen,) = struct.unpack_from(endian + "I", buf, pos + 8)
-                iface = interfaces[0]
-                caplen = min(wirelen, body_end - (pos + 12))
-                if iface.snaplen:
-                    caplen = min(caplen, iface.snaplen)
-                self.frames_read += 1
-                # no timestamp in an SPB: keep time moving forward with the last one seen
-                yield Frame(self.frames_read, last_ts, iface.linktype, wirelen,
-                            buf[pos + 12:pos + 12 + caplen])
-            elif btype == IDB:
-                if blen < 20:
-                    raise self._error("interface description block too short", start,
-                                      self.frames_read + 1)
-                interfaces.append(self._interface(buf, pos + 8, body_end, endian))
-                self.linktypes.add(interfaces[-1].linktype)
-                self.interfaces = max(self.interfaces, len(interfaces))
-            elif btype == SHB:
-                interfaces = []  # interface ids are per section
-            else:
-                self.skipped_blocks[btype] = self.skipped_blocks.get(btype, 0) + 1
+                if run and btype != EPB:
+                    yield ended()  # before what the block holds
+                if not self._fill(blen, ahead):
+                    raise self._error(
+                        f"file ends inside a block (type 0x{btype:x}, length {blen}, "
+                        f"{len(self._buf) - self._pos} bytes present)", start, self.frames_read + 1)
+                buf, pos = self._buf, self._pos
+                (trailer,) = struct.unpack_from(endian + "I", buf, pos + blen - 4)
+                if trailer != blen:
+                    raise self._error(
+                        f"block type 0x{btype:x}: trailing length {trailer} disagrees with {blen}",
+                        start, self.frames_read + 1)
+                body_end = pos + blen - 4
+                self._pos = pos + blen
+                if btype in (EPB, OPB):
+                    if blen < 32:
+                        raise self._error("packet block too short", start, self.frames_read + 1)
+                    if btype == EPB:
+                        ifid, tsh, tsl, caplen, wirelen = struct.unpack_from(
+                            endian + "IIIII", buf, pos + 8)
+                    else:
+                        ifid, _drops, tsh, tsl, caplen, wirelen = struct.unpack_from(
+                            endian + "HHIIII", buf, pos + 8)
+                    if ifid >= len(interfaces):
+                        raise self._error(f"packet block names interface {ifid}, but only "
+                                          f"{len(interfaces)} are described", start,
+                                          self.frames_read + 1)
+                    if caplen > body_end - (pos + 28) or caplen > MAX_CAPLEN:
+                        raise self._error(f"captured length {caplen} does not fit its block",
+                                          start, self.frames_read + 1)
+                    iface = interfaces[ifid]
+                    if most and btype == EPB and self.interfaces < 2:
+                        if run and (ifid != run_iface or buf is not run_buf):
+                            yield ended()  # a run is of one interface, in one buffer
+                        if not run:
+                            run_buf, run_first, run_iface = buf, self.frames_read + 1, ifid
+                            run_layout = {"endian": endian, "divisor": iface.divisor,
+                                          "offset": iface.offset, "linktype": iface.linktype}
+                        run.append(pos)
+                        last_raw = (tsh, tsl, iface)
+                        self.frames_read += 1
+                        continue
+                    last_raw = None
+                    last_ts = ((tsh << 32) | tsl) / iface.divisor + iface.offset
+                    self.frames_read += 1
+                    yield Frame(self.frames_read, last_ts, iface.linktype, wirelen,
+                                buf[pos + 28:pos + 28 + caplen])
+                elif btype == SPB:
+                    if not interfaces:
+                        raise self._error("simple packet block before any interface block", start,
+                                          self.frames_read + 1)
+                    (wirelen,) = struct.unpack_from(endian + "I", buf, pos + 8)
+                    iface = interfaces[0]
+                    caplen = min(wirelen, body_end - (pos + 12))
+                    if iface.snaplen:
+                        caplen = min(caplen, iface.snaplen)
+                    self.frames_read += 1
+                    if last_raw is not None:  # the last time seen was a run's
+                        tsh, tsl, ts_iface = last_raw
+                        last_ts = ((tsh << 32) | tsl) / ts_iface.divisor + ts_iface.offset
+                        last_raw = None
+                    # no timestamp in an SPB: keep time moving forward with the last one seen
+                    yield Frame(self.frames_read, last_ts, iface.linktype, wirelen,
+                                buf[pos + 12:pos + 12 + caplen])
+                elif btype == IDB:
+                    if blen < 20:
+                        raise self._error("interface description block too short", start,
+                                          self.frames_read + 1)
+                    interfaces.append(self._interface(buf, pos + 8, body_end, endian))
+                    self.linktypes.add(interfaces[-1].linktype)
+                    self.interfaces = max(self.interfaces, len(interfaces))
+                elif btype == SHB:
+                    interfaces = []  # interface ids are per section
+                else:
+                    self.skipped_blocks[btype] = self.skipped_blocks.get(btype, 0) + 1
+        except CaptureError:
+            if run:  # what was read before the fault is still analysed
+                yield ended()
+            raise
 
     @staticmethod
     def _interface(buf: bytes, at: int, end: int, endian: str) -> _Interface:
@@ -523,7 +573,8 @@ def open_capture(path: str, stdin: BinaryIO | None = None) -> CaptureReader:
 
 
 def time_ordered(reader: CaptureReader, window: float = 2.0,
-                 max_held: int = MAX_REORDER_BYTES) -> Iterator[Frame]:
+                 max_held: int = MAX_REORDER_BYTES,
+                 frames: Iterable[Frame] | None = None) -> Iterator[Frame]:
     """The reader's frames in timestamp order when a pcapng holds several interfaces.
 
     dumpcap writes each interface's buffer in turn, so frames of different interfaces
@@ -534,7 +585,7 @@ def time_ordered(reader: CaptureReader, window: float = 2.0,
     heap: list[tuple[float, int, Frame]] = []
     latest = float("-inf")
     held = 0
-    for frame in reader:
+    for frame in reader if frames is None else frames:  # (frames: the reader's, read on)
         if reader.interfaces < 2 and not heap:
             yield frame
             continue

@@ -11,20 +11,23 @@ usual. Nothing here reads a file: `CaptureReader.record_batches` supplies the bu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tcpanalyze.capture import Frame
+from tcpanalyze.capture import Frame, time_ordered
 from tcpanalyze.decode import MAX_TIMESTAMP
 
-__all__ = ["Columns", "decode_frames", "decode_records"]
+__all__ = ["Columns", "capture_columns", "decode_blocks", "decode_frames", "decode_records"]
 
 _PAD = bytes(128)  # gathers past a short last record read zeros, masked out afterwards
 _REACH = 70  # bytes past a frame's start the gathers read (the SACK option's length)
 _TS_OPTION = 0x0101080A  # NOP NOP TS(10): what Linux puts on every segment
+_EXACT = 2 ** 53  # integers up to here are exact in float64
 
 
 @dataclass
@@ -73,6 +76,65 @@ def decode_records(buf: bytes, offsets: Any, first: int, *, endian: str,
         numbers = list(range(first, first + len(offsets)))
     return _decode(a, buf, rec + 16 + extra, head[:, 2], head[:, 3], ts,
                    numbers, linktype == 1 and not verify_checksums, linktype)
+
+
+def decode_blocks(buf: bytes, offsets: Any, first: int, *, endian: str, divisor: int,
+                  offset: int, linktype: int, verify_checksums: bool) -> Columns:
+    """pcapng Enhanced Packet Blocks of one interface at `offsets` of `buf`
+    (CaptureReader.block_batches), numbered from `first` on."""
+    a = np.frombuffer(buf + _PAD, dtype=np.uint8)
+    rec = np.asarray(offsets, dtype=np.int64)
+    # type, length, interface, time high and low, captured and original length
+    head = sliding_window_view(a, 28)[rec].view(endian + "u4").astype(np.uint64)
+    units = (head[:, 3] << np.uint64(32)) | head[:, 4]
+    # ((high << 32) | low) / divisor + offset, as capture.py computes it: Python divides
+    # the integers exactly (one rounding); so does float64 while both are below 2**53
+    if divisor < _EXACT and abs(offset) < _EXACT and (units < _EXACT).all():
+        ts = units.astype(np.float64) / float(divisor) + float(offset)
+    else:
+        ts = np.array([int(u) / divisor + offset for u in units.tolist()], dtype=np.float64)
+    return _decode(a, buf, rec + 28, head[:, 5].astype(np.int64), head[:, 6].astype(np.int64),
+                   ts, list(range(first, first + len(offsets))),
+                   linktype == 1 and not verify_checksums, linktype)
+
+
+def capture_columns(reader: Any, verify_checksums: bool, at_once: int = 32768
+                    ) -> Iterator[Columns]:
+    """A capture file's frames as batches of columns, in the order they are analysed:
+    pcap records and pcapng Enhanced Packet Blocks straight from the reader's buffer,
+    other pcapng frames joined from Frames (`at_once` at most), and once a pcapng
+    section has several interfaces, its frames in time order (capture.time_ordered)."""
+    if not reader.format.startswith("pcapng"):
+        for buf, offsets, first in reader.record_batches():
+            yield decode_records(buf, offsets, first, **reader.record_layout,
+                                 verify_checksums=verify_checksums)
+        return
+    held: list[Frame] = []
+    items = reader.block_batches()
+    for item in items:
+        if isinstance(item, Frame):
+            if reader.interfaces >= 2:  # this frame and all after it: time order
+                if held:
+                    yield decode_frames(held, verify_checksums)
+                    held = []
+                for frame in time_ordered(reader, frames=chain([item], items)):
+                    held.append(frame)
+                    if len(held) >= at_once:
+                        yield decode_frames(held, verify_checksums)
+                        held = []
+                break
+            held.append(item)
+            if len(held) >= at_once:
+                yield decode_frames(held, verify_checksums)
+                held = []
+            continue
+        if held:
+            yield decode_frames(held, verify_checksums)
+            held = []
+        buf, offsets, first, layout = item
+        yield decode_blocks(buf, offsets, first, **layout, verify_checksums=verify_checksums)
+    if held:
+        yield decode_frames(held, verify_checksums)
 
 
 def decode_frames(frames: list[Frame], verify_checksums: bool) -> Columns:

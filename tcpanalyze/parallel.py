@@ -339,19 +339,24 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
             for done in table.pop_finished():
                 analysis._close(done, ts)
 
-    columnar = inbox is not None or (options.get("batch", True) and
-                                     reader.format.split("+")[0] in ("pcap", "pcap-ns"))
-    if columnar:  # pcap: the columnar path (batch.py), this worker's segments only
+    columnar = inbox is not None or options.get("batch", True)
+    if columnar:  # the columnar path (batch.py), this worker's segments only
         # (imported here: numpy is not needed, nor its memory spent, by live runs)
         from tcpanalyze.batch import BatchFeed
-        from tcpanalyze.columns import decode_records
+        from tcpanalyze.columns import capture_columns
 
         share = _BatchShare(assignment, me, foreign)
         feeder = BatchFeed(analysis, dec, share=share)
+        base = 0  # frames analysed before the batch being fed
+
+        def here() -> int:
+            """The position of the frame being fed: its number in a dealt pcap; else
+            counted (a multi-interface pcapng is analysed in time order)."""
+            return feeder.frame if inbox is not None else base + feeder.row + 1
 
         def after() -> None:
             nonlocal tracked, position
-            position = feeder.frame
+            position = here()
             if len(active) != tracked:
                 tracked = len(active)
                 sizes.extend((position, 2, tracked))
@@ -363,12 +368,12 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
 
         def batch_add(seg: Any) -> Any:
             nonlocal position
-            position = feeder.frame
+            position = here()
             return plain_add(seg)
 
         def batch_emit(*args: Any, **kwargs: Any) -> list[Finding]:
             nonlocal position
-            position = feeder.frame
+            position = here()
             return plain_emit(*args, **kwargs)
 
         table.add = batch_add
@@ -386,11 +391,10 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
                     progress[1] = at
         else:
             try:
-                for buf, offsets, first in reader.record_batches():
-                    feeder.process(decode_records(buf, offsets, first,
-                                                  **reader.record_layout,
-                                                  verify_checksums=dec.verify_checksums))
-                    position = first + len(offsets) - 1
+                for cols in capture_columns(reader, dec.verify_checksums):
+                    base = position
+                    feeder.process(cols)
+                    position = base + len(cols)
                     if progress is not None:
                         progress[0] = position
                         progress[1] = reader.position

@@ -1,0 +1,119 @@
+"""Columns straight from a pcapng's blocks equal the columns of its frames, read one by one.
+
+`columns.capture_columns` reads pcapng Enhanced Packet Blocks in runs from the reader's
+buffer (`CaptureReader.block_batches`, `columns.decode_blocks`) and every other frame
+through the frame reader, switching to time order once a section has several
+interfaces. The expected columns here are always `decode_frames` of the frame reader's
+own frames (`time_ordered(open_capture(...))`), the path pcapng took before.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tcpanalyze.capture as capture
+from tcpanalyze.capture import open_capture, time_ordered
+from tcpanalyze.columns import Columns, capture_columns, decode_frames
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+if not CORPUS.is_dir():
+    CORPUS = Path("/work/shared/corpus")
+DATA = ROOT / "tests" / "data"
+MINI = DATA / "bench-mini.pcap.gz"
+PCAPNG = [*sorted(DATA.glob("*.pcapng*")), *sorted((ROOT / "sample_pcaps").glob("*.pcapng")),
+          *sorted(CORPUS.glob("*/*/capture.pcapng*"))]
+
+_FIELDS = ("caplen", "wirelen", "src", "dst", "sport", "dport", "seq", "ack", "flags",
+           "window", "payload_len", "thl", "tsval", "plain_options")
+
+
+def _joined(batches: list[Columns]) -> dict[str, object]:
+    """The fields of all batches, one after the other; the decoded header fields only
+    where a frame was decoded (they mean nothing elsewhere)."""
+    fast = np.concatenate([c.fast for c in batches]) if batches else np.zeros(0, bool)
+    out: dict[str, object] = {
+        "numbers": [n for c in batches for n in c.numbers],
+        "ts": np.concatenate([c.ts for c in batches]).tolist() if batches else [],
+        "fast": fast.tolist(),
+        "data": [c.buf[int(at):int(at) + int(n)] for c in batches
+                 for at, n in zip(c.data_at, c.caplen, strict=True)],
+    }
+    for name in _FIELDS:
+        column = np.concatenate([getattr(c, name) for c in batches]) if batches else \
+            np.zeros(0)
+        out[name] = column[fast].tolist()
+    return out
+
+
+def _both_ways(path: Path) -> tuple[dict[str, object], dict[str, object], object, object]:
+    frames_reader = open_capture(str(path))
+    frames = list(time_ordered(frames_reader))
+    expected = _joined([decode_frames(frames, False)] if frames else [])
+    reader = open_capture(str(path))
+    got = _joined(list(capture_columns(reader, False, at_once=7)))
+    return got, expected, reader.error, frames_reader.error
+
+
+@pytest.mark.parametrize("path", PCAPNG, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_pcapng_columns_equal_the_frames_columns(path: Path) -> None:
+    got, expected, error, expected_error = _both_ways(path)
+    assert got == expected
+    assert str(error) == str(expected_error)
+
+
+def _as_pcapng(pcap: bytes, tsresol: int, offset: int = 0) -> bytes:
+    """A little-endian pcap (microseconds) written again as pcapng: one section, one
+    interface with if_tsresol `tsresol` (10**-tsresol s) and if_tsoffset `offset`, one
+    Enhanced Packet Block a frame, the time in the new units."""
+    linktype = struct.unpack_from("<I", pcap, 20)[0]
+
+    def block(btype: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack("<II", btype, len(body) + 12) + body + struct.pack("<I",
+                                                                              len(body) + 12)
+
+    options = struct.pack("<HHB3x", 9, 1, tsresol) + struct.pack("<HHq", 14, 8, offset) + \
+        struct.pack("<HH", 0, 0)
+    out = [block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)),
+           block(1, struct.pack("<HHI", linktype, 0, 65535) + options)]
+    pos = 24
+    while pos < len(pcap):
+        sec, usec, caplen, wirelen = struct.unpack_from("<IIII", pcap, pos)
+        units = (sec * 1_000_000 + usec) * 10 ** tsresol // 1_000_000
+        out.append(block(6, struct.pack("<IIIII", 0, units >> 32, units & 0xFFFFFFFF, caplen,
+                                        wirelen) + pcap[pos + 16:pos + 16 + caplen]))
+        pos += 16 + caplen
+    return b"".join(out)
+
+
+@pytest.mark.parametrize(("tsresol", "offset"), [(6, 0), (9, 0), (6, -3600), (3, 7)])
+def test_real_traffic_as_pcapng_in_small_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               tsresol: int, offset: int) -> None:
+    """bench-mini's real kernel traffic as pcapng, read in 16 KB pieces: runs end at
+    every refill of the buffer; nanosecond times are beyond 2**53 units (computed in
+    Python, not float64), microsecond and millisecond ones below."""
+    monkeypatch.setattr(capture, "READ_SIZE", 16 << 10)
+    monkeypatch.setattr(capture, "BATCH_READ", 16 << 10)
+    path = tmp_path / "mini.pcapng"
+    path.write_bytes(_as_pcapng(gzip.decompress(MINI.read_bytes()), tsresol, offset))
+    got, expected, error, expected_error = _both_ways(path)
+    assert len(got["numbers"]) == 11529  # type: ignore[arg-type]
+    assert got == expected
+    assert error is None and expected_error is None
+
+
+def test_a_pcapng_cut_short_keeps_every_block_before_the_fault(tmp_path: Path) -> None:
+    raw = _as_pcapng(gzip.decompress(MINI.read_bytes()), 6)
+    path = tmp_path / "cut.pcapng"
+    path.write_bytes(raw[:len(raw) // 2 + 5])
+    got, expected, error, expected_error = _both_ways(path)
+    assert 1000 < len(got["numbers"]) < 11529  # type: ignore[arg-type]
+    assert got == expected
+    assert error is not None and str(error) == str(expected_error)
+    assert "ends inside a block" in str(error)
