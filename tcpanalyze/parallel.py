@@ -347,16 +347,16 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
 
         share = _BatchShare(assignment, me, foreign)
         feeder = BatchFeed(analysis, dec, share=share)
-        base = 0  # frames analysed before the batch being fed
-
-        def here() -> int:
-            """The position of the frame being fed: its number in a dealt pcap; else
-            counted (a multi-interface pcapng is analysed in time order)."""
-            return feeder.frame if inbox is not None else base + feeder.row + 1
+        # The position of the frame being fed: its number in a dealt pcap; else counted
+        # from `base`, the frames analysed before its batch (a multi-interface pcapng is
+        # analysed in time order, not in the order of its numbers). Written out in each
+        # closure below: they run for every segment fed one at a time.
+        base = 0
+        dealt = inbox is not None
 
         def after() -> None:
             nonlocal tracked, position
-            position = here()
+            position = feeder.frame if dealt else base + feeder.row + 1
             if len(active) != tracked:
                 tracked = len(active)
                 sizes.extend((position, 2, tracked))
@@ -368,12 +368,12 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
 
         def batch_add(seg: Any) -> Any:
             nonlocal position
-            position = here()
+            position = feeder.frame if dealt else base + feeder.row + 1
             return plain_add(seg)
 
         def batch_emit(*args: Any, **kwargs: Any) -> list[Finding]:
             nonlocal position
-            position = here()
+            position = feeder.frame if dealt else base + feeder.row + 1
             return plain_emit(*args, **kwargs)
 
         table.add = batch_add
