@@ -6,7 +6,8 @@ for thousands of records at a time with array gathers. It applies exactly the co
 of `Decoder.decode`'s own fast path, so a frame decoded here gives the very Segment that
 `Decoder.decode` would; every other frame (other link types, IPv6, IP options, VLANs,
 fragments, anything short or odd) is marked for `Decoder.decode`, which classifies it as
-usual. Nothing here reads a file: `CaptureReader.record_batches` supplies the buffers.
+usual. Nothing here opens a file: `CaptureReader.record_batches` (pcap) and
+`block_batches` (pcapng) supply the buffers, `capture_columns` puts them in order.
 """
 
 from __future__ import annotations
