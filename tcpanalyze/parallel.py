@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from tcpanalyze.capture import CaptureError, open_capture, time_ordered
+from tcpanalyze.capture import CaptureError, open_capture
 from tcpanalyze.decode import Decoder
 from tcpanalyze.detectors import _MAX_SOURCES, _MAX_TARGETS, AggregateDetector, _Source, _Target
 from tcpanalyze.fastpath import make_feed
@@ -305,7 +305,6 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
             sizes.extend((position, 1, tracked))
         return out
 
-    table.add = counted_add
     emitted_at = array("q")  # position at which each of analysis.findings was emitted
     emit = analysis._emit
 
@@ -314,15 +313,11 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         emitted_at.extend([position] * (len(analysis.findings) - len(emitted_at)))
         return out
 
-    analysis._emit = positioned_emit
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     reader = open_capture(path) if inbox is None else None
     dec = Decoder(verify_checksums=options["verify_checksums"])
-    decode = dec.decode
-    feed = make_feed(analysis)
     assignment = Assignment(jobs, settings.idle_timeout)
-    assign = assignment.worker
 
     def foreign(ts: float) -> None:
         # Another worker's segment: only the clock moves (Analysis.feed's
@@ -339,86 +334,66 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
             for done in table.pop_finished():
                 analysis._close(done, ts)
 
-    columnar = inbox is not None or options.get("batch", True)
-    if columnar:  # the columnar path (batch.py), this worker's segments only
-        # (imported here: numpy is not needed, nor its memory spent, by live runs)
-        from tcpanalyze.batch import BatchFeed
-        from tcpanalyze.columns import capture_columns
+    # the columnar path (batch.py), this worker's segments only
+    # (imported here: numpy is not needed, nor its memory spent, by live runs)
+    from tcpanalyze.batch import BatchFeed
+    from tcpanalyze.columns import capture_columns
 
-        share = _BatchShare(assignment, me, foreign)
-        feeder = BatchFeed(analysis, dec, share=share)
-        # The position of the frame being fed: its number in a dealt pcap; else counted
-        # from `base`, the frames analysed before its batch (a multi-interface pcapng is
-        # analysed in time order, not in the order of its numbers). Written out in each
-        # closure below: they run for every segment fed one at a time.
-        base = 0
-        dealt = inbox is not None
+    share = _BatchShare(assignment, me, foreign)
+    feeder = BatchFeed(analysis, dec, share=share)
+    # The position of the frame being fed: its number in a dealt pcap; else counted
+    # from `base`, the frames analysed before its batch (a multi-interface pcapng is
+    # analysed in time order, not in the order of its numbers). Written out in each
+    # closure below: they run for every segment fed one at a time.
+    base = 0
+    dealt = inbox is not None
 
-        def after() -> None:
-            nonlocal tracked, position
-            position = feeder.frame if dealt else base + feeder.row + 1
-            if len(active) != tracked:
-                tracked = len(active)
-                sizes.extend((position, 2, tracked))
+    def after() -> None:
+        nonlocal tracked, position
+        position = feeder.frame if dealt else base + feeder.row + 1
+        if len(active) != tracked:
+            tracked = len(active)
+            sizes.extend((position, 2, tracked))
 
-        share.after = after
-        share.feeder = feeder
-        # table.add and _emit record `position`: the frame being fed
-        plain_add, plain_emit = counted_add, positioned_emit
+    share.after = after
+    share.feeder = feeder
+    # table.add and _emit record `position`: the frame being fed
+    def batch_add(seg: Any) -> Any:
+        nonlocal position
+        position = feeder.frame if dealt else base + feeder.row + 1
+        return counted_add(seg)
 
-        def batch_add(seg: Any) -> Any:
-            nonlocal position
-            position = feeder.frame if dealt else base + feeder.row + 1
-            return plain_add(seg)
+    def batch_emit(*args: Any, **kwargs: Any) -> list[Finding]:
+        nonlocal position
+        position = feeder.frame if dealt else base + feeder.row + 1
+        return positioned_emit(*args, **kwargs)
 
-        def batch_emit(*args: Any, **kwargs: Any) -> list[Finding]:
-            nonlocal position
-            position = feeder.frame if dealt else base + feeder.row + 1
-            return plain_emit(*args, **kwargs)
-
-        table.add = batch_add
-        analysis._emit = batch_emit
-        feeder.feed = make_feed(analysis)  # bound to the wrapped table.add
-        if inbox is not None:  # a dealt read: the parent reads, this worker tracks
-            for cols, mine, last, at in _dealt(inbox, path, options["layout"],
-                                               dec.verify_checksums):
-                if cols is not None:
-                    share.dealt = mine
-                    feeder.process(cols)
-                position = last
+    table.add = batch_add
+    analysis._emit = batch_emit
+    feeder.feed = make_feed(analysis)  # bound to the wrapped table.add
+    if inbox is not None:  # a dealt read: the parent reads, this worker tracks
+        for cols, mine, last, at in _dealt(inbox, path, options["layout"],
+                                           dec.verify_checksums):
+            if cols is not None:
+                share.dealt = mine
+                feeder.process(cols)
+            position = last
+            if progress is not None:
+                progress[0] = position
+                progress[1] = at
+    else:
+        try:
+            for cols in capture_columns(reader, dec.verify_checksums):
+                base = position
+                feeder.process(cols)
+                position = base + len(cols)
                 if progress is not None:
                     progress[0] = position
-                    progress[1] = at
-        else:
-            try:
-                for cols in capture_columns(reader, dec.verify_checksums):
-                    base = position
-                    feeder.process(cols)
-                    position = base + len(cols)
-                    if progress is not None:
-                        progress[0] = position
-                        progress[1] = reader.position
-            except CaptureError as exc:
-                reader.error = exc
-            position = reader.frames_read
-        table.add, analysis._emit = plain_add, plain_emit  # the end: at the last frame
-    try:
-        for frame in ([] if columnar or reader is None else time_ordered(reader)):
-            position += 1
-            seg = decode(frame)
-            if seg is not None:
-                if assign(seg.src, seg.sport, seg.dst, seg.dport, seg.ts) == me:
-                    feed(seg)
-                else:
-                    foreign(seg.ts)
-                if len(active) != tracked:
-                    tracked = len(active)
-                    sizes.extend((position, 2, tracked))
-            if progress is not None and not position & 0x3FFF:
-                progress[0] = position
-                progress[1] = reader.position
-    except CaptureError as exc:
-        reader.error = exc
+                    progress[1] = reader.position
+        except CaptureError as exc:
+            reader.error = exc
+        position = reader.frames_read
+    table.add, analysis._emit = counted_add, positioned_emit  # the end: at the last frame
     # finish() without the aggregate decisions: sweep, then close what is left
     end = analysis.last_ts if analysis.last_ts is not None else 0.0
     analysis._sweep(end)
@@ -592,16 +567,16 @@ class _Dealer:
     the latest of the others' segments (a worker's clock jumps to it: BatchFeed._clock).
     Each worker then reads and decodes only those, instead of the whole file."""
 
-    def __init__(self, jobs: int, settings: Settings, decoder: Decoder) -> None:
+    def __init__(self, jobs: int, settings: Settings, decoder: Decoder, extra: int) -> None:
         from tcpanalyze.batch import BatchRows
 
         self.jobs = jobs
+        self.head = 16 + extra  # a record's header: its data starts this far in
         self.rows = BatchRows(decoder)
         self.assignment = Assignment(jobs, settings.idle_timeout)
         self.next_sweep: float | None = None
 
-    def deal(self, cols: Any, offsets: list[int], first: int
-             ) -> list[tuple[int, int, Any, Any, Any] | None]:
+    def deal(self, cols: Any, first: int) -> list[tuple[int, int, Any, Any, Any] | None]:
         """For each worker, (start and length of the bytes it needs in the batch's
         buffer, its records' offsets in those bytes, their frame numbers, which of them
         are its own), or None when it gets nothing."""
@@ -618,7 +593,7 @@ class _Dealer:
         ts = cols.ts[tcp]
         owner = self.assignment.workers(keys, kid, ts)
         cuts, self.next_sweep = sweep_rows(ts, self.next_sweep)
-        record = np.asarray(offsets, dtype=np.int64)[tcp]
+        record = cols.data_at[tcp] - self.head
         end = (cols.data_at + cols.caplen)[tcp]
         out: list[tuple[int, int, Any, Any, Any] | None] = []
         for w in range(self.jobs):
@@ -654,7 +629,7 @@ def _deal(path: str, jobs: int, settings: Settings, verify_checksums: bool,
 
     reader = open_capture(path)
     dec = Decoder(verify_checksums=verify_checksums)
-    dealer = _Dealer(jobs, settings, dec)
+    dealer = _Dealer(jobs, settings, dec, reader.record_layout["extra"])
 
     def put(w: int, item: Any) -> None:
         while True:
@@ -672,7 +647,7 @@ def _deal(path: str, jobs: int, settings: Settings, verify_checksums: bool,
                                   verify_checksums=verify_checksums)
             last = first + len(offsets) - 1
             at = reader.position
-            for w, part in enumerate(dealer.deal(cols, offsets, first)):
+            for w, part in enumerate(dealer.deal(cols, first)):
                 if part is None:
                     put(w, (0, 0, None, None, None, last, at))
                 else:
