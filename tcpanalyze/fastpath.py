@@ -2,9 +2,10 @@
 
 A data or ACK segment in the middle of an established connection (both ends ESTABLISHED
 for the tracker and for Zeek, no FIN yet, exactly the next sequence number, an ACK that
-acknowledges nothing unseen, a window that neither is nor was zero, history letters
-already written) only moves counters: packets, bytes, snd_nxt, max_ack, window, last
-times, the Zeek endpoint's last/ack sequence numbers and its reassembler. `make_feed`
+acknowledges nothing unseen, a window that neither is nor was zero) only moves counters:
+packets, bytes, snd_nxt, max_ack, window, last times, the Zeek endpoint's last/ack
+sequence numbers and its reassembler, and for a side's first data or ACK Zeek's history
+letter (D/d, A/a). `make_feed`
 returns a drop-in for `Analysis.feed` that recognises such segments and applies exactly
 those updates, and hands every other segment to `Analysis.feed` unchanged; the checks are
 all done before anything is changed, so a segment either takes the fast path completely
@@ -99,8 +100,9 @@ def make_feed(analysis: Any) -> Callable[[Segment], list[Finding]]:
                     zep.did_close or zpeer.did_close or zep.fin_cnt or zpeer.fin_cnt:
                 return full(seg)
             bit = (_HIST_DATA if plen else _HIST_ACK) << (0 if zep.is_orig else 16)
-            if not view._hist_seen & bit:
-                return full(seg)
+            # the first data (ACK) of a side only adds its history letter: D/d (A/a)
+            letter = None if view._hist_seen & bit else (
+                ("D" if plen else "A") if zep.is_orig else ("d" if plen else "a"))
             # relative sequence of the data (Zeek's _relative_seq with its wraps)
             last_seq = zep.last_seq
             d = (seq - last_seq) & _MASK
@@ -175,6 +177,9 @@ def make_feed(analysis: Any) -> Callable[[Segment], list[Finding]]:
             sender.max_ack = ack
         sender.window = seg.window
         if zeek_on:
+            if letter is not None:
+                view._hist_seen |= bit
+                view._history += letter
             view.packets += 1
             view.last_time = ts
             if delta_last > 0:
