@@ -156,6 +156,8 @@ class CaptureReader:
         self._buf = b""
         self._pos = 0
         self._base = 0  # stream offset of _buf[0]
+        # stream offset of the buffer of the run block_batches just yielded (None: gzip)
+        self.run_offset: int | None = None
         self._eof = False
         self._iter: Iterator[Frame] | None = None
         # pcap header fields
@@ -414,12 +416,14 @@ class CaptureReader:
         ahead = BATCH_READ if most else 0  # read in larger pieces for runs
         run: list[int] = []  # offsets in run_buf of the run's blocks
         run_buf, run_first, run_iface, run_layout = b"", 0, -1, {}
+        run_base = 0  # the stream offset of run_buf[0]
         last_raw: tuple[int, int, _Interface] | None = None  # a run's last EPB: its time
 
         def ended() -> tuple[bytes, list[int], int, dict[str, Any]]:
             nonlocal run
             out = (run_buf, run, run_first, run_layout)
             run = []
+            self.run_offset = None if self.format.endswith("+gzip") else run_base
             return out
 
         try:
@@ -489,6 +493,7 @@ class CaptureReader:
                             yield ended()  # a run is of one interface, in one buffer
                         if not run:
                             run_buf, run_first, run_iface = buf, self.frames_read + 1, ifid
+                            run_base = self._base
                             run_layout = {"endian": endian, "divisor": iface.divisor,
                                           "offset": iface.offset, "linktype": iface.linktype}
                         run.append(pos)

@@ -23,7 +23,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tcpanalyze.capture import Frame, time_ordered
 from tcpanalyze.decode import MAX_TIMESTAMP
 
-__all__ = ["Columns", "capture_columns", "decode_blocks", "decode_frames", "decode_records"]
+__all__ = ["Columns", "capture_columns", "capture_sources", "decode_blocks", "decode_frames",
+           "decode_records"]
 
 _PAD = bytes(128)  # gathers past a short last record read zeros, masked out afterwards
 _REACH = 70  # bytes past a frame's start the gathers read (the SACK option's length)
@@ -80,9 +81,11 @@ def decode_records(buf: bytes, offsets: Any, first: int, *, endian: str,
 
 
 def decode_blocks(buf: bytes, offsets: Any, first: int, *, endian: str, divisor: int,
-                  offset: int, linktype: int, verify_checksums: bool) -> Columns:
+                  offset: int, linktype: int, verify_checksums: bool,
+                  numbers: list[int] | None = None) -> Columns:
     """pcapng Enhanced Packet Blocks of one interface at `offsets` of `buf`
-    (CaptureReader.block_batches), numbered from `first` on."""
+    (CaptureReader.block_batches), numbered from `first` on, or `numbers` (a `--jobs`
+    worker's blocks)."""
     a = np.frombuffer(buf + _PAD, dtype=np.uint8)
     rec = np.asarray(offsets, dtype=np.int64)
     # type, length, interface, time high and low, captured and original length
@@ -95,7 +98,7 @@ def decode_blocks(buf: bytes, offsets: Any, first: int, *, endian: str, divisor:
     else:
         ts = np.array([int(u) / divisor + offset for u in units.tolist()], dtype=np.float64)
     return _decode(a, buf, rec + 28, head[:, 5].astype(np.int64), head[:, 6].astype(np.int64),
-                   ts, list(range(first, first + len(offsets))),
+                   ts, list(range(first, first + len(offsets))) if numbers is None else numbers,
                    linktype == 1 and not verify_checksums, linktype)
 
 
@@ -105,37 +108,56 @@ def capture_columns(reader: Any, verify_checksums: bool, at_once: int = 32768
     pcap records and pcapng Enhanced Packet Blocks straight from the reader's buffer,
     other pcapng frames joined from Frames (`at_once` at most), and once a pcapng
     section has several interfaces, its frames in time order (capture.time_ordered)."""
+    for cols, _ in capture_sources(reader, verify_checksums, at_once):
+        yield cols
+
+
+# Where a batch of `capture_sources` came from: ("records", file offset of its buffer)
+# for pcap records, ("blocks", file offset, decode_blocks' keywords) for a run of pcapng
+# EPBs (offsets None for compressed input), ("frames", the Frames) for frames joined
+# (their data is not in the file as one piece). What a `--jobs` dealer needs to let a
+# worker read the same frames again.
+Source = tuple[Any, ...]
+
+
+def capture_sources(reader: Any, verify_checksums: bool, at_once: int = 32768
+                    ) -> Iterator[tuple[Columns, Source]]:
+    """`capture_columns`' batches, each with its `Source`."""
     if not reader.format.startswith("pcapng"):
         for buf, offsets, first in reader.record_batches():
-            yield decode_records(buf, offsets, first, **reader.record_layout,
-                                 verify_checksums=verify_checksums)
+            yield (decode_records(buf, offsets, first, **reader.record_layout,
+                                  verify_checksums=verify_checksums),
+                   ("records", reader.batch_offset))
         return
     held: list[Frame] = []
+
+    def joined() -> tuple[Columns, Source]:
+        nonlocal held
+        out, held = held, []
+        return decode_frames(out, verify_checksums), ("frames", out)
+
     items = reader.block_batches()
     for item in items:
         if isinstance(item, Frame):
             if reader.interfaces >= 2:  # this frame and all after it: time order
                 if held:
-                    yield decode_frames(held, verify_checksums)
-                    held = []
+                    yield joined()
                 for frame in time_ordered(reader, frames=chain([item], items)):
                     held.append(frame)
                     if len(held) >= at_once:
-                        yield decode_frames(held, verify_checksums)
-                        held = []
+                        yield joined()
                 break
             held.append(item)
             if len(held) >= at_once:
-                yield decode_frames(held, verify_checksums)
-                held = []
+                yield joined()
             continue
         if held:
-            yield decode_frames(held, verify_checksums)
-            held = []
+            yield joined()
         buf, offsets, first, layout = item
-        yield decode_blocks(buf, offsets, first, **layout, verify_checksums=verify_checksums)
+        yield (decode_blocks(buf, offsets, first, **layout, verify_checksums=verify_checksums),
+               ("blocks", reader.run_offset, layout))
     if held:
-        yield decode_frames(held, verify_checksums)
+        yield joined()
 
 
 def decode_frames(frames: list[Frame], verify_checksums: bool) -> Columns:

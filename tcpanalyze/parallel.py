@@ -1,14 +1,15 @@
 """`--jobs N`: one capture file analysed by N worker processes, merged into one result.
 
 Each worker tracks only the connections whose five-tuple is assigned to it
-(`Assignment`), so each connection's segments stay in order in one process. A plain
-pcap file is dealt: the parent walks its records and decodes them once, assigns each
+(`Assignment`), so each connection's segments stay in order in one process. A plain file
+(pcap or pcapng) is dealt: the parent reads it and decodes every frame once, assigns each
 TCP segment, and sends each worker the file offsets of its own segments and of the few
-others that move its clock (`_Dealer`); the worker reads and decodes just those. Any
-other input (compressed, pcapng) is read and decoded whole by every worker, which runs
-the same deterministic assignment and skips the segments that are not its own. Either
-way, the other workers' segments still move a worker's clock where it matters: timer
-sweeps happen at exactly the capture times they happen at in a single process, so
+others that move its clock (`_Dealer`); the worker reads and decodes just those (frames
+that are not one piece of the file, such as a multi-interface pcapng's, which are analysed
+in time order, go as Frames). Compressed input is read and decoded whole by every worker,
+which runs the same deterministic assignment and skips the segments that are not its own.
+Either way, the other workers' segments still move a worker's clock where it matters:
+timer sweeps happen at exactly the capture times they happen at in a single process, so
 duration findings and timer state changes come out the same.
 
 The parent merges: connection ids are renumbered in the order the connections were
@@ -341,16 +342,18 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
 
     share = _BatchShare(assignment, me, foreign)
     feeder = BatchFeed(analysis, dec, share=share)
-    # The position of the frame being fed: its number in a dealt pcap; else counted
+    # The position of the frame being fed: in a dealt read, from the batch's `order`
+    # (the frames' numbers, or their positions where time order differs); else counted
     # from `base`, the frames analysed before its batch (a multi-interface pcapng is
     # analysed in time order, not in the order of its numbers). Written out in each
     # closure below: they run for every segment fed one at a time.
     base = 0
     dealt = inbox is not None
+    order: list[int] = []
 
     def after() -> None:
         nonlocal tracked, position
-        position = feeder.frame if dealt else base + feeder.row + 1
+        position = order[feeder.row] if dealt else base + feeder.row + 1
         if len(active) != tracked:
             tracked = len(active)
             sizes.extend((position, 2, tracked))
@@ -360,22 +363,23 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
     # table.add and _emit record `position`: the frame being fed
     def batch_add(seg: Any) -> Any:
         nonlocal position
-        position = feeder.frame if dealt else base + feeder.row + 1
+        position = order[feeder.row] if dealt else base + feeder.row + 1
         return counted_add(seg)
 
     def batch_emit(*args: Any, **kwargs: Any) -> list[Finding]:
         nonlocal position
-        position = feeder.frame if dealt else base + feeder.row + 1
+        position = order[feeder.row] if dealt else base + feeder.row + 1
         return positioned_emit(*args, **kwargs)
 
     table.add = batch_add
     analysis._emit = batch_emit
     feeder.feed = make_feed(analysis)  # bound to the wrapped table.add
     if inbox is not None:  # a dealt read: the parent reads, this worker tracks
-        for cols, mine, last, at in _dealt(inbox, path, options["layout"],
-                                           dec.verify_checksums):
+        for cols, mine, positions, last, at in _dealt(inbox, path, options["layout"],
+                                                      dec.verify_checksums):
             if cols is not None:
                 share.dealt = mine
+                order = cols.numbers if positions is None else positions.tolist()
                 feeder.process(cols)
             position = last
             if progress is not None:
@@ -450,7 +454,7 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     from tcpanalyze.analysis import LINKTYPE_NAMES
 
     with open_capture(path) as probe:  # not a capture at all: CaptureError here, as read_into
-        # pcap in a plain file: a dealt read (the file is read and decoded once, here)
+        # a plain file: a dealt read (the file is read and decoded once, here)
         dealing = _dealable(probe, path)
         layout = probe.record_layout if dealing else None
     # the workers' columnar path, loaded once before the fork: its pages (numpy's above
@@ -547,11 +551,11 @@ class _Stalled(Exception):
 
 
 def _dealable(reader: Any, path: str) -> bool:
-    """Whether `path` can be read by dealing: pcap (not pcapng: its frames may need
-    time-ordering) in a plain file (not compressed, not a pipe)."""
+    """Whether `path` can be read by dealing: pcap or pcapng in a plain file (not
+    compressed, not a pipe: workers read their frames' bytes from the file again)."""
     from tcpanalyze.analysis import _regular_file
 
-    return reader.format in ("pcap", "pcap-ns") and _regular_file(path)
+    return reader.format in ("pcap", "pcap-ns", "pcapng") and _regular_file(path)
 
 
 _IN_FLIGHT = 32  # batches dealt to a worker and not yet taken: how far the parent may run
@@ -559,27 +563,27 @@ _IN_FLIGHT = 32  # batches dealt to a worker and not yet taken: how far the pare
 
 
 class _Dealer:
-    """The parent's part of a dealt read of a pcap file: it walks the records, decodes
-    them all once and decides each TCP segment's worker (the same `Assignment` the
-    workers would run), and gives each worker the file offsets of its own segments and
-    of the few others that move its clock: the first segment of the capture, each
-    segment at which the timers are swept (`batch.sweep_rows`) and, between two sweeps,
-    the latest of the others' segments (a worker's clock jumps to it: BatchFeed._clock).
-    Each worker then reads and decodes only those, instead of the whole file."""
+    """The parent's part of a dealt read: it reads the file, decodes every frame once and
+    decides each TCP segment's worker (the same `Assignment` the workers would run), and
+    gives each worker its own segments and the few others that move its clock: the first
+    segment of the capture, each segment at which the timers are swept
+    (`batch.sweep_rows`) and, between two sweeps, the latest of the others' segments (a
+    worker's clock jumps to it: BatchFeed._clock). Frames that lie in the file as pcap
+    records or pcapng EPBs are dealt as file offsets (the worker reads and decodes just
+    those); the rest (other pcapng blocks, time-ordered interfaces) as the Frames
+    themselves."""
 
-    def __init__(self, jobs: int, settings: Settings, decoder: Decoder, extra: int) -> None:
+    def __init__(self, jobs: int, settings: Settings, decoder: Decoder) -> None:
         from tcpanalyze.batch import BatchRows
 
         self.jobs = jobs
-        self.head = 16 + extra  # a record's header: its data starts this far in
         self.rows = BatchRows(decoder)
         self.assignment = Assignment(jobs, settings.idle_timeout)
         self.next_sweep: float | None = None
 
-    def deal(self, cols: Any, first: int) -> list[tuple[int, int, Any, Any, Any] | None]:
-        """For each worker, (start and length of the bytes it needs in the batch's
-        buffer, its records' offsets in those bytes, their frame numbers, which of them
-        are its own), or None when it gets nothing."""
+    def picks(self, cols: Any) -> list[tuple[Any, Any] | None]:
+        """For each worker, (the batch rows it needs, which of them are its own), or
+        None when it needs none."""
         import numpy as np
 
         from tcpanalyze.batch import sweep_rows
@@ -593,9 +597,7 @@ class _Dealer:
         ts = cols.ts[tcp]
         owner = self.assignment.workers(keys, kid, ts)
         cuts, self.next_sweep = sweep_rows(ts, self.next_sweep)
-        record = cols.data_at[tcp] - self.head
-        end = (cols.data_at + cols.caplen)[tcp]
-        out: list[tuple[int, int, Any, Any, Any] | None] = []
+        out: list[tuple[Any, Any] | None] = []
         for w in range(self.jobs):
             mine = owner == w
             take = mine.copy()
@@ -607,13 +609,30 @@ class _Dealer:
                     take[start + int(others[np.argmax(ts[start:stop][others])])] = True
                 start = stop + 1
             pick = np.flatnonzero(take)
-            if not len(pick):
-                out.append(None)
-                continue
-            lo = int(record[pick].min())
-            out.append((lo, int(end[pick].max()) - lo, record[pick] - lo, tcp[pick] + first,
-                        mine[pick]))
+            out.append((tcp[pick], mine[pick]) if len(pick) else None)
         return out
+
+    @staticmethod
+    def parcel(cols: Any, source: tuple[Any, ...], head: int, rows: Any, mine: Any,
+               done: int) -> tuple[Any, ...]:
+        """What a worker gets for `rows` of a batch from `source` (columns.Source), of
+        which `mine` are its own, when `done` frames were analysed before the batch;
+        `head`: how far into a record (block) its frame's data starts."""
+        import numpy as np
+
+        numbers = np.asarray(cols.numbers)[rows]
+        positions = done + 1 + rows
+        if (numbers == positions).all():
+            positions = None  # (file order: a frame's position is its number)
+        if source[0] == "frames":
+            frames = source[1]
+            return ("frames", [frames[i] for i in rows.tolist()], positions, mine)
+        record = cols.data_at[rows] - head
+        lo = int(record.min())
+        length = int((cols.data_at[rows] + cols.caplen[rows]).max()) - lo
+        layout = source[2] if source[0] == "blocks" else None
+        return (source[0], source[1] + lo, length, record - lo, numbers, layout, positions,
+                mine)
 
 
 def _deal(path: str, jobs: int, settings: Settings, verify_checksums: bool,
@@ -625,11 +644,12 @@ def _deal(path: str, jobs: int, settings: Settings, verify_checksums: bool,
     format, link types, error."""
     import queue
 
-    from tcpanalyze.columns import decode_records
+    from tcpanalyze.columns import capture_sources
 
     reader = open_capture(path)
     dec = Decoder(verify_checksums=verify_checksums)
-    dealer = _Dealer(jobs, settings, dec, reader.record_layout["extra"])
+    dealer = _Dealer(jobs, settings, dec)
+    head = {"records": 16 + reader.record_layout["extra"], "blocks": 28}  # to frame data
 
     def put(w: int, item: Any) -> None:
         while True:
@@ -639,20 +659,15 @@ def _deal(path: str, jobs: int, settings: Settings, verify_checksums: bool,
             except queue.Full:
                 check()
 
+    done = 0  # frames analysed before the batch (its first position is done + 1)
     try:
-        for buf, offsets, first in reader.record_batches():
-            base = reader.batch_offset
-            assert base is not None  # a plain file (read_into_parallel checks)
-            cols = decode_records(buf, offsets, first, **reader.record_layout,
-                                  verify_checksums=verify_checksums)
-            last = first + len(offsets) - 1
+        for cols, source in capture_sources(reader, verify_checksums):
+            h = head.get(source[0], 0)
             at = reader.position
-            for w, part in enumerate(dealer.deal(cols, first)):
-                if part is None:
-                    put(w, (0, 0, None, None, None, last, at))
-                else:
-                    lo, length, records, numbers, mine = part
-                    put(w, (base + lo, length, records, numbers, mine, last, at))
+            for w, pick in enumerate(dealer.picks(cols)):
+                parcel = None if pick is None else dealer.parcel(cols, source, h, *pick, done)
+                put(w, (parcel, done + len(cols), at))
+            done += len(cols)
             check()
             show()
     except CaptureError as exc:
@@ -666,13 +681,14 @@ def _deal(path: str, jobs: int, settings: Settings, verify_checksums: bool,
             "error": str(reader.error) if reader.error is not None else None}
 
 
-def _dealt(inbox: Any, path: str, layout: dict[str, Any], verify_checksums: bool
-           ) -> Iterator[tuple[Any, Any, int, int]]:
-    """A worker's side of a dealt read: (columns of the records dealt to it or None,
-    which are its own, last frame of the batch, file position reached) per batch."""
+def _dealt(inbox: Any, path: str, layout: dict[str, Any] | None, verify_checksums: bool
+           ) -> Iterator[tuple[Any, Any, Any, int, int]]:
+    """A worker's side of a dealt read: (columns of the frames dealt to it or None, which
+    are its own, their positions in the order of analysis or None when those are their
+    numbers, position reached after the batch, file position reached) per batch."""
     import queue
 
-    from tcpanalyze.columns import decode_records
+    from tcpanalyze.columns import decode_blocks, decode_frames, decode_records
 
     parent = os.getppid()
     with open(path, "rb", buffering=0) as stored:
@@ -686,16 +702,30 @@ def _dealt(inbox: Any, path: str, layout: dict[str, Any], verify_checksums: bool
                 continue
             if batch is None:
                 return
-            start, length, records, numbers, mine, last, at = batch
-            if records is None:
-                yield None, None, last, at
+            parcel, last, at = batch
+            if parcel is None:
+                yield None, None, None, last, at
                 continue
+            kind, mine = parcel[0], parcel[-1]
+            if kind == "frames":
+                _, frames, positions, _ = parcel
+                yield decode_frames(frames, verify_checksums), mine, positions, last, at
+                continue
+            _, start, length, records, numbers, block_layout, positions, _ = parcel
             buf = os.pread(fd, length, start)
             if len(buf) != length:
                 raise CaptureError(path, "the file changed while it was being read", start,
                                    int(numbers[0]))
-            yield (decode_records(buf, records, 0, **layout, verify_checksums=verify_checksums,
-                                  numbers=numbers.tolist()), mine, last, at)
+            if kind == "blocks":
+                cols = decode_blocks(buf, records, 0, **block_layout,
+                                     verify_checksums=verify_checksums,
+                                     numbers=numbers.tolist())
+            else:  # pcap records, laid out as the file's header says (`layout`)
+                assert layout is not None
+                cols = decode_records(buf, records, 0, **layout,
+                                      verify_checksums=verify_checksums,
+                                      numbers=numbers.tolist())
+            yield cols, mine, positions, last, at
 
 
 @contextmanager

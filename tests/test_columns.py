@@ -10,11 +10,11 @@ own frames (`time_ordered(open_capture(...))`), the path pcapng took before.
 from __future__ import annotations
 
 import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pcapng_copy import as_pcapng
 
 import tcpanalyze.capture as capture
 from tcpanalyze.capture import open_capture, time_ordered
@@ -67,31 +67,6 @@ def test_pcapng_columns_equal_the_frames_columns(path: Path) -> None:
     assert str(error) == str(expected_error)
 
 
-def _as_pcapng(pcap: bytes, tsresol: int, offset: int = 0) -> bytes:
-    """A little-endian pcap (microseconds) written again as pcapng: one section, one
-    interface with if_tsresol `tsresol` (10**-tsresol s) and if_tsoffset `offset`, one
-    Enhanced Packet Block a frame, the time in the new units."""
-    linktype = struct.unpack_from("<I", pcap, 20)[0]
-
-    def block(btype: int, body: bytes) -> bytes:
-        body += b"\0" * (-len(body) % 4)
-        return struct.pack("<II", btype, len(body) + 12) + body + struct.pack("<I",
-                                                                              len(body) + 12)
-
-    options = struct.pack("<HHB3x", 9, 1, tsresol) + struct.pack("<HHq", 14, 8, offset) + \
-        struct.pack("<HH", 0, 0)
-    out = [block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)),
-           block(1, struct.pack("<HHI", linktype, 0, 65535) + options)]
-    pos = 24
-    while pos < len(pcap):
-        sec, usec, caplen, wirelen = struct.unpack_from("<IIII", pcap, pos)
-        units = (sec * 1_000_000 + usec) * 10 ** tsresol // 1_000_000
-        out.append(block(6, struct.pack("<IIIII", 0, units >> 32, units & 0xFFFFFFFF, caplen,
-                                        wirelen) + pcap[pos + 16:pos + 16 + caplen]))
-        pos += 16 + caplen
-    return b"".join(out)
-
-
 @pytest.mark.parametrize(("tsresol", "offset"), [(6, 0), (9, 0), (6, -3600), (3, 7)])
 def test_real_traffic_as_pcapng_in_small_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                tsresol: int, offset: int) -> None:
@@ -101,7 +76,7 @@ def test_real_traffic_as_pcapng_in_small_reads(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(capture, "READ_SIZE", 16 << 10)
     monkeypatch.setattr(capture, "BATCH_READ", 16 << 10)
     path = tmp_path / "mini.pcapng"
-    path.write_bytes(_as_pcapng(gzip.decompress(MINI.read_bytes()), tsresol, offset))
+    path.write_bytes(as_pcapng(gzip.decompress(MINI.read_bytes()), tsresol, offset))
     got, expected, error, expected_error = _both_ways(path)
     assert len(got["numbers"]) == 11529  # type: ignore[arg-type]
     assert got == expected
@@ -109,7 +84,7 @@ def test_real_traffic_as_pcapng_in_small_reads(tmp_path: Path, monkeypatch: pyte
 
 
 def test_a_pcapng_cut_short_keeps_every_block_before_the_fault(tmp_path: Path) -> None:
-    raw = _as_pcapng(gzip.decompress(MINI.read_bytes()), 6)
+    raw = as_pcapng(gzip.decompress(MINI.read_bytes()), 6)
     path = tmp_path / "cut.pcapng"
     path.write_bytes(raw[:len(raw) // 2 + 5])
     got, expected, error, expected_error = _both_ways(path)

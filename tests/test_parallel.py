@@ -139,7 +139,7 @@ def test_workers_without_a_temporary_directory_send_their_summaries_directly(
     assert analyze_parallel(path, jobs=2).to_dict() == analyze(path).to_dict()
 
 
-# -- a dealt read: the parent reads a plain pcap once, each worker decodes its own --------
+# -- a dealt read: the parent reads a plain file once, each worker decodes its own --------
 
 def _plain_mini(tmp_path: Path) -> Path:
     """bench-mini (real kernel traffic, 1.4 MB) as a plain pcap, which is dealt."""
@@ -208,6 +208,74 @@ def test_a_truncated_file_dealt_keeps_what_was_read_and_says_where_it_ends(
     one = analyze(str(cut)).to_dict()
     assert one["capture"]["error"] and "ends inside" in one["capture"]["error"]
     assert one["capture"]["packets"] > 0
+    assert analyze_parallel(str(cut), jobs=2).to_dict() == one
+    assert len(dealt) == 1
+
+
+def _mini_pcapng(tmp_path: Path, tsresol: int = 6, simple_every: int = 0,
+                 interleave: int = 0) -> Path:
+    import gzip
+
+    from pcapng_copy import as_pcapng
+
+    path = tmp_path / f"mini-{tsresol}-{simple_every}-{interleave}.pcapng"
+    path.write_bytes(as_pcapng(gzip.decompress(MINI.read_bytes()), tsresol,
+                               simple_every=simple_every, interleave=interleave))
+    return path
+
+
+@pytest.mark.parametrize(("tsresol", "simple_every"), [(6, 0), (9, 0), (6, 97)])
+def test_a_pcapng_is_dealt_in_small_batches_and_reports_what_one_process_reports(
+        tsresol: int, simple_every: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # runs of EPBs are dealt as file offsets: in 16 KB reads a run ends at every refill,
+    # so each batch's buffer starts at another file offset (a wrong one reads other
+    # bytes); Simple Packet Blocks between them (no time, not in a run) go as Frames
+    import tcpanalyze.capture as capture
+    import tcpanalyze.parallel as parallel
+
+    dealt = _counting_deals(monkeypatch)
+    path = _mini_pcapng(tmp_path, tsresol, simple_every)
+    one = analyze(str(path)).to_dict()
+    assert one["capture"]["format"] == "pcapng" and one["capture"]["packets"] == 11529
+    monkeypatch.setattr(capture, "READ_SIZE", 16 << 10)
+    monkeypatch.setattr(capture, "BATCH_READ", 16 << 10)
+    monkeypatch.setattr(parallel, "_IN_FLIGHT", 1)
+    for jobs in (2, 3):
+        assert analyze_parallel(str(path), jobs=jobs).to_dict() == one
+    assert dealt == [str(path)] * 2
+
+
+def test_a_multi_interface_pcapng_is_dealt_in_time_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # frames of several interfaces are analysed in time order, so a frame's position
+    # (which orders connection ids, findings, the peak) is not its number; they are
+    # dealt as Frames with their positions
+    dealt = _counting_deals(monkeypatch)
+    for path in (_mini_pcapng(tmp_path, interleave=64),
+                 SAMPLES / "linktype-pcapng-unordered.pcapng"):
+        one = analyze(str(path)).to_dict()
+        for jobs in (2, 3):
+            assert analyze_parallel(str(path), jobs=jobs).to_dict() == one
+    assert len(dealt) == 4
+    firsts = [c["timeline"][0]["frame"] for c in
+              analyze(str(tmp_path / "mini-6-0-64.pcapng")).to_dict()["connections"]]
+    assert len(firsts) > 100
+    assert firsts != sorted(firsts)  # ids follow time, not frame numbers
+
+
+def test_a_truncated_pcapng_dealt_keeps_what_was_read_and_says_where_it_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tcpanalyze.capture as capture
+
+    dealt = _counting_deals(monkeypatch)
+    whole = _mini_pcapng(tmp_path).read_bytes()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(whole[:len(whole) * 2 // 3 + 5])
+    monkeypatch.setattr(capture, "BATCH_READ", 64 << 10)
+    one = analyze(str(cut)).to_dict()
+    assert one["capture"]["error"] and "ends inside a block" in one["capture"]["error"]
+    assert 1000 < one["capture"]["packets"] < 11529
     assert analyze_parallel(str(cut), jobs=2).to_dict() == one
     assert len(dealt) == 1
 
