@@ -618,18 +618,19 @@ class _Dealer:
         """What a worker gets for `rows` of a batch from `source` (columns.Source), of
         which `mine` are its own, when `done` frames were analysed before the batch;
         `head`: how far into a record (block) its frame's data starts."""
-        import numpy as np
-
-        numbers = np.asarray(cols.numbers)[rows]
-        positions = done + 1 + rows
-        if (numbers == positions).all():
-            positions = None  # (file order: a frame's position is its number)
         if source[0] == "frames":
-            frames = source[1]
-            return ("frames", [frames[i] for i in rows.tolist()], positions, mine)
-        record = cols.data_at[rows] - head
-        lo = int(record.min())
-        length = int((cols.data_at[rows] + cols.caplen[rows]).max()) - lo
+            frames = [source[1][i] for i in rows.tolist()]
+            positions = done + 1 + rows
+            if all(f.number == p for f, p in zip(frames, positions.tolist(), strict=True)):
+                positions = None  # (file order: a frame's position is its number)
+            return ("frames", frames, positions, mine)
+        # records and blocks are numbered on from the batch's first, in file order
+        numbers = cols.numbers[0] + rows
+        positions = None if cols.numbers[0] == done + 1 else done + 1 + rows
+        data_at = cols.data_at[rows]
+        record = data_at - head
+        lo = int(record[0])  # (records and blocks lie in the buffer in file order)
+        length = int((data_at + cols.caplen[rows]).max()) - lo
         layout = source[2] if source[0] == "blocks" else None
         return (source[0], source[1] + lo, length, record - lo, numbers, layout, positions,
                 mine)
