@@ -472,13 +472,15 @@ class BatchFeed(BatchRows):
         client_lo = (c.addr, c.port) <= (s.addr, s.port)
         from_client = self.sender_lo[idx] == client_lo
         bad = n
-        gaps = np.diff(ts, prepend=conn.last)
-        over = np.flatnonzero(gaps > self.idle)
-        if len(over):
-            bad = int(over[0])
+        if ts[0] - conn.last > self.idle:
+            bad = 0
+        else:
+            over = ((ts[1:] - ts[:-1]) > self.idle).nonzero()[0]
+            if len(over):
+                bad = int(over[0]) + 1
         sides: list[_Side] = []
         for ep, mask in ((c, from_client), (s, ~from_client)):
-            sides.append(_Side(ep, np.flatnonzero(mask), seq, ack, plen))
+            sides.append(_Side(ep, mask.nonzero()[0], seq, ack, plen))
         cs, ss = sides
         if zeek_on:
             cs.z, ss.z = zc, zs
@@ -599,8 +601,8 @@ class _Side:
     other: _Side  # the opposite direction, set (and removed) by BatchFeed._quiet_prefix
 
     def _first_bad(self, bad: np.ndarray) -> int:
-        hit = np.flatnonzero(bad)
-        return int(self.where[hit[0]]) if len(hit) else 1 << 62
+        hit = int(bad.argmax())  # (the first True, or 0 when there is none)
+        return int(self.where[hit]) if bad[hit] else 1 << 62
 
     def _before(self, other_where: np.ndarray) -> np.ndarray:
         """For each of my segments, the index in `other_where` of the other side's last
@@ -647,26 +649,41 @@ class _Side:
         if len(ends):
             prev_end[0] = z.last_seq
             prev_end[1:] = ends[:-1]
-        dec = np.concatenate(([0], np.cumsum(ends < prev_end)))
+        dec = np.zeros(len(ends) + 1, dtype=np.int64)
+        (ends < prev_end).cumsum(out=dec[1:])
         self.seq_dec = dec
-        data_before = np.cumsum(self.data) - self.data
-        wraps = z.seq_wraps + dec[data_before]
         start = z.start_seq
-        rel_seq = np.where(wraps == 0, (self.seq - start) & _MASK,
-                           (wraps << 32) + self.seq - start)
-        bad |= (wraps == 0) & (rel_seq >= _HALF)
+        if dec[-1]:  # the numbers wrap inside the run
+            data_before = self.data.cumsum() - self.data
+            wraps = z.seq_wraps + dec[data_before]
+            rel_seq = np.where(wraps == 0, (self.seq - start) & _MASK,
+                               (wraps << 32) + self.seq - start)
+            bad |= (wraps == 0) & (rel_seq >= _HALF)
+        elif z.seq_wraps:  # (the usual cases, without the arrays of wraps)
+            rel_seq = (z.seq_wraps << 32) + self.seq - start
+        else:
+            rel_seq = (self.seq - start) & _MASK
+            bad |= rel_seq >= _HALF
         self.rel_seq = rel_seq
         # acks: Zeek's peer.ack_seq follows them, with its own wraps
         prev = self.prev_ack
         moved = self.ack != prev
-        adec = np.cumsum(moved & (self.ack < prev))
+        adec = (moved & (self.ack < prev)).cumsum()
         self.ack_dec = adec
         self.ack_moved = moved
-        awraps = zp.ack_wraps + adec
         pstart = zp.start_seq
-        rel_ack = np.where(awraps == 0, (self.ack - pstart) & _MASK,
-                           (awraps << 32) + self.ack - pstart)
-        bad |= (awraps == 0) & (rel_ack >= _HALF)
+        if adec[-1]:
+            awraps = zp.ack_wraps + adec
+            rel_ack = np.where(awraps == 0, (self.ack - pstart) & _MASK,
+                               (awraps << 32) + self.ack - pstart)
+            bad |= (awraps == 0) & (rel_ack >= _HALF)
+        elif zp.ack_wraps:
+            awraps = zp.ack_wraps  # the same for every segment
+            rel_ack = (awraps << 32) + self.ack - pstart
+        else:
+            awraps = 0
+            rel_ack = (self.ack - pstart) & _MASK
+            bad |= rel_ack >= _HALF
         delta = (self.ack - prev) & _MASK
         bad |= moved & (self.ack == 0) & (delta > TOO_LARGE_SEQ_DELTA)
         self.rel_ack = rel_ack
@@ -731,7 +748,7 @@ class _Side:
             ep.last_data_ts = float(ts[int(data_where[-1])])
             ep.snd_nxt = int(self.end[:k][data][-1])
         tsv = tsval[where]
-        has_ts = np.flatnonzero(tsv >= 0)
+        has_ts = (tsv >= 0).nonzero()[0]
         if len(has_ts):
             ep.tsval = int(tsv[has_ts[-1]])
         ep.tentative = False
