@@ -251,24 +251,21 @@ class BatchFeed(BatchRows):
         self.l_plen = cols.payload_len.tolist()
         self.l_thl = cols.thl.tolist()
 
-    def _segment(self, i: int) -> Segment:
-        if self.odd:
-            seg = self.odd.get(i)
-            if seg is not None:
-                return seg
-        at = self.l_at[i]
-        buf = self.cols.buf
-        thl = self.l_thl[i]
-        # tuple.__new__: the NamedTuple without its Python-level __new__ (same object)
-        return _new_tuple(Segment, (
-            self.cols.numbers[i], self.l_ts[i], buf[at + 26:at + 30], buf[at + 30:at + 34],
-            self.l_sport[i], self.l_dport[i], self.l_seq[i], self.l_ack[i], self.l_flags[i],
-            self.l_win[i], self.l_plen[i], buf[at + 54:at + 34 + thl] if thl > 20 else b""))
-
     def _one(self, i: int) -> None:
-        self.frame = self.cols.numbers[i]
+        cols = self.cols
+        self.frame = number = cols.numbers[i]
         self.row = i
-        new = self.feed(self._segment(i))
+        seg = self.odd.get(i) if self.odd else None
+        if seg is None:  # (_segment, written out: this runs for every event)
+            at = self.l_at[i]
+            buf = cols.buf
+            thl = self.l_thl[i]
+            seg = _new_tuple(Segment, (
+                number, self.l_ts[i], buf[at + 26:at + 30], buf[at + 30:at + 34],
+                self.l_sport[i], self.l_dport[i], self.l_seq[i], self.l_ack[i],
+                self.l_flags[i], self.l_win[i], self.l_plen[i],
+                buf[at + 54:at + 34 + thl] if thl > 20 else b""))
+        new = self.feed(seg)
         if new and self.on_finding is not None:
             for finding in new:
                 self.on_finding(finding)
@@ -341,16 +338,17 @@ class BatchFeed(BatchRows):
         ev = 0
         n_events = len(events)
         one = self._one
+        rows = pos.tolist()
         while ev < n_events or forced:
             if forced and (ev >= n_events or forced[0][0] < events[ev]):
                 j, r, nxt = heapq.heappop(forced)
-                one(int(pos[j]))
+                one(rows[j])
                 if nxt >= 0:
                     applied |= self._try_run(r, nxt)
                 continue
             j = events[ev]
             ev += 1
-            one(int(pos[j]))
+            one(rows[j])
             r = after.get(j)
             if r is not None:
                 applied |= self._try_run(r, 0)
