@@ -379,26 +379,26 @@ class Connection:
         for ep in (self.client, self.server):
             state = ep.state
             if state == TIME_WAIT and now - ep.since >= s.time_wait:
-                changes.append(self._set(ep, CLOSED, 0, ep.since + s.time_wait,
-                                         f"TIME_WAIT expired ({s.time_wait:g} s)"))
+                changes.append(self._timer(ep, ep.since + s.time_wait,
+                                           f"TIME_WAIT expired ({s.time_wait:g} s)"))
             elif state == FIN_WAIT_2 and now - ep.since >= s.fin_timeout:
-                changes.append(self._set(ep, CLOSED, 0, ep.since + s.fin_timeout,
-                                         f"FIN_WAIT_2 timed out ({s.fin_timeout:g} s, "
-                                         "orphaned socket assumed)"))
+                changes.append(self._timer(ep, ep.since + s.fin_timeout,
+                                           f"FIN_WAIT_2 timed out ({s.fin_timeout:g} s, "
+                                           "orphaned socket assumed)"))
             elif state == SYN_SENT and now - ep.first_syn_ts >= s.syn_timeout:
-                changes.append(self._set(ep, CLOSED, 0, ep.first_syn_ts + s.syn_timeout,
-                                         f"SYN retries exhausted ({s.syn_timeout:g} s)"))
+                changes.append(self._timer(ep, ep.first_syn_ts + s.syn_timeout,
+                                           f"SYN retries exhausted ({s.syn_timeout:g} s)"))
             elif state == SYN_RCVD and ep.synack_count == 1 and not ep.tentative and \
                     now - ep.first_syn_ts >= 1.5 * s.synack_rto:
                 # A server holding a SYN_RCVD entry retransmits its SYN-ACK after the
                 # initial RTO; one that never does kept no state (SYN cookies).
-                changes.append(self._set(ep, CLOSED, 0, ep.first_syn_ts + 1.5 * s.synack_rto,
-                                         "no SYN-ACK retransmission: no state kept "
-                                         "(SYN cookies)"))
+                changes.append(self._timer(ep, ep.first_syn_ts + 1.5 * s.synack_rto,
+                                           "no SYN-ACK retransmission: no state kept "
+                                           "(SYN cookies)"))
                 self.notes.append(Note("syn_cookie", ep.role, 0, now))
             elif state == SYN_RCVD and now - ep.first_syn_ts >= s.synack_timeout:
-                changes.append(self._set(ep, CLOSED, 0, ep.first_syn_ts + s.synack_timeout,
-                                         f"SYN-ACK retries exhausted ({s.synack_timeout:g} s)"))
+                changes.append(self._timer(ep, ep.first_syn_ts + s.synack_timeout,
+                                           f"SYN-ACK retries exhausted ({s.synack_timeout:g} s)"))
         return changes
 
     def is_closed(self) -> bool:
@@ -446,13 +446,18 @@ class Connection:
 
     # -- state bookkeeping ------------------------------------------------------------
 
-    def _set(self, ep: Endpoint, new: str, frame: int, ts: float, reason: str) -> Change:
-        change = Change(ep.role, ep.state, new, frame, ts, reason)
+    def _set(self, ep: Endpoint, new: str, frame: int, ts: float, reason: str) -> None:
+        old = ep.state
         ep.state = new
         ep.since = ts
         if new != ESTABLISHED:
             ep.tentative = False
-        self._timeline.extend((_kind_code(change.role, change.old, new, reason), frame, ts))
+        self._timeline.extend((_kind_code(ep.role, old, new, reason), frame, ts))
+
+    def _timer(self, ep: Endpoint, ts: float, reason: str) -> Change:
+        """A timer ran out at capture time `ts`: `ep` is CLOSED (frame 0)."""
+        change = Change(ep.role, ep.state, CLOSED, 0, ts, reason)
+        self._set(ep, CLOSED, 0, ts, reason)
         return change
 
     def _move(self, ep: Endpoint, new: str, seg: Segment, reason: str) -> None:
