@@ -1,16 +1,18 @@
 """`--jobs N`: one capture file analysed by N worker processes, merged into one result.
 
 Each worker tracks only the connections whose five-tuple is assigned to it
-(`Assignment`), so each connection's segments stay in order in one process. A plain file
-(pcap or pcapng) is dealt: the parent reads it and decodes every frame once, assigns each
-TCP segment, and sends each worker the file offsets of its own segments and of the few
-others that move its clock (`_Dealer`); the worker reads and decodes just those (frames
-that are not one piece of the file, such as a multi-interface pcapng's, which are analysed
-in time order, go as Frames). Compressed input is read and decoded whole by every worker,
-which runs the same deterministic assignment and skips the segments that are not its own.
-Either way, the other workers' segments still move a worker's clock where it matters:
-timer sweeps happen at exactly the capture times they happen at in a single process, so
-duration findings and timer state changes come out the same.
+(`Assignment`), so each connection's segments stay in order in one process. A capture
+file (pcap or pcapng, compressed or not) is dealt: the parent reads it and decodes every
+frame once, assigns each TCP segment, and sends each worker the file offsets of its own
+segments and of the few others that move its clock (`_Dealer`); the worker reads and
+decodes just those. Frames that are not one piece of the file go as their bytes: a
+compressed file's records, and a multi-interface pcapng's frames, which are analysed in
+time order, as Frames. For Zeek conn.log records (`--format zeek`), which need every
+segment, every worker reads and decodes the whole file, runs the same deterministic
+assignment and skips the segments that are not its own. Either way, the other workers'
+segments still move a worker's clock where it matters: timer sweeps happen at exactly
+the capture times they happen at in a single process, so duration findings and timer
+state changes come out the same.
 
 The parent merges: connection ids are renumbered in the order the connections were
 created in the capture (the order of their first frames, which is how one process numbers
@@ -551,11 +553,12 @@ class _Stalled(Exception):
 
 
 def _dealable(reader: Any, path: str) -> bool:
-    """Whether `path` can be read by dealing: pcap or pcapng in a plain file (not
-    compressed, not a pipe: workers read their frames' bytes from the file again)."""
+    """Whether `path` can be read by dealing: pcap or pcapng, compressed or not, in a
+    file (a pipe is read by one process)."""
     from tcpanalyze.analysis import _regular_file
 
-    return reader.format in ("pcap", "pcap-ns", "pcapng") and _regular_file(path)
+    return reader.format.split("+")[0] in ("pcap", "pcap-ns", "pcapng") and \
+        _regular_file(path)
 
 
 _IN_FLIGHT = 32  # batches dealt to a worker and not yet taken: how far the parent may run
@@ -570,8 +573,8 @@ class _Dealer:
     (`batch.sweep_rows`) and, between two sweeps, the latest of the others' segments (a
     worker's clock jumps to it: BatchFeed._clock). Frames that lie in the file as pcap
     records or pcapng EPBs are dealt as file offsets (the worker reads and decodes just
-    those); the rest (other pcapng blocks, time-ordered interfaces) as the Frames
-    themselves."""
+    those), or as their bytes when the file is compressed; the rest (other pcapng blocks,
+    time-ordered interfaces) as the Frames themselves."""
 
     def __init__(self, jobs: int, settings: Settings, decoder: Decoder) -> None:
         from tcpanalyze.batch import BatchRows
@@ -617,7 +620,10 @@ class _Dealer:
                done: int) -> tuple[Any, ...]:
         """What a worker gets for `rows` of a batch from `source` (columns.Source), of
         which `mine` are its own, when `done` frames were analysed before the batch;
-        `head`: how far into a record (block) its frame's data starts."""
+        `head`: how far into a record (block) its frame's data starts. Records and blocks
+        go as where they are in the file, or for compressed input as their bytes."""
+        import numpy as np
+
         if source[0] == "frames":
             frames = [source[1][i] for i in rows.tolist()]
             positions = done + 1 + rows
@@ -629,9 +635,24 @@ class _Dealer:
         positions = None if cols.numbers[0] == done + 1 else done + 1 + rows
         data_at = cols.data_at[rows]
         record = data_at - head
+        layout = source[2] if source[0] == "blocks" else None
+        if source[1] is None:  # compressed: the records themselves, one piece per run
+            # of consecutive rows (they lie one after another in the buffer)
+            first = np.ones(len(rows), dtype=bool)
+            first[1:] = rows[1:] != rows[:-1] + 1
+            run = first.cumsum() - 1
+            begin = record[first]
+            last = np.flatnonzero(np.append(first[1:], True))
+            end = data_at[last] + cols.caplen[rows[last]]
+            out = np.zeros(len(begin), dtype=np.int64)  # where each run goes in the parcel
+            np.cumsum((end - begin)[:-1], out=out[1:])
+            view = memoryview(cols.buf)
+            data = b"".join([view[b:e] for b, e in zip(begin.tolist(), end.tolist(),
+                                                          strict=True)])
+            return (source[0], data, len(data), record - begin[run] + out[run], numbers,
+                    layout, positions, mine)
         lo = int(record[0])  # (records and blocks lie in the buffer in file order)
         length = int((data_at + cols.caplen[rows]).max()) - lo
-        layout = source[2] if source[0] == "blocks" else None
         return (source[0], source[1] + lo, length, record - lo, numbers, layout, positions,
                 mine)
 
@@ -689,8 +710,6 @@ def _dealt(inbox: Any, path: str, layout: dict[str, Any] | None, verify_checksum
     numbers, position reached after the batch, file position reached) per batch."""
     import queue
 
-    from tcpanalyze.columns import decode_blocks, decode_frames, decode_records
-
     parent = os.getppid()
     with open(path, "rb", buffering=0) as stored:
         fd = stored.fileno()
@@ -707,26 +726,36 @@ def _dealt(inbox: Any, path: str, layout: dict[str, Any] | None, verify_checksum
             if parcel is None:
                 yield None, None, None, last, at
                 continue
-            kind, mine = parcel[0], parcel[-1]
-            if kind == "frames":
-                _, frames, positions, _ = parcel
-                yield decode_frames(frames, verify_checksums), mine, positions, last, at
-                continue
-            _, start, length, records, numbers, block_layout, positions, _ = parcel
-            buf = os.pread(fd, length, start)
-            if len(buf) != length:
-                raise CaptureError(path, "the file changed while it was being read", start,
-                                   int(numbers[0]))
-            if kind == "blocks":
-                cols = decode_blocks(buf, records, 0, **block_layout,
-                                     verify_checksums=verify_checksums,
-                                     numbers=numbers.tolist())
-            else:  # pcap records, laid out as the file's header says (`layout`)
-                assert layout is not None
-                cols = decode_records(buf, records, 0, **layout,
-                                      verify_checksums=verify_checksums,
-                                      numbers=numbers.tolist())
+            cols, mine, positions = _opened(parcel, fd, path, layout, verify_checksums)
             yield cols, mine, positions, last, at
+
+
+def _opened(parcel: tuple[Any, ...], fd: int, path: str, layout: dict[str, Any] | None,
+            verify_checksums: bool) -> tuple[Any, Any, Any]:
+    """A parcel of `_Dealer.parcel` as a worker reads it: (columns of its frames, which
+    are the worker's own, their positions or None); `fd`: the file, open for reading."""
+    from tcpanalyze.columns import decode_blocks, decode_frames, decode_records
+
+    kind, mine = parcel[0], parcel[-1]
+    if kind == "frames":
+        _, frames, positions, _ = parcel
+        return decode_frames(frames, verify_checksums), mine, positions
+    _, start, length, records, numbers, block_layout, positions, _ = parcel
+    if isinstance(start, bytes):  # compressed input: the records themselves
+        buf = start
+    else:
+        buf = os.pread(fd, length, start)
+        if len(buf) != length:
+            raise CaptureError(path, "the file changed while it was being read", start,
+                               int(numbers[0]))
+    if kind == "blocks":
+        cols = decode_blocks(buf, records, 0, **block_layout,
+                             verify_checksums=verify_checksums, numbers=numbers.tolist())
+    else:  # pcap records, laid out as the file's header says (`layout`)
+        assert layout is not None
+        cols = decode_records(buf, records, 0, **layout, verify_checksums=verify_checksums,
+                              numbers=numbers.tolist())
+    return cols, mine, positions
 
 
 @contextmanager

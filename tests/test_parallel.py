@@ -164,17 +164,113 @@ def _counting_deals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return dealt
 
 
-def test_a_plain_pcap_is_dealt_a_compressed_one_read_by_each_worker(
+def test_plain_and_compressed_captures_are_dealt(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dealt = _counting_deals(monkeypatch)
     plain = _plain_mini(tmp_path)
     one = analyze(str(plain)).to_dict()
     assert analyze_parallel(str(plain), jobs=2).to_dict() == one
-    assert dealt == [str(plain)]
-    packed = analyze_parallel(str(MINI), jobs=2).to_dict()  # gzip: not dealt
-    assert dealt == [str(plain)]
+    packed = analyze_parallel(str(MINI), jobs=2).to_dict()  # gzip: dealt as bytes
+    assert dealt == [str(plain), str(MINI)]
     assert packed["connections"] == one["connections"]
     assert packed["findings"] == one["findings"]
+    assert packed == analyze(str(MINI)).to_dict()
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng", "pcapng-interfaces"])
+def test_a_compressed_capture_is_dealt_in_small_batches(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # no file offsets to read again: each worker gets its records' bytes, one piece per
+    # run of consecutive records (pcapng blocks too), or the Frames (time order)
+    import gzip
+
+    import tcpanalyze.capture as capture
+    import tcpanalyze.parallel as parallel
+
+    dealt = _counting_deals(monkeypatch)
+    if kind == "pcap":
+        path = MINI
+    else:
+        raw = _mini_pcapng(tmp_path, 9, 97, 64 if kind == "pcapng-interfaces" else 0)
+        path = tmp_path / (raw.name + ".gz")
+        path.write_bytes(gzip.compress(raw.read_bytes(), 1))
+    one = analyze(str(path)).to_dict()
+    assert one["capture"]["format"].endswith("+gzip")
+    assert one["capture"]["packets"] == 11529
+    monkeypatch.setattr(capture, "READ_SIZE", 16 << 10)
+    monkeypatch.setattr(capture, "BATCH_READ", 16 << 10)
+    monkeypatch.setattr(parallel, "_IN_FLIGHT", 1)
+    for jobs in (2, 3):
+        assert analyze_parallel(str(path), jobs=jobs).to_dict() == one
+    assert dealt == [str(path)] * 2
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcap.gz", "pcapng", "pcapng.gz"])
+def test_a_parcel_holds_exactly_the_frames_it_names(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a worker decodes from a parcel (file offsets, or the packed bytes of a
+    compressed file) is, frame for frame, what the parent decoded: the same captured
+    bytes, times, numbers and lengths, for picks of single rows and of runs."""
+    import gzip
+    import os
+
+    import numpy as np
+
+    import tcpanalyze.capture as capture
+    from tcpanalyze.capture import open_capture
+    from tcpanalyze.columns import capture_sources
+    from tcpanalyze.parallel import _Dealer, _opened
+
+    monkeypatch.setattr(capture, "BATCH_READ", 64 << 10)
+    path = _plain_mini(tmp_path) if kind.startswith("pcap.") or kind == "pcap" else \
+        _mini_pcapng(tmp_path)
+    if kind.endswith(".gz"):
+        packed = tmp_path / (path.name + ".gz")
+        packed.write_bytes(gzip.compress(path.read_bytes(), 1))
+        path = packed
+    reader = open_capture(str(path))
+    layout = reader.record_layout
+    head = {"records": 16 + layout["extra"], "blocks": 28}
+    rng = np.random.default_rng(5)
+    fd = os.open(path, os.O_RDONLY)
+    done = checked = 0
+    try:
+        for cols, source in capture_sources(reader, False):
+            # single rows and runs of rows, never the whole batch
+            rows = np.flatnonzero(rng.random(len(cols)) < 0.4)
+            rows = np.union1d(rows, np.arange(len(cols) // 3, len(cols) // 2))
+            mine = rng.random(len(rows)) < 0.5
+            parcel = _Dealer.parcel(cols, source, head[source[0]], rows, mine, done)
+            assert isinstance(parcel[1], bytes) == kind.endswith(".gz")
+            got, got_mine, positions = _opened(parcel, fd, str(path), layout, False)
+            assert positions is None and (got_mine == mine).all()
+            for k, r in enumerate(rows.tolist()):
+                a, n = int(cols.data_at[r]), int(cols.caplen[r])
+                b, m = int(got.data_at[k]), int(got.caplen[k])
+                assert (got.buf[b:b + m], got.numbers[k], float(got.ts[k]),
+                        int(got.wirelen[k])) == (cols.buf[a:a + n], cols.numbers[r],
+                                                 float(cols.ts[r]), int(cols.wirelen[r]))
+            checked += len(rows)
+            done += len(cols)
+    finally:
+        os.close(fd)
+        reader.close()
+    assert done == 11529 and checked > 5000
+
+
+def test_a_truncated_compressed_file_dealt_keeps_what_was_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tcpanalyze.capture as capture
+
+    dealt = _counting_deals(monkeypatch)
+    cut = tmp_path / "cut.pcap.gz"
+    data = MINI.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    monkeypatch.setattr(capture, "BATCH_READ", 64 << 10)
+    one = analyze(str(cut)).to_dict()
+    assert one["capture"]["error"] and 1000 < one["capture"]["packets"] < 11529
+    assert analyze_parallel(str(cut), jobs=2).to_dict() == one
+    assert len(dealt) == 1
 
 
 @pytest.mark.parametrize("jobs", [2, 3])
