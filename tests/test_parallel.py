@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,6 +165,21 @@ def _counting_deals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return dealt
 
 
+def _dealt_in_small_batches(path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """One process's report of `path`, after checking that 2 and 3 workers give the same
+    when the file is read in 16 KB pieces and a worker may fall only one batch behind."""
+    import tcpanalyze.capture as capture
+    import tcpanalyze.parallel as parallel
+
+    one = analyze(str(path)).to_dict()
+    monkeypatch.setattr(capture, "READ_SIZE", 16 << 10)
+    monkeypatch.setattr(capture, "BATCH_READ", 16 << 10)
+    monkeypatch.setattr(parallel, "_IN_FLIGHT", 1)
+    for jobs in (2, 3):
+        assert analyze_parallel(str(path), jobs=jobs).to_dict() == one
+    return one
+
+
 def test_plain_and_compressed_captures_are_dealt(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dealt = _counting_deals(monkeypatch)
@@ -184,9 +200,6 @@ def test_a_compressed_capture_is_dealt_in_small_batches(
     # run of consecutive records (pcapng blocks too), or the Frames (time order)
     import gzip
 
-    import tcpanalyze.capture as capture
-    import tcpanalyze.parallel as parallel
-
     dealt = _counting_deals(monkeypatch)
     if kind == "pcap":
         path = MINI
@@ -194,14 +207,9 @@ def test_a_compressed_capture_is_dealt_in_small_batches(
         raw = _mini_pcapng(tmp_path, 9, 97, 64 if kind == "pcapng-interfaces" else 0)
         path = tmp_path / (raw.name + ".gz")
         path.write_bytes(gzip.compress(raw.read_bytes(), 1))
-    one = analyze(str(path)).to_dict()
+    one = _dealt_in_small_batches(path, monkeypatch)
     assert one["capture"]["format"].endswith("+gzip")
     assert one["capture"]["packets"] == 11529
-    monkeypatch.setattr(capture, "READ_SIZE", 16 << 10)
-    monkeypatch.setattr(capture, "BATCH_READ", 16 << 10)
-    monkeypatch.setattr(parallel, "_IN_FLIGHT", 1)
-    for jobs in (2, 3):
-        assert analyze_parallel(str(path), jobs=jobs).to_dict() == one
     assert dealt == [str(path)] * 2
 
 
@@ -327,18 +335,10 @@ def test_a_pcapng_is_dealt_in_small_batches_and_reports_what_one_process_reports
     # runs of EPBs are dealt as file offsets: in 16 KB reads a run ends at every refill,
     # so each batch's buffer starts at another file offset (a wrong one reads other
     # bytes); Simple Packet Blocks between them (no time, not in a run) go as Frames
-    import tcpanalyze.capture as capture
-    import tcpanalyze.parallel as parallel
-
     dealt = _counting_deals(monkeypatch)
     path = _mini_pcapng(tmp_path, tsresol, simple_every)
-    one = analyze(str(path)).to_dict()
+    one = _dealt_in_small_batches(path, monkeypatch)
     assert one["capture"]["format"] == "pcapng" and one["capture"]["packets"] == 11529
-    monkeypatch.setattr(capture, "READ_SIZE", 16 << 10)
-    monkeypatch.setattr(capture, "BATCH_READ", 16 << 10)
-    monkeypatch.setattr(parallel, "_IN_FLIGHT", 1)
-    for jobs in (2, 3):
-        assert analyze_parallel(str(path), jobs=jobs).to_dict() == one
     assert dealt == [str(path)] * 2
 
 
