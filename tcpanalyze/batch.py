@@ -256,7 +256,7 @@ class BatchFeed(BatchRows):
         self.frame = number = cols.numbers[i]
         self.row = i
         seg = self.odd.get(i) if self.odd else None
-        if seg is None:  # (_segment, written out: this runs for every event)
+        if seg is None:  # the Segment, built here: this runs for every event
             at = self.l_at[i]
             buf = cols.buf
             thl = self.l_thl[i]
