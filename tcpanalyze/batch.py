@@ -57,6 +57,7 @@ _HIST_DATA = 0x10
 _HIST_ACK = 0x20
 
 
+# the NamedTuple Segment without its Python-level __new__ (the same object, made faster)
 _new_tuple = tuple.__new__
 
 
