@@ -156,8 +156,7 @@ class CaptureReader:
         self._buf = b""
         self._pos = 0
         self._base = 0  # stream offset of _buf[0]
-        # stream offset of the buffer of the run block_batches just yielded (None: gzip)
-        self.run_offset: int | None = None
+        self._run_base = 0  # stream offset of the buffer of the run block_batches yielded
         self._eof = False
         self._iter: Iterator[Frame] | None = None
         # pcap header fields
@@ -271,10 +270,13 @@ class CaptureReader:
 
     @property
     def batch_offset(self) -> int | None:
-        """Where in the file the buffer of the batch `record_batches` just yielded
-        starts, so that another reader of the same file can read the same bytes (None
-        for compressed input, where buffer and file offsets differ)."""
-        return None if self.format.endswith("+gzip") else self._base
+        """Where in the file the buffer of the batch `record_batches` (or the run
+        `block_batches`) just yielded starts, so that another reader of the same file
+        can read the same bytes (None for compressed input, where buffer and file offsets
+        differ)."""
+        if self.format.endswith("+gzip"):
+            return None
+        return self._run_base if self.format.startswith("pcapng") else self._base
 
     def close(self) -> None:
         if self._owned:
@@ -423,7 +425,7 @@ class CaptureReader:
             nonlocal run
             out = (run_buf, run, run_first, run_layout)
             run = []
-            self.run_offset = None if self.format.endswith("+gzip") else run_base
+            self._run_base = run_base
             return out
 
         try:

@@ -155,7 +155,7 @@ def capture_sources(reader: Any, verify_checksums: bool, at_once: int = 32768
             yield joined()
         buf, offsets, first, layout = item
         yield (decode_blocks(buf, offsets, first, **layout, verify_checksums=verify_checksums),
-               ("blocks", reader.run_offset, layout))
+               ("blocks", reader.batch_offset, layout))
     if held:
         yield joined()
 

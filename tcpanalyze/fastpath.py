@@ -5,11 +5,11 @@ for the tracker and for Zeek, no FIN yet, exactly the next sequence number, an A
 acknowledges nothing unseen, a window that neither is nor was zero) only moves counters:
 packets, bytes, snd_nxt, max_ack, window, last times, the Zeek endpoint's last/ack
 sequence numbers and its reassembler, and for a side's first data or ACK Zeek's history
-letter (D/d, A/a). `make_feed`
-returns a drop-in for `Analysis.feed` that recognises such segments and applies exactly
-those updates, and hands every other segment to `Analysis.feed` unchanged; the checks are
-all done before anything is changed, so a segment either takes the fast path completely
-or not at all. tests/test_fastpath.py compares whole reports both ways on every capture.
+letter (D/d, A/a). `make_feed` returns a drop-in for `Analysis.feed` that recognises such
+segments and applies exactly those updates, and hands every other segment to
+`Analysis.feed` unchanged; the checks are all done before anything is changed, so a
+segment either takes the fast path completely or not at all. tests/test_fastpath.py
+compares whole reports both ways on every capture.
 
 What it saves is the general machinery (handler dispatch, note lists, option parsing,
 Zeek's state machine), not Python's per-packet cost: see bench/RESULTS.md.
