@@ -2,14 +2,17 @@
 
 Most segments of a large capture change no state (fastpath.py says which). In a batch,
 the segments of one connection that pass the stateless part of that test (ACK without
-SYN/FIN/RST, a non-zero window, no options but timestamps) form runs. A long run is
-checked against the connection's state with array arithmetic (in order, acknowledging
-nothing unseen, Zeek's relative numbers and reassembler without gaps...) and its quiet
-prefix is applied at once: counters, last values, the Zeek endpoint's sequence numbers,
-wraps and reassembler block. Every other segment (handshakes, teardowns, short runs, the
-first segment after a quiet prefix) goes through `make_feed`'s feed one at a time, in
-capture order, so everything that can change a state, a finding or a timer happens in the
-same order as for a per-segment run.
+SYN/FIN/RST, a non-zero window, no options but timestamps, not right after a SYN) form
+runs. A long run (MIN_RUN segments or more) is checked against the connection's state
+with array arithmetic (in order, acknowledging nothing unseen, Zeek's relative numbers
+and reassembler without gaps...) and its quiet prefix is applied at once: counters, last
+values, the Zeek endpoint's sequence numbers, wraps and reassembler block. Short runs
+(the quiet middle of a short connection) are tested as arrays all together, across
+connections, and each applied whole or not at all (short_runs.py). Every other segment
+(handshakes, teardowns, runs that are not quiet after all, the first segment after a
+quiet prefix) goes through `make_feed`'s feed one at a time, in capture order, so
+everything that can change a state, a finding or a timer happens in the same order as for
+a per-segment run.
 
 Why the order still comes out the same although a run is applied when it starts:
 
@@ -22,7 +25,8 @@ Why the order still comes out the same although a run is applied when it starts:
 * a stretch in which the table could fill up (eviction picks the least recently active)
   is processed one segment at a time.
 
-tests/test_batch.py compares whole reports with the per-segment path on every capture.
+tests/test_batch.py compares whole reports with the per-segment path on every capture;
+tests/test_short_runs.py whole connection states, on real connections edited to break runs.
 """
 
 from __future__ import annotations
@@ -40,18 +44,19 @@ from tcpanalyze.fastpath import make_feed
 from tcpanalyze.flows import flow_key
 from tcpanalyze.report import Finding
 from tcpanalyze.segment import Segment
+from tcpanalyze.short_runs import TIGHT, ShortRuns, numbers_shape
 from tcpanalyze.tracker import ESTABLISHED
 from tcpanalyze.zeek import ESTABLISHED as Z_ESTABLISHED
 from tcpanalyze.zeek import TOO_LARGE_SEQ_DELTA
 
 __all__ = ["BatchFeed", "BatchRows", "sweep_rows"]
 
-MIN_RUN = 48  # shorter quiet runs go one segment at a time: array set-up costs more
+MIN_RUN = 48  # shorter quiet runs are tested across connections (short_runs.py)
+SHORT_RUN = 2  # and runs shorter than this go one segment at a time
 _BACK_OFF = 16  # segments taken one at a time after a run was found not quiet (doubling)
 _WINDOW = 256  # segments tested at once, doubling while they are all quiet
 _MAX_WINDOW = 8192
 _MASK = 0xFFFFFFFF
-TIGHT, HOLED = 1, 2  # the shapes of a side's numbers that bulk updates model (_shape)
 _HALF = 0x80000000
 _HIST_DATA = 0x10
 _HIST_ACK = 0x20
@@ -201,6 +206,7 @@ class BatchFeed(BatchRows):
         self.zeek_on = getattr(analysis, "zeek_view", True)
         self.idle = analysis.settings.idle_timeout
         self.bulk_segments = 0  # how many segments took the bulk path (for tests)
+        self.short_segments = 0  # of them, in short runs (short_runs.py)
 
     # -- a batch -------------------------------------------------------------------------
     def process(self, cols: Columns) -> None:
@@ -301,14 +307,20 @@ class BatchFeed(BatchRows):
         k = len(order)
         new_group = np.ones(k, dtype=bool)
         new_group[1:] = g_flow[1:] != g_flow[:-1]
+        # the segment after a SYN is mostly the handshake's ACK, a state change: keep it
+        # out of the runs (a run that starts with it cannot be applied in bulk)
+        g_syn = (self.cols.flags[pos[order]] & 0x02) != 0
+        g_quiet[1:] &= ~(g_syn[:-1] & ~new_group[1:])
         prev_quiet = np.zeros(k, dtype=bool)
         prev_quiet[1:] = g_quiet[:-1]
         run_start = g_quiet & (new_group | ~prev_quiet)
         run_id = np.cumsum(run_start) - 1
         run_len = np.bincount(run_id[g_quiet], minlength=int(run_start.sum()))
-        long_run = np.zeros(k, dtype=bool)
-        long_run[g_quiet] = run_len[run_id[g_quiet]] >= MIN_RUN
-        if not long_run.any():
+        g_len = np.zeros(k, dtype=np.int64)
+        g_len[g_quiet] = run_len[run_id[g_quiet]]
+        long_run = g_len >= MIN_RUN
+        short_run = (g_len >= SHORT_RUN) & ~long_run
+        if not long_run.any() and not short_run.any():
             for i in pos.tolist():
                 self._one(i)
             return
@@ -325,7 +337,17 @@ class BatchFeed(BatchRows):
             else:
                 after[int(order[s - 1])] = r
         in_run = np.empty(k, dtype=bool)
-        in_run[order] = long_run
+        in_run[order] = long_run | short_run
+        short: ShortRuns | None = None
+        after_short: dict[int, int] = {}  # as `after`, for short runs
+        if short_run.any():
+            s_starts = np.flatnonzero(run_start & short_run)
+            short = ShortRuns(self.cols, self.flow, self.sender_lo, pos, order,
+                              s_starts.tolist(), g_len[s_starts].tolist(),
+                              new_group[s_starts].tolist(), self.idle)
+            for s, j in enumerate(short.before):
+                if j >= 0:
+                    after_short[j] = s
         events = np.flatnonzero(~in_run).tolist()
         # forced: (index in pos, run, offset of the next segment in the run or -1)
         forced: list[tuple[int, int, int]] = []
@@ -336,6 +358,10 @@ class BatchFeed(BatchRows):
         applied = False
         for r in first_runs:
             applied |= self._try_run(r, 0)
+        if short is not None:
+            for s, j in enumerate(short.before):
+                if j < 0:
+                    applied |= self._short_run(short, s)
         ev = 0
         n_events = len(events)
         one = self._one
@@ -353,8 +379,27 @@ class BatchFeed(BatchRows):
             r = after.get(j)
             if r is not None:
                 applied |= self._try_run(r, 0)
+            elif short is not None:
+                s = after_short.get(j)
+                if s is not None:
+                    applied |= self._short_run(short, s)
         if applied:
             self._settle(pos)
+
+    def _short_run(self, short: ShortRuns, s: int) -> bool:
+        """Short run `s` in bulk if it is quiet, else its segments one at a time (in
+        capture order, among the events)."""
+        conn = self.analysis.table.active.get(self._key(short.runs[s][0]))
+        if conn is not None and short.apply(s, conn, self.zeek_on, self.idle):
+            n = short.runs[s][1]
+            if hasattr(self.analysis, "segments"):
+                self.analysis.segments += n
+            self.bulk_segments += n
+            self.short_segments += n
+            return True
+        for j in short.members[s].tolist():
+            heapq.heappush(self._forced, (j, -1, -1))
+        return False
 
     def _try_run(self, r: int, offset: int) -> bool:
         """Apply run `r` from `offset` in bulk as far as it is quiet. A window of the run
@@ -458,8 +503,8 @@ class BatchFeed(BatchRows):
             for z in (zc, zs):
                 if z.state != Z_ESTABLISHED or z.did_close or z.fin_cnt:
                     return 0
-            c_shape = _shape(c, zc, zs)
-            s_shape = _shape(s, zs, zc)
+            c_shape = numbers_shape(c, zc, zs)
+            s_shape = numbers_shape(s, zs, zc)
             if not c_shape or not s_shape:
                 return 0
         cols = self.cols
@@ -547,34 +592,6 @@ def _pairs(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keys[:, 0] = u_lo[pair // width]
     keys[:, 1] = u_hi[pair % width]
     return keys, inverse.reshape(-1)
-
-
-def _rel(value: int, wraps: int, start: int) -> int | None:
-    """Zeek's relative sequence number of `value` (None: an underflow)."""
-    if wraps == 0:
-        r = (value - start) & _MASK
-        return None if r >= _HALF else r
-    return (wraps << 32) + value - start
-
-
-def _shape(ep: Any, z: Any, zp: Any) -> int:
-    """How this side's numbers stand for quiet segments: 0 not a shape the bulk update
-    models; TIGHT when Zeek's and the tracker's numbers agree and everything sent is
-    reassembled; HOLED when they agree but a hole (data missing from the capture) keeps
-    Zeek's reassembly behind the last block, which new data extends."""
-    if z.last_seq != ep.snd_nxt or zp.ack_seq != ep.max_ack:
-        return 0
-    rel = _rel(ep.snd_nxt, z.seq_wraps, z.start_seq)
-    reasm = z.reassembler
-    if rel is None or reasm.trim_seq > rel:
-        return 0
-    blocks = reasm.blocks
-    if reasm.last_reassem == rel:
-        return TIGHT if not blocks or blocks[-1][1] == rel else 0
-    if blocks and blocks[-1][1] == rel and reasm.last_reassem < blocks[-1][0]:
-        return HOLED
-    return 0
-
 
 
 class _Side:

@@ -125,6 +125,67 @@ def test_tiny_runs_leave_identical_state(path: Path, tiny_runs: None) -> None:
     assert _open_state(a) == _open_state(b)
 
 
+# -- short runs (short_runs.py): tested across connections, applied one run at a time ---
+
+SHORT = [MINI, ROOT / "sample_pcaps" / "several-normal.pcap",
+         CORPUS / "zeek" / "pop3-rejects" / "capture.pcap",
+         CORPUS / "zeek" / "modbus-502-resets" / "capture.pcap"]
+
+
+def _closed_states(path: Path, use_batch: bool, monkeypatch: pytest.MonkeyPatch
+                   ) -> tuple[dict[int, Any], Any, list[batch.BatchFeed]]:
+    """The whole state of every connection as it is closed (tracker endpoints, Zeek view
+    and reassemblers), the state of those still open at the end, and the feeders."""
+    closed: dict[int, Any] = {}
+    feeders: list[batch.BatchFeed] = []
+    close, init = Analysis._close, batch.BatchFeed.__init__
+
+    def recording_close(self: Analysis, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        closed[conn.id] = _snapshot(conn)
+        return close(self, conn, *args, **kwargs)
+
+    def recording_init(self: batch.BatchFeed, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        feeders.append(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(Analysis, "_close", recording_close)
+        m.setattr(batch.BatchFeed, "__init__", recording_init)
+        analysis, _ = _run(path, use_batch)
+    return closed, _open_state(analysis), feeders
+
+
+@pytest.mark.parametrize("path", SHORT, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_short_runs_are_taken_and_leave_identical_state(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed, still_open, feeders = _closed_states(path, True, monkeypatch)
+    # real short request/response connections: their quiet middles went as short runs
+    assert feeders[0].short_segments >= 8, feeders[0].short_segments
+    expected_closed, expected_open, _ = _closed_states(path, False, monkeypatch)
+    assert closed.keys() == expected_closed.keys()
+    for conn_id, state in expected_closed.items():
+        assert closed[conn_id] == state, conn_id
+    assert still_open == expected_open
+
+
+def test_the_ack_after_a_syn_stays_out_of_short_runs(monkeypatch: pytest.MonkeyPatch
+                                                     ) -> None:
+    # the handshake's third ACK looks quiet (an ACK without data) but changes the
+    # server's state; a run that began with it could never be applied in bulk
+    path = ROOT / "sample_pcaps" / "several-normal.pcap"
+    taken: list[int] = []
+    apply = batch.ShortRuns.apply
+
+    def counting(self: batch.ShortRuns, s: int, *args: Any) -> bool:
+        ok = apply(self, s, *args)
+        taken.append(ok)
+        return ok
+
+    monkeypatch.setattr(batch.ShortRuns, "apply", counting)
+    _run(path, use_batch=True)
+    assert taken and all(taken), taken
+
+
 # -- sequence numbers that wrap ----------------------------------------------------------
 
 def _read_pcap(path: Path) -> tuple[bytes, list[tuple[bytes, bytes]]]:

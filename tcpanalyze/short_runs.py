@@ -1,0 +1,290 @@
+"""Short quiet runs (2 to MIN_RUN - 1 segments of one connection), tested as arrays across
+every connection of a stretch at once, applied one run at a time.
+
+A long run is worth its own array test (batch._Side: ~300 us a run); a short one, the
+request and response of a short connection between its handshake and its FIN, is not,
+and one segment at a time through the fast path costs ~8 us a segment. Here everything a
+run's segments must satisfy among themselves is tested for all short runs of a stretch
+with one set of array operations: each side's sequence numbers follow on, its acks move
+forward, nothing acknowledged that the peer has not sent by then within the run, no gap
+longer than the idle timeout, no numbers that wrap or reach 2**31 apart. What depends on
+the connection's state when the run starts (both sides ESTABLISHED with no FIN, Zeek's
+numbers in the TIGHT shape, the first sequence number of each side, the acks sent before
+the peer says anything in the run) is checked when the run's turn comes, in a few dozen
+Python operations, and then the run is applied as its segments one at a time through
+the fast path would have left the connection: the counters and last values of each
+side, Zeek's sequence numbers, reassembler blocks, and the history letters of a side's
+first data or ACK, in the order of their segments. A run that fails any test goes one
+segment at a time, so every condition here only has to be sufficient: where the exact
+rule of the fast path is intricate (an ack of 0, numbers that wrap), the run is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tcpanalyze.tracker import ESTABLISHED
+from tcpanalyze.zeek import ESTABLISHED as Z_ESTABLISHED
+
+__all__ = ["HOLED", "TIGHT", "ShortRuns", "numbers_shape"]
+
+_MASK = 0xFFFFFFFF
+_HALF = 0x80000000
+_HIST_DATA = 0x10  # zeek._HIST_DATA / _HIST_ACK (the responder's shifted by 16)
+_HIST_ACK = 0x20
+TIGHT, HOLED = 1, 2  # the shapes of a side's numbers that bulk updates model
+
+
+def _rel(value: int, wraps: int, start: int) -> int | None:
+    """Zeek's relative sequence number of `value` (None: an underflow)."""
+    if wraps == 0:
+        r = (value - start) & _MASK
+        return None if r >= _HALF else r
+    return (wraps << 32) + value - start
+
+
+def _rel_checked(value: int, wraps: int, start: int) -> int:
+    """`_rel` of a number whose underflow was ruled out before."""
+    rel = _rel(value, wraps, start)
+    assert rel is not None
+    return rel
+
+
+def numbers_shape(ep: Any, z: Any, zp: Any) -> int:
+    """How this side's numbers stand for quiet segments: 0 not a shape the bulk update
+    models; TIGHT when Zeek's and the tracker's numbers agree and everything sent is
+    reassembled; HOLED when they agree but a hole (data missing from the capture) keeps
+    Zeek's reassembly behind the last block, which new data extends."""
+    if z.last_seq != ep.snd_nxt or zp.ack_seq != ep.max_ack:
+        return 0
+    rel = _rel(ep.snd_nxt, z.seq_wraps, z.start_seq)
+    reasm = z.reassembler
+    if rel is None or reasm.trim_seq > rel:
+        return 0
+    blocks = reasm.blocks
+    if reasm.last_reassem == rel:
+        return TIGHT if not blocks or blocks[-1][1] == rel else 0
+    if blocks and blocks[-1][1] == rel and reasm.last_reassem < blocks[-1][0]:
+        return HOLED
+    return 0
+
+
+class ShortRuns:
+    """The short runs of one stretch. `members[s]`: the positions (in the stretch) of run
+    s's segments; `before[s]`: the position of the segment of its connection just before
+    it in the stretch, or -1 when the run opens its connection's part of the stretch."""
+
+    def __init__(self, cols: Any, flow: np.ndarray, sender_lo: np.ndarray, pos: np.ndarray,
+                 order: np.ndarray, starts: list[int], lengths: list[int],
+                 first_of_flow: list[bool], idle: float) -> None:
+        """Runs given by `starts` (indices in `order`, the stretch grouped by flow) and
+        `lengths`; `pos`: the stretch's batch rows; `first_of_flow[s]`: run s opens its
+        flow's group."""
+        n_runs = len(starts)
+        at = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths,
+                                                                strict=True)])
+        members = order[at]  # positions in the stretch, capture order within each run
+        rows = pos[members]
+        n = len(rows)
+        rid = np.repeat(np.arange(n_runs), lengths)
+        first = np.zeros(n, dtype=bool)
+        run_first = np.zeros(n_runs, dtype=np.int64)
+        np.cumsum(lengths[:-1], out=run_first[1:])
+        first[run_first] = True
+        seq = cols.seq[rows]
+        ack = cols.ack[rows]
+        plen = cols.payload_len[rows]
+        ts = cols.ts[rows]
+        lo = sender_lo[rows]
+        end = seq + plen  # not masked: past 2**32 is a wrap, refused
+        bad = (end > _MASK) | (ack == 0)
+        gap = np.zeros(n, dtype=bool)
+        gap[1:] = (ts[1:] - ts[:-1]) > idle
+        bad |= gap & ~first
+        # each side's segments in order: (run, side) groups, capture order inside
+        o2 = np.argsort(rid * 2 + lo, kind="stable")
+        k2 = (rid * 2 + lo)[o2]
+        same = np.zeros(n, dtype=bool)
+        same[1:] = k2[1:] == k2[:-1]
+        s_seq, s_end, s_ack = seq[o2], end[o2], ack[o2]
+        b2 = np.zeros(n, dtype=bool)
+        b2[1:] = same[1:] & ((s_seq[1:] != s_end[:-1]) | (s_ack[1:] < s_ack[:-1])
+                             | (s_ack[1:] - s_ack[:-1] >= _HALF))
+        bad[o2] |= b2
+        gidx = np.flatnonzero(~same)  # each group's first, in o2 order
+        glast = np.append(gidx[1:], n) - 1
+        # spans below 2**31: relative numbers at the ends bound all between
+        g_bad = (s_end[glast] - s_seq[gidx] >= _HALF) | (s_ack[glast] - s_ack[gidx] >= _HALF)
+        # acks against the peer's end just before them in the run (its snd_nxt then)
+        idx = np.arange(n)
+        last_lo = np.maximum.accumulate(np.where(lo, idx, -1))
+        last_hi = np.maximum.accumulate(np.where(~lo, idx, -1))
+        peer = np.where(lo, last_hi, last_lo)
+        has_peer = peer >= run_first[rid]
+        pe = end[np.maximum(peer, 0)]
+        bad |= has_peer & ((((pe - ack) & _MASK) >= _HALF) | (pe < ack))
+        run_bad = np.logical_or.reduceat(bad, run_first)
+        g_run = rid[o2][gidx]
+        run_bad[g_run[g_bad]] = True
+        # per side of a run
+        s_plen = plen[o2]
+        data = s_plen > 0
+        s_rows = rows[o2]
+        s_ts = ts[o2]
+        s_tsval = cols.tsval[s_rows]
+        where = idx  # (o2 positions)
+        count = np.diff(np.append(gidx, n))
+        n_data = np.add.reduceat(data.astype(np.int64), gidx)
+        nbytes = np.add.reduceat(s_plen, gidx)
+        last_data = np.maximum.reduceat(np.where(data, where, -1), gidx)
+        last_tsval = np.maximum.reduceat(np.where(s_tsval >= 0, where, -1), gidx)
+        first_data = np.minimum.reduceat(np.where(data, o2, n), gidx)  # (run order)
+        first_ack = np.minimum.reduceat(np.where(data, n, o2), gidx)
+        nopeer_last = np.maximum.reduceat(np.where(has_peer[o2], -1, s_ack), gidx)
+        tsval_last = np.where(last_tsval >= 0, s_tsval[np.maximum(last_tsval, 0)], -1)
+        data_ts = s_ts[np.maximum(last_data, 0)]
+        self.sides: list[tuple[Any, ...]] = list(zip(
+            count.tolist(), s_seq[gidx].tolist(), s_ack[gidx].tolist(),
+            s_ack[glast].tolist(), cols.window[s_rows[glast]].tolist(),
+            s_ts[glast].tolist(), s_end[glast].tolist(), nbytes.tolist(), n_data.tolist(),
+            data_ts.tolist(), tsval_last.tolist(), nopeer_last.tolist(),
+            first_data.tolist(), first_ack.tolist(), strict=True))
+        side_lo = np.full(n_runs, -1, dtype=np.int64)
+        side_hi = np.full(n_runs, -1, dtype=np.int64)
+        g_lo = lo[o2][gidx]
+        side_lo[g_run[g_lo]] = np.flatnonzero(g_lo)
+        side_hi[g_run[~g_lo]] = np.flatnonzero(~g_lo)
+        run_last = np.append(run_first[1:], n) - 1
+        flags = np.bitwise_or.reduceat(cols.flags[rows], run_first)
+        numbers = cols.numbers
+        self.runs: list[tuple[Any, ...]] = list(zip(
+            flow[rows[run_first]].tolist(), lengths, ts[run_first].tolist(),
+            ts[run_last].tolist(), [numbers[i] for i in rows[run_last].tolist()],
+            flags.tolist(), side_lo.tolist(), side_hi.tolist(), strict=True))
+        self.ok = (~run_bad).tolist()
+        self.members = [members[a:a + length] for a, length in
+                        zip(run_first.tolist(), lengths, strict=True)]
+        self.before = [-1 if opens else int(order[s - 1])
+                       for s, opens in zip(starts, first_of_flow, strict=True)]
+
+    def apply(self, s: int, conn: Any, zeek_on: bool, idle: float) -> bool:
+        """Apply run `s` to `conn` (its connection) if every segment is quiet; False,
+        having changed nothing, if not."""
+        if not self.ok[s]:
+            return False
+        _flow, n, ts_first, ts_last, frame_last, flags, lo_side, hi_side = self.runs[s]
+        c, sv = conn.client, conn.server
+        if c.state != ESTABLISHED or sv.state != ESTABLISHED or c.fin_seq is not None or \
+                sv.fin_seq is not None or c.fin_pending or sv.fin_pending or \
+                c.snd_nxt is None or sv.snd_nxt is None or c.max_ack is None or \
+                sv.max_ack is None or ts_first - conn.last > idle:
+            return False
+        client_lo = (c.addr, c.port) <= (sv.addr, sv.port)
+        # (endpoint, its peer, the side's numbers, from the client)
+        sides = []
+        if lo_side >= 0:
+            sides.append((c, sv, self.sides[lo_side], True) if client_lo else
+                         (sv, c, self.sides[lo_side], False))
+        if hi_side >= 0:
+            sides.append((sv, c, self.sides[hi_side], False) if client_lo else
+                         (c, sv, self.sides[hi_side], True))
+        for ep, peer, side, _ in sides:
+            seq_first, ack_first, nopeer_last = side[1], side[2], side[11]
+            max_ack = ep.max_ack
+            if ep.window == 0 or seq_first != ep.snd_nxt or ack_first < max_ack or \
+                    ack_first - max_ack >= _HALF:
+                return False
+            if nopeer_last >= 0:  # acks sent before the peer's first segment in the run
+                psnd = peer.snd_nxt
+                if nopeer_last > psnd or psnd - ack_first >= _HALF:
+                    return False
+        view = zc = zs = None
+        if zeek_on:
+            view = conn.zeek
+            if view is None or view.first_packet_seen != 3 or view.is_partial:
+                return False
+            zc, zs = (view.resp, view.orig) if view.roles_swapped else (view.orig, view.resp)
+            for z in (zc, zs):
+                if z.state != Z_ESTABLISHED or z.did_close or z.fin_cnt or \
+                        z.seq_wraps != z.ack_wraps:
+                    return False
+            if numbers_shape(c, zc, zs) != TIGHT or numbers_shape(sv, zs, zc) != TIGHT:
+                return False
+            for _, _, side, from_client in sides:
+                z, zp = (zc, zs) if from_client else (zs, zc)
+                if z.seq_wraps == 0 and ((side[1] - z.start_seq) & _MASK >= _HALF or
+                                         (side[6] - z.start_seq) & _MASK >= _HALF):
+                    return False
+                # the fast path's in-order reassembly: data at or past what is acked
+                if side[8] and (z.ack_wraps << 32) + z.ack_seq - z.start_seq > \
+                        _rel_checked(side[1], z.seq_wraps, z.start_seq):
+                    return False
+                if zp.ack_wraps == 0 and ((side[2] - zp.start_seq) & _MASK >= _HALF or
+                                          (side[3] - zp.start_seq) & _MASK >= _HALF):
+                    return False
+        # -- quiet: apply ------------------------------------------------------------------
+        conn.last = ts_last
+        conn.last_frame = frame_last
+        conn.flags_seen |= flags
+        for ep, peer, side, _ in sides:
+            (count, _, _, ack_last, window, side_ts, end_last, nbytes, n_data, data_ts,
+             tsval, _, _, _) = side
+            ep.packets += count
+            ep.last_ts = side_ts
+            peer.keepalive_unanswered = 0
+            if n_data:
+                ep.bytes += nbytes
+                ep.data_segments += n_data
+                ep.last_data_ts = data_ts
+                ep.snd_nxt = end_last
+            if tsval >= 0:
+                ep.tsval = tsval
+            ep.tentative = False
+            ep.max_ack = ack_last
+            ep.window = window
+        if view is not None:
+            letters: list[tuple[int, str, int]] = []
+            hist = view._hist_seen
+            for _, _, side, from_client in sides:
+                z, zp = (zc, zs) if from_client else (zs, zc)
+                count, ack_last, side_ts, end_last, n_data = (side[0], side[3], side[5],
+                                                              side[6], side[8])
+                z.last_time = side_ts
+                if n_data:
+                    z.last_seq = end_last
+                zp.ack_seq = ack_last
+                shift = 0 if z.is_orig else 16
+                if n_data and not hist & (_HIST_DATA << shift):
+                    letters.append((side[12], "D" if z.is_orig else "d", _HIST_DATA << shift))
+                if count > n_data and not hist & (_HIST_ACK << shift):
+                    letters.append((side[13], "A" if z.is_orig else "a", _HIST_ACK << shift))
+            if letters:  # in the order of the segments that wrote them
+                letters.sort()
+                for _, letter, bit in letters:
+                    view._hist_seen |= bit
+                    view._history += letter
+            view.packets += n
+            view.last_time = ts_last
+            # each side's reassembler: its data extends the last block, the peer's acks
+            # trim (one trim to the highest ack, as their sequence of trims)
+            for _, _, side, from_client in sides:
+                if not side[8]:
+                    continue
+                z = zc if from_client else zs
+                reasm = z.reassembler
+                upper = _rel_checked(side[6], z.seq_wraps, z.start_seq)
+                if reasm.blocks:
+                    reasm.blocks[-1][1] = upper
+                else:
+                    reasm.blocks = [[_rel_checked(side[1], z.seq_wraps, z.start_seq), upper]]
+                reasm.last_reassem = upper
+            for _, _, side, from_client in sides:
+                z = zs if from_client else zc  # the acks of this side trim the peer's data
+                reasm = z.reassembler
+                top = _rel_checked(side[3], z.ack_wraps, z.start_seq)
+                if top > reasm.trim_seq:
+                    reasm.trim_seq = top
+                    reasm.blocks = [[max(b0, top), b1] for b0, b1 in reasm.blocks if b1 > top]
+        return True
