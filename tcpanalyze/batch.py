@@ -3,16 +3,17 @@
 Most segments of a large capture change no state (fastpath.py says which). In a batch,
 the segments of one connection that pass the stateless part of that test (ACK without
 SYN/FIN/RST, a non-zero window, no options but timestamps, not right after a SYN) form
-runs. A long run (MIN_RUN segments or more) is checked against the connection's state
-with array arithmetic (in order, acknowledging nothing unseen, Zeek's relative numbers
-and reassembler without gaps...) and its quiet prefix is applied at once: counters, last
-values, the Zeek endpoint's sequence numbers, wraps and reassembler block. Short runs
-(the quiet middle of a short connection) are tested as arrays all together, across
-connections, and each applied whole or not at all (short_runs.py). Every other segment
-(handshakes, teardowns, runs that are not quiet after all, the first segment after a
-quiet prefix) goes through `make_feed`'s feed one at a time, in capture order, so
-everything that can change a state, a finding or a timer happens in the same order as for
-a per-segment run.
+runs, cut where a segment does not follow on from its side's previous one (a
+retransmission, a hole, a keepalive). Every run is first tested whole, as arrays for all
+connections of the stretch together, and applied whole if it is quiet (whole_runs.py).
+A long run (MIN_RUN segments or more) that is not is checked against the connection's
+state with array arithmetic of its own (in order, acknowledging nothing unseen, Zeek's
+relative numbers and reassembler without gaps, holes included...) and its quiet prefix is
+applied at once: counters, last values, the Zeek endpoint's sequence numbers, wraps and
+reassembler block. Every other segment (handshakes, teardowns, short runs that are not
+quiet after all, the first segment after a quiet prefix) goes through `make_feed`'s feed
+one at a time, in capture order, so everything that can change a state, a finding or a
+timer happens in the same order as for a per-segment run.
 
 Why the order still comes out the same although a run is applied when it starts:
 
@@ -26,7 +27,7 @@ Why the order still comes out the same although a run is applied when it starts:
   is processed one segment at a time.
 
 tests/test_batch.py compares whole reports with the per-segment path on every capture;
-tests/test_short_runs.py whole connection states, on real connections edited to break runs.
+tests/test_whole_runs.py whole connection states, on real connections edited to break runs.
 """
 
 from __future__ import annotations
@@ -44,15 +45,15 @@ from tcpanalyze.fastpath import make_feed
 from tcpanalyze.flows import flow_key
 from tcpanalyze.report import Finding
 from tcpanalyze.segment import Segment
-from tcpanalyze.short_runs import TIGHT, ShortRuns, numbers_shape
 from tcpanalyze.tracker import ESTABLISHED
+from tcpanalyze.whole_runs import TIGHT, WholeRuns, numbers_shape
 from tcpanalyze.zeek import ESTABLISHED as Z_ESTABLISHED
 from tcpanalyze.zeek import TOO_LARGE_SEQ_DELTA
 
 __all__ = ["BatchFeed", "BatchRows", "sweep_rows"]
 
-MIN_RUN = 48  # shorter quiet runs are tested across connections (short_runs.py)
-SHORT_RUN = 2  # and runs shorter than this go one segment at a time
+MIN_RUN = 48  # shorter quiet runs are only tested whole (whole_runs.py), longer ones also
+SHORT_RUN = 2  # for their quiet prefix (_Side); runs shorter than this go one at a time
 _BACK_OFF = 16  # segments taken one at a time after a run was found not quiet (doubling)
 _WINDOW = 256  # segments tested at once, doubling while they are all quiet
 _MAX_WINDOW = 8192
@@ -206,7 +207,7 @@ class BatchFeed(BatchRows):
         self.zeek_on = getattr(analysis, "zeek_view", True)
         self.idle = analysis.settings.idle_timeout
         self.bulk_segments = 0  # how many segments took the bulk path (for tests)
-        self.short_segments = 0  # of them, in short runs (short_runs.py)
+        self.whole_segments = 0  # of them, in runs applied whole (whole_runs.py)
 
     # -- a batch -------------------------------------------------------------------------
     def process(self, cols: Columns) -> None:
@@ -300,6 +301,7 @@ class BatchFeed(BatchRows):
         quiet = self.quiet[pos] & (flow >= 0)
         if quiet.any():
             quiet &= ~self.mixed[np.maximum(flow, 0)]
+            self._breaks(pos, flow, quiet)
         # group by flow, keeping capture order inside each group
         order = np.argsort(flow, kind="stable")
         g_flow = flow[order]
@@ -319,7 +321,8 @@ class BatchFeed(BatchRows):
         g_len = np.zeros(k, dtype=np.int64)
         g_len[g_quiet] = run_len[run_id[g_quiet]]
         long_run = g_len >= MIN_RUN
-        short_run = (g_len >= SHORT_RUN) & ~long_run
+        whole_run = g_len >= SHORT_RUN  # tested whole first (whole_runs.py)
+        short_run = whole_run & ~long_run
         if not long_run.any() and not short_run.any():
             for i in pos.tolist():
                 self._one(i)
@@ -338,16 +341,25 @@ class BatchFeed(BatchRows):
                 after[int(order[s - 1])] = r
         in_run = np.empty(k, dtype=bool)
         in_run[order] = long_run | short_run
-        short: ShortRuns | None = None
+        # every run tested whole: short ones after the segment before them (or at once),
+        # long ones first whole, then (`_try_run`) for their quiet prefix
         after_short: dict[int, int] = {}  # as `after`, for short runs
-        if short_run.any():
-            s_starts = np.flatnonzero(run_start & short_run)
-            short = ShortRuns(self.cols, self.flow, self.sender_lo, pos, order,
-                              s_starts.tolist(), g_len[s_starts].tolist(),
-                              new_group[s_starts].tolist(), self.idle)
-            for s, j in enumerate(short.before):
-                if j >= 0:
-                    after_short[j] = s
+        first_short: list[int] = []
+        whole_of_long: list[int | None] = [None] * len(runs)  # long run r -> its test
+        w_starts = np.flatnonzero(run_start & whole_run)
+        whole = WholeRuns(self.cols, self.flow, self.sender_lo, pos, order,
+                          w_starts.tolist(), g_len[w_starts].tolist(),
+                          new_group[w_starts].tolist(), self.idle) if len(w_starts) else None
+        if whole is not None:
+            long_at = {s: r for r, s in enumerate(starts.tolist())}
+            for w, (s, j) in enumerate(zip(w_starts.tolist(), whole.before, strict=True)):
+                r = long_at.get(s)
+                if r is not None:
+                    whole_of_long[r] = w
+                elif j >= 0:
+                    after_short[j] = w
+                else:
+                    first_short.append(w)
         events = np.flatnonzero(~in_run).tolist()
         # forced: (index in pos, run, offset of the next segment in the run or -1)
         forced: list[tuple[int, int, int]] = []
@@ -357,11 +369,9 @@ class BatchFeed(BatchRows):
         self._misses: dict[int, int] = {}
         applied = False
         for r in first_runs:
-            applied |= self._try_run(r, 0)
-        if short is not None:
-            for s, j in enumerate(short.before):
-                if j < 0:
-                    applied |= self._short_run(short, s)
+            applied |= self._long_run(whole, whole_of_long[r], r)
+        for w in first_short:
+            applied |= self._short_run(whole, w)
         ev = 0
         n_events = len(events)
         one = self._one
@@ -378,28 +388,55 @@ class BatchFeed(BatchRows):
             one(rows[j])
             r = after.get(j)
             if r is not None:
-                applied |= self._try_run(r, 0)
-            elif short is not None:
-                s = after_short.get(j)
-                if s is not None:
-                    applied |= self._short_run(short, s)
+                applied |= self._long_run(whole, whole_of_long[r], r)
+            elif after_short:
+                w = after_short.get(j)
+                if w is not None:
+                    applied |= self._short_run(whole, w)
         if applied:
             self._settle(pos)
 
-    def _short_run(self, short: ShortRuns, s: int) -> bool:
-        """Short run `s` in bulk if it is quiet, else its segments one at a time (in
-        capture order, among the events)."""
-        conn = self.analysis.table.active.get(self._key(short.runs[s][0]))
-        if conn is not None and short.apply(s, conn, self.zeek_on, self.idle):
-            n = short.runs[s][1]
-            if hasattr(self.analysis, "segments"):
-                self.analysis.segments += n
-            self.bulk_segments += n
-            self.short_segments += n
+    def _breaks(self, pos: np.ndarray, flow: np.ndarray, quiet: np.ndarray) -> None:
+        """Take out of `quiet` the segments that do not follow on from their side's
+        previous segment in the stretch (a retransmission, a hole, a keepalive, an ack
+        that goes back): they change state, and runs cut there can be tested whole."""
+        cols = self.cols
+        side = flow * 2 + self.sender_lo[pos]
+        o = np.argsort(side, kind="stable")
+        rows = pos[o]
+        seq = cols.seq[rows]
+        ack = cols.ack[rows]
+        flags = cols.flags[rows]
+        end = (seq + cols.payload_len[rows] + ((flags & 0x02) >> 1) + (flags & 0x01)) & _MASK
+        s_side = side[o]
+        brk = (s_side[1:] == s_side[:-1]) & ((seq[1:] != end[:-1]) | (ack[1:] < ack[:-1]))
+        quiet[o[1:][brk]] = False
+
+    def _short_run(self, whole: Any, w: int) -> bool:
+        """Short run `w` (of `whole`) in bulk if it is quiet, else its segments one at a
+        time (in capture order, among the events)."""
+        if self._whole_run(whole, w):
             return True
-        for j in short.members[s].tolist():
+        for j in whole.members[w].tolist():
             heapq.heappush(self._forced, (j, -1, -1))
         return False
+
+    def _long_run(self, whole: Any, w: int | None, r: int) -> bool:
+        """Long run `r` whole if it is quiet (`w`: its test in `whole`), else as far as it
+        is quiet (`_try_run`)."""
+        return (w is not None and self._whole_run(whole, w)) or self._try_run(r, 0)
+
+    def _whole_run(self, whole: Any, w: int) -> bool:
+        """Run `w` of `whole` applied whole if every segment is quiet."""
+        conn = self.analysis.table.active.get(self._key(whole.runs[w][0]))
+        if conn is None or not whole.apply(w, conn, self.zeek_on, self.idle):
+            return False
+        n = whole.runs[w][1]
+        if hasattr(self.analysis, "segments"):
+            self.analysis.segments += n
+        self.bulk_segments += n
+        self.whole_segments += n
+        return True
 
     def _try_run(self, r: int, offset: int) -> bool:
         """Apply run `r` from `offset` in bulk as far as it is quiet. A window of the run

@@ -74,9 +74,11 @@ def _open_state(analysis: Analysis) -> Any:
 
 @pytest.fixture
 def tiny_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Bulk-apply runs of 2 segments, tested 2 at a time: every branch of the run logic
-    (windows, partial prefixes, back-off) is exercised on small captures."""
+    """Bulk-apply runs of 2 segments, tested 2 at a time and never whole first
+    (whole_runs.py): every branch of the prefix logic (windows, partial prefixes,
+    back-off) is exercised on small captures."""
     monkeypatch.setattr(batch, "MIN_RUN", 2)
+    monkeypatch.setattr(batch, "SHORT_RUN", 1 << 40)
     monkeypatch.setattr(batch, "_WINDOW", 2)
     monkeypatch.setattr(batch, "_BACK_OFF", 1)
 
@@ -125,7 +127,7 @@ def test_tiny_runs_leave_identical_state(path: Path, tiny_runs: None) -> None:
     assert _open_state(a) == _open_state(b)
 
 
-# -- short runs (short_runs.py): tested across connections, applied one run at a time ---
+# -- short runs (whole_runs.py): tested across connections, applied one run at a time ---
 
 SHORT = [MINI, ROOT / "sample_pcaps" / "several-normal.pcap",
          CORPUS / "zeek" / "pop3-rejects" / "capture.pcap",
@@ -160,7 +162,7 @@ def test_short_runs_are_taken_and_leave_identical_state(
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     closed, still_open, feeders = _closed_states(path, True, monkeypatch)
     # real short request/response connections: their quiet middles went as short runs
-    assert feeders[0].short_segments >= 8, feeders[0].short_segments
+    assert feeders[0].whole_segments >= 8, feeders[0].whole_segments
     expected_closed, expected_open, _ = _closed_states(path, False, monkeypatch)
     assert closed.keys() == expected_closed.keys()
     for conn_id, state in expected_closed.items():
@@ -174,14 +176,14 @@ def test_the_ack_after_a_syn_stays_out_of_short_runs(monkeypatch: pytest.MonkeyP
     # server's state; a run that began with it could never be applied in bulk
     path = ROOT / "sample_pcaps" / "several-normal.pcap"
     taken: list[int] = []
-    apply = batch.ShortRuns.apply
+    apply = batch.WholeRuns.apply
 
-    def counting(self: batch.ShortRuns, s: int, *args: Any) -> bool:
+    def counting(self: batch.WholeRuns, s: int, *args: Any) -> bool:
         ok = apply(self, s, *args)
         taken.append(ok)
         return ok
 
-    monkeypatch.setattr(batch.ShortRuns, "apply", counting)
+    monkeypatch.setattr(batch.WholeRuns, "apply", counting)
     _run(path, use_batch=True)
     assert taken and all(taken), taken
 

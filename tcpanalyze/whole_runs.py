@@ -1,22 +1,26 @@
-"""Short quiet runs (2 to MIN_RUN - 1 segments of one connection), tested as arrays across
-every connection of a stretch at once, applied one run at a time.
+"""Quiet runs tested whole, as arrays across every connection of a stretch at once, and
+applied one run at a time.
 
-A long run is worth its own array test (batch._Side: ~300 us a run); a short one, the
-request and response of a short connection between its handshake and its FIN, is not,
-and one segment at a time through the fast path costs ~8 us a segment. Here everything a
-run's segments must satisfy among themselves is tested for all short runs of a stretch
-with one set of array operations: each side's sequence numbers follow on, its acks move
-forward, nothing acknowledged that the peer has not sent by then within the run, no gap
-longer than the idle timeout, no numbers that wrap or reach 2**31 apart. What depends on
-the connection's state when the run starts (both sides ESTABLISHED with no FIN, Zeek's
+A short run (the request, answer and ACKs of a short connection between its handshake
+and its FIN) is not worth an array test of its own (batch._Side: ~300 us a run), and one
+segment at a time through the fast path costs ~8 us a segment. Here everything a run's
+segments must satisfy among themselves is tested for all runs of a stretch with one set
+of array operations: each side's sequence numbers follow on, its acks move forward,
+nothing acknowledged that the peer has not sent by then within the run, no gap longer
+than the idle timeout, no numbers that wrap or reach 2**31 apart. What depends on the
+connection's state when the run starts (both sides ESTABLISHED with no FIN, Zeek's
 numbers in the TIGHT shape, the first sequence number of each side, the acks sent before
 the peer says anything in the run) is checked when the run's turn comes, in a few dozen
 Python operations, and then the run is applied as its segments one at a time through
 the fast path would have left the connection: the counters and last values of each
 side, Zeek's sequence numbers, reassembler blocks, and the history letters of a side's
-first data or ACK, in the order of their segments. A run that fails any test goes one
-segment at a time, so every condition here only has to be sufficient: where the exact
-rule of the fast path is intricate (an ack of 0, numbers that wrap), the run is refused.
+first data or ACK, in the order of their segments.
+
+A run is applied whole or not at all. One that is refused goes on as before: a short one
+one segment at a time, a long one (batch.MIN_RUN segments or more) to batch._Side, which
+finds its quiet prefix (holes in the capture, the HOLED shape, are only handled there).
+So every condition here only has to be sufficient: where the exact rule of the fast path
+is intricate (an ack of 0, numbers that wrap), the run is refused.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 from tcpanalyze.tracker import ESTABLISHED
 from tcpanalyze.zeek import ESTABLISHED as Z_ESTABLISHED
 
-__all__ = ["HOLED", "TIGHT", "ShortRuns", "numbers_shape"]
+__all__ = ["HOLED", "TIGHT", "WholeRuns", "numbers_shape"]
 
 _MASK = 0xFFFFFFFF
 _HALF = 0x80000000
@@ -71,8 +75,8 @@ def numbers_shape(ep: Any, z: Any, zp: Any) -> int:
     return 0
 
 
-class ShortRuns:
-    """The short runs of one stretch. `members[s]`: the positions (in the stretch) of run
+class WholeRuns:
+    """The runs of one stretch. `members[s]`: the positions (in the stretch) of run
     s's segments; `before[s]`: the position of the segment of its connection just before
     it in the stretch, or -1 when the run opens its connection's part of the stretch."""
 

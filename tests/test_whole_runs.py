@@ -1,5 +1,6 @@
-"""Short quiet runs (short_runs.py) leave every connection exactly as one segment at a time
-does, also when real connections are replayed with the faults that make a run not quiet.
+"""Quiet runs applied whole (whole_runs.py) leave every connection exactly as one segment
+at a time does, also when real connections are replayed with the faults that make a run
+not quiet.
 
 Real short connections are edited where it hurts a bulk update: an ACK that goes
 backwards, a zero window, a keepalive probe (one byte behind), a duplicate, two segments
@@ -95,11 +96,11 @@ def _both_ways(path: Path) -> tuple[Any, Any, int]:
             analysis.finish()
         results.append((build_report([summary], analysis).to_dict(), closed))
         if use_batch:
-            short = feeders[0].short_segments
+            short = feeders[0].whole_segments
     return results[0], results[1], short
 
 
-def test_the_replayed_captures_take_short_runs(tmp_path: Path) -> None:
+def test_the_replayed_captures_take_whole_runs(tmp_path: Path) -> None:
     # unedited, every one of them has short runs applied in bulk
     for index in range(len(REAL)):
         path = tmp_path / f"{index}.pcap"
@@ -107,6 +108,16 @@ def test_the_replayed_captures_take_short_runs(tmp_path: Path) -> None:
         one, many, short = _both_ways(path)
         assert short > 0, REAL[index]
         assert one == many
+
+
+def test_bulk_transfers_go_whole_between_their_losses() -> None:
+    # real downloads with 0.2 % loss: the retransmissions and holes are cut out of the
+    # runs (batch._breaks), and the stretches between them are applied whole
+    mini = ROOT / "tests" / "data" / "bench-mini.pcap.gz"
+    one, many, short = _both_ways(mini)
+    assert many == one
+    segments = one[0]["capture"]["tcp_segments"]
+    assert short > 0.6 * segments, (short, segments)
 
 
 @settings(max_examples=60, derandomize=True, database=None, deadline=None)
