@@ -249,15 +249,10 @@ class BatchFeed(BatchRows):
     # -- per segment -------------------------------------------------------------------
     def _lists(self, cols: Columns) -> None:
         self.l_ts = cols.ts.tolist()
-        self.l_at = cols.data_at.tolist()
-        self.l_sport = cols.sport.tolist()
-        self.l_dport = cols.dport.tolist()
-        self.l_seq = cols.seq.tolist()
-        self.l_ack = cols.ack.tolist()
-        self.l_flags = cols.flags.tolist()
-        self.l_win = cols.window.tolist()
-        self.l_plen = cols.payload_len.tolist()
-        self.l_thl = cols.thl.tolist()
+        # a row's integer fields, taken out one row at a time by `_one`: most rows go in
+        # runs and never need them as Python values
+        self.fields = np.stack((cols.data_at, cols.sport, cols.dport, cols.seq, cols.ack,
+                                cols.flags, cols.window, cols.payload_len, cols.thl), axis=1)
 
     def _one(self, i: int) -> None:
         cols = self.cols
@@ -265,13 +260,11 @@ class BatchFeed(BatchRows):
         self.row = i
         seg = self.odd.get(i) if self.odd else None
         if seg is None:  # the Segment, built here: this runs for every event
-            at = self.l_at[i]
+            at, sport, dport, seq, ack, flags, window, plen, thl = self.fields[i].tolist()
             buf = cols.buf
-            thl = self.l_thl[i]
             seg = _new_tuple(Segment, (
                 number, self.l_ts[i], buf[at + 26:at + 30], buf[at + 30:at + 34],
-                self.l_sport[i], self.l_dport[i], self.l_seq[i], self.l_ack[i],
-                self.l_flags[i], self.l_win[i], self.l_plen[i],
+                sport, dport, seq, ack, flags, window, plen,
                 buf[at + 54:at + 34 + thl] if thl > 20 else b""))
         new = self.feed(seg)
         if new and self.on_finding is not None:
