@@ -44,7 +44,7 @@ from tcpanalyze.columns import Columns
 from tcpanalyze.fastpath import make_feed
 from tcpanalyze.flows import flow_key
 from tcpanalyze.report import Finding
-from tcpanalyze.segment import Segment
+from tcpanalyze.segment import FIN, SYN, Segment
 from tcpanalyze.tracker import ESTABLISHED
 from tcpanalyze.whole_runs import TIGHT, WholeRuns, numbers_shape
 from tcpanalyze.zeek import ESTABLISHED as Z_ESTABLISHED
@@ -304,7 +304,7 @@ class BatchFeed(BatchRows):
         new_group[1:] = g_flow[1:] != g_flow[:-1]
         # the segment after a SYN is mostly the handshake's ACK, a state change: keep it
         # out of the runs (a run that starts with it cannot be applied in bulk)
-        g_syn = (self.cols.flags[pos[order]] & 0x02) != 0
+        g_syn = (self.cols.flags[pos[order]] & SYN) != 0
         g_quiet[1:] &= ~(g_syn[:-1] & ~new_group[1:])
         prev_quiet = np.zeros(k, dtype=bool)
         prev_quiet[1:] = g_quiet[:-1]
@@ -400,12 +400,12 @@ class BatchFeed(BatchRows):
         seq = cols.seq[rows]
         ack = cols.ack[rows]
         flags = cols.flags[rows]
-        end = (seq + cols.payload_len[rows] + ((flags & 0x02) >> 1) + (flags & 0x01)) & _MASK
+        end = (seq + cols.payload_len[rows] + (flags & SYN != 0) + (flags & FIN != 0)) & _MASK
         s_side = side[o]
         brk = (s_side[1:] == s_side[:-1]) & ((seq[1:] != end[:-1]) | (ack[1:] < ack[:-1]))
         quiet[o[1:][brk]] = False
 
-    def _short_run(self, whole: Any, w: int) -> bool:
+    def _short_run(self, whole: WholeRuns, w: int) -> bool:
         """Short run `w` (of `whole`) in bulk if it is quiet, else its segments one at a
         time (in capture order, among the events)."""
         if self._whole_run(whole, w):
@@ -414,12 +414,13 @@ class BatchFeed(BatchRows):
             heapq.heappush(self._forced, (j, -1, -1))
         return False
 
-    def _long_run(self, whole: Any, w: int | None, r: int) -> bool:
+    def _long_run(self, whole: WholeRuns | None, w: int | None, r: int) -> bool:
         """Long run `r` whole if it is quiet (`w`: its test in `whole`), else as far as it
         is quiet (`_try_run`)."""
-        return (w is not None and self._whole_run(whole, w)) or self._try_run(r, 0)
+        return (whole is not None and w is not None and self._whole_run(whole, w)) or \
+            self._try_run(r, 0)
 
-    def _whole_run(self, whole: Any, w: int) -> bool:
+    def _whole_run(self, whole: WholeRuns, w: int) -> bool:
         """Run `w` of `whole` applied whole if every segment is quiet."""
         conn = self.analysis.table.active.get(self._key(whole.runs[w][0]))
         if conn is None or not whole.apply(w, conn, self.zeek_on, self.idle):
