@@ -392,7 +392,8 @@ class BatchFeed(BatchRows):
     def _breaks(self, pos: np.ndarray, flow: np.ndarray, quiet: np.ndarray) -> None:
         """Take out of `quiet` the segments that do not follow on from their side's
         previous segment in the stretch (a retransmission, a hole, a keepalive, an ack
-        that goes back): they change state, and runs cut there can be tested whole."""
+        that goes back): they change state, and runs cut there can be tested whole. (Only
+        a matter of speed: WholeRuns tests its runs itself.)"""
         cols = self.cols
         side = flow * 2 + self.sender_lo[pos]
         o = np.argsort(side, kind="stable")
@@ -422,10 +423,11 @@ class BatchFeed(BatchRows):
 
     def _whole_run(self, whole: WholeRuns, w: int) -> bool:
         """Run `w` of `whole` applied whole if every segment is quiet."""
-        conn = self.analysis.table.active.get(self._key(whole.runs[w][0]))
+        run = whole.runs[w]
+        conn = self.analysis.table.active.get(self._key(run.flow))
         if conn is None or not whole.apply(w, conn, self.zeek_on, self.idle):
             return False
-        n = whole.runs[w][1]
+        n = run.count
         if hasattr(self.analysis, "segments"):
             self.analysis.segments += n
         self.bulk_segments += n

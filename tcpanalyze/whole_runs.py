@@ -25,14 +25,14 @@ is intricate (an ack of 0, numbers that wrap), the run is refused.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from tcpanalyze.tracker import ESTABLISHED
 from tcpanalyze.zeek import ESTABLISHED as Z_ESTABLISHED
 
-__all__ = ["HOLED", "TIGHT", "WholeRuns", "numbers_shape"]
+__all__ = ["HOLED", "TIGHT", "Run", "RunSide", "WholeRuns", "numbers_shape"]
 
 _MASK = 0xFFFFFFFF
 _HALF = 0x80000000
@@ -73,6 +73,40 @@ def numbers_shape(ep: Any, z: Any, zp: Any) -> int:
     if blocks and blocks[-1][1] == rel and reasm.last_reassem < blocks[-1][0]:
         return HOLED
     return 0
+
+
+class Run(NamedTuple):
+    """One run: its flow (batch.BatchRows.flow), how many segments, the times and frame
+    number that end up on the connection, the OR of their flags, and its sides (indices
+    in `WholeRuns.sides`, -1: that side sent nothing in the run)."""
+
+    flow: int
+    count: int
+    first_ts: float
+    last_ts: float
+    last_frame: int
+    flags: int
+    lo_side: int  # the segments sent by the flow key's low end
+    hi_side: int
+
+
+class RunSide(NamedTuple):
+    """What one endpoint sent in a run."""
+
+    count: int
+    seq_first: int
+    ack_first: int
+    ack_last: int
+    window: int  # the last one
+    last_ts: float
+    end_last: int  # its snd_nxt after the run
+    nbytes: int
+    n_data: int
+    data_ts: float  # of its last data segment
+    tsval: int  # the last TS value, -1: none
+    nopeer_last: int  # the last ack sent before the peer's first segment, -1: none
+    first_data: int  # run order of its first data segment (n: none)
+    first_ack: int  # ... of its first segment without data
 
 
 class WholeRuns:
@@ -138,23 +172,22 @@ class WholeRuns:
         s_rows = rows[o2]
         s_ts = ts[o2]
         s_tsval = cols.tsval[s_rows]
-        where = idx  # (o2 positions)
         count = np.diff(np.append(gidx, n))
         n_data = np.add.reduceat(data.astype(np.int64), gidx)
         nbytes = np.add.reduceat(s_plen, gidx)
-        last_data = np.maximum.reduceat(np.where(data, where, -1), gidx)
-        last_tsval = np.maximum.reduceat(np.where(s_tsval >= 0, where, -1), gidx)
+        last_data = np.maximum.reduceat(np.where(data, idx, -1), gidx)  # (o2 positions)
+        last_tsval = np.maximum.reduceat(np.where(s_tsval >= 0, idx, -1), gidx)
         first_data = np.minimum.reduceat(np.where(data, o2, n), gidx)  # (run order)
         first_ack = np.minimum.reduceat(np.where(data, n, o2), gidx)
         nopeer_last = np.maximum.reduceat(np.where(has_peer[o2], -1, s_ack), gidx)
         tsval_last = np.where(last_tsval >= 0, s_tsval[np.maximum(last_tsval, 0)], -1)
         data_ts = s_ts[np.maximum(last_data, 0)]
-        self.sides: list[tuple[Any, ...]] = list(zip(
+        self.sides: list[RunSide] = list(map(RunSide._make, zip(
             count.tolist(), s_seq[gidx].tolist(), s_ack[gidx].tolist(),
             s_ack[glast].tolist(), cols.window[s_rows[glast]].tolist(),
             s_ts[glast].tolist(), s_end[glast].tolist(), nbytes.tolist(), n_data.tolist(),
             data_ts.tolist(), tsval_last.tolist(), nopeer_last.tolist(),
-            first_data.tolist(), first_ack.tolist(), strict=True))
+            first_data.tolist(), first_ack.tolist(), strict=True)))
         side_lo = np.full(n_runs, -1, dtype=np.int64)
         side_hi = np.full(n_runs, -1, dtype=np.int64)
         g_lo = lo[o2][gidx]
@@ -163,10 +196,10 @@ class WholeRuns:
         run_last = np.append(run_first[1:], n) - 1
         flags = np.bitwise_or.reduceat(cols.flags[rows], run_first)
         numbers = cols.numbers
-        self.runs: list[tuple[Any, ...]] = list(zip(
+        self.runs: list[Run] = list(map(Run._make, zip(
             flow[rows[run_first]].tolist(), lengths, ts[run_first].tolist(),
             ts[run_last].tolist(), [numbers[i] for i in rows[run_last].tolist()],
-            flags.tolist(), side_lo.tolist(), side_hi.tolist(), strict=True))
+            flags.tolist(), side_lo.tolist(), side_hi.tolist(), strict=True)))
         self.ok = (~run_bad).tolist()
         self.members = [members[a:a + length] for a, length in
                         zip(run_first.tolist(), lengths, strict=True)]
@@ -178,16 +211,17 @@ class WholeRuns:
         having changed nothing, if not."""
         if not self.ok[s]:
             return False
-        _flow, n, ts_first, ts_last, frame_last, flags, lo_side, hi_side = self.runs[s]
+        run = self.runs[s]
+        lo_side, hi_side, ts_last = run.lo_side, run.hi_side, run.last_ts
         c, sv = conn.client, conn.server
         if c.state != ESTABLISHED or sv.state != ESTABLISHED or c.fin_seq is not None or \
                 sv.fin_seq is not None or c.fin_pending or sv.fin_pending or \
                 c.snd_nxt is None or sv.snd_nxt is None or c.max_ack is None or \
-                sv.max_ack is None or ts_first - conn.last > idle:
+                sv.max_ack is None or run.first_ts - conn.last > idle:
             return False
         client_lo = (c.addr, c.port) <= (sv.addr, sv.port)
         # (endpoint, its peer, the side's numbers, from the client)
-        sides = []
+        sides: list[tuple[Any, Any, RunSide, bool]] = []
         if lo_side >= 0:
             sides.append((c, sv, self.sides[lo_side], True) if client_lo else
                          (sv, c, self.sides[lo_side], False))
@@ -195,14 +229,13 @@ class WholeRuns:
             sides.append((sv, c, self.sides[hi_side], False) if client_lo else
                          (c, sv, self.sides[hi_side], True))
         for ep, peer, side, _ in sides:
-            seq_first, ack_first, nopeer_last = side[1], side[2], side[11]
-            max_ack = ep.max_ack
-            if ep.window == 0 or seq_first != ep.snd_nxt or ack_first < max_ack or \
+            ack_first, max_ack = side.ack_first, ep.max_ack
+            if ep.window == 0 or side.seq_first != ep.snd_nxt or ack_first < max_ack or \
                     ack_first - max_ack >= _HALF:
                 return False
-            if nopeer_last >= 0:  # acks sent before the peer's first segment in the run
+            if side.nopeer_last >= 0:  # acks sent before the peer's first segment in the run
                 psnd = peer.snd_nxt
-                if nopeer_last > psnd or psnd - ack_first >= _HALF:
+                if side.nopeer_last > psnd or psnd - ack_first >= _HALF:
                     return False
         view = zc = zs = None
         if zeek_on:
@@ -218,76 +251,77 @@ class WholeRuns:
                 return False
             for _, _, side, from_client in sides:
                 z, zp = (zc, zs) if from_client else (zs, zc)
-                if z.seq_wraps == 0 and ((side[1] - z.start_seq) & _MASK >= _HALF or
-                                         (side[6] - z.start_seq) & _MASK >= _HALF):
+                if z.seq_wraps == 0 and (
+                        (side.seq_first - z.start_seq) & _MASK >= _HALF or
+                        (side.end_last - z.start_seq) & _MASK >= _HALF):
                     return False
                 # the fast path's in-order reassembly: data at or past what is acked
-                if side[8] and (z.ack_wraps << 32) + z.ack_seq - z.start_seq > \
-                        _rel_checked(side[1], z.seq_wraps, z.start_seq):
+                if side.n_data and (z.ack_wraps << 32) + z.ack_seq - z.start_seq > \
+                        _rel_checked(side.seq_first, z.seq_wraps, z.start_seq):
                     return False
-                if zp.ack_wraps == 0 and ((side[2] - zp.start_seq) & _MASK >= _HALF or
-                                          (side[3] - zp.start_seq) & _MASK >= _HALF):
+                if zp.ack_wraps == 0 and (
+                        (side.ack_first - zp.start_seq) & _MASK >= _HALF or
+                        (side.ack_last - zp.start_seq) & _MASK >= _HALF):
                     return False
         # -- quiet: apply ------------------------------------------------------------------
         conn.last = ts_last
-        conn.last_frame = frame_last
-        conn.flags_seen |= flags
+        conn.last_frame = run.last_frame
+        conn.flags_seen |= run.flags
         for ep, peer, side, _ in sides:
-            (count, _, _, ack_last, window, side_ts, end_last, nbytes, n_data, data_ts,
-             tsval, _, _, _) = side
-            ep.packets += count
-            ep.last_ts = side_ts
+            ep.packets += side.count
+            ep.last_ts = side.last_ts
             peer.keepalive_unanswered = 0
-            if n_data:
-                ep.bytes += nbytes
-                ep.data_segments += n_data
-                ep.last_data_ts = data_ts
-                ep.snd_nxt = end_last
-            if tsval >= 0:
-                ep.tsval = tsval
+            if side.n_data:
+                ep.bytes += side.nbytes
+                ep.data_segments += side.n_data
+                ep.last_data_ts = side.data_ts
+                ep.snd_nxt = side.end_last
+            if side.tsval >= 0:
+                ep.tsval = side.tsval
             ep.tentative = False
-            ep.max_ack = ack_last
-            ep.window = window
+            ep.max_ack = side.ack_last
+            ep.window = side.window
         if view is not None:
             letters: list[tuple[int, str, int]] = []
             hist = view._hist_seen
             for _, _, side, from_client in sides:
                 z, zp = (zc, zs) if from_client else (zs, zc)
-                count, ack_last, side_ts, end_last, n_data = (side[0], side[3], side[5],
-                                                              side[6], side[8])
-                z.last_time = side_ts
-                if n_data:
-                    z.last_seq = end_last
-                zp.ack_seq = ack_last
+                z.last_time = side.last_ts
+                if side.n_data:
+                    z.last_seq = side.end_last
+                zp.ack_seq = side.ack_last
                 shift = 0 if z.is_orig else 16
-                if n_data and not hist & (_HIST_DATA << shift):
-                    letters.append((side[12], "D" if z.is_orig else "d", _HIST_DATA << shift))
-                if count > n_data and not hist & (_HIST_ACK << shift):
-                    letters.append((side[13], "A" if z.is_orig else "a", _HIST_ACK << shift))
+                if side.n_data and not hist & (_HIST_DATA << shift):
+                    letters.append((side.first_data, "D" if z.is_orig else "d",
+                                    _HIST_DATA << shift))
+                if side.count > side.n_data and not hist & (_HIST_ACK << shift):
+                    letters.append((side.first_ack, "A" if z.is_orig else "a",
+                                    _HIST_ACK << shift))
             if letters:  # in the order of the segments that wrote them
                 letters.sort()
                 for _, letter, bit in letters:
                     view._hist_seen |= bit
                     view._history += letter
-            view.packets += n
+            view.packets += run.count
             view.last_time = ts_last
             # each side's reassembler: its data extends the last block, the peer's acks
             # trim (one trim to the highest ack, as their sequence of trims)
             for _, _, side, from_client in sides:
-                if not side[8]:
+                if not side.n_data:
                     continue
                 z = zc if from_client else zs
                 reasm = z.reassembler
-                upper = _rel_checked(side[6], z.seq_wraps, z.start_seq)
+                upper = _rel_checked(side.end_last, z.seq_wraps, z.start_seq)
                 if reasm.blocks:
                     reasm.blocks[-1][1] = upper
                 else:
-                    reasm.blocks = [[_rel_checked(side[1], z.seq_wraps, z.start_seq), upper]]
+                    reasm.blocks = [[_rel_checked(side.seq_first, z.seq_wraps, z.start_seq),
+                                     upper]]
                 reasm.last_reassem = upper
             for _, _, side, from_client in sides:
                 z = zs if from_client else zc  # the acks of this side trim the peer's data
                 reasm = z.reassembler
-                top = _rel_checked(side[3], z.ack_wraps, z.start_seq)
+                top = _rel_checked(side.ack_last, z.ack_wraps, z.start_seq)
                 if top > reasm.trim_seq:
                     reasm.trim_seq = top
                     reasm.blocks = [[max(b0, top), b1] for b0, b1 in reasm.blocks if b1 > top]
