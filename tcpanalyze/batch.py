@@ -149,8 +149,9 @@ class BatchRows:
         return keys, kid
 
     # -- flows of a batch -------------------------------------------------------------------
-    def _flows(self, cols: Columns, tcp: np.ndarray) -> None:
-        """Flow numbers for the fast-decoded segments: the FlowTable's key, as integers."""
+    def _flows(self, cols: Columns, tcp: np.ndarray, quiet: bool = True) -> None:
+        """Flow numbers for the fast-decoded segments: the FlowTable's key, as integers;
+        and unless not `quiet`, which segments may go in quiet runs."""
         ka = (cols.src << 16) | cols.sport
         kb = (cols.dst << 16) | cols.dport
         lo = np.minimum(ka, kb)
@@ -175,6 +176,8 @@ class BatchRows:
                     f = lookup.get((min(x, y), max(x, y)))
                     if f is not None:
                         self.mixed[f] = True
+        if not quiet:
+            return
         quiet = cols.fast & cols.plain_options & ((cols.flags & 0x17) == 0x10) & (
             cols.window != 0)
         self.quiet = quiet

@@ -30,6 +30,10 @@ _PAD = bytes(128)  # gathers past a short last record read zeros, masked out aft
 _REACH = 70  # bytes past a frame's start the gathers read (the SACK option's length)
 _TS_OPTION = 0x0101080A  # NOP NOP TS(10): what Linux puts on every segment
 _EXACT = 2 ** 53  # integers up to here are exact in float64
+# What keys-only columns (`keys_only=True`: a `--jobs` dealer, which needs no more than
+# which records are TCP and their flows) hold instead of the fields they skip: indexing
+# it fails loudly, where a made-up value would not.
+_SKIPPED = np.empty(0, dtype=np.int64)
 
 
 @dataclass
@@ -57,6 +61,8 @@ class Columns:
     thl: np.ndarray  # TCP header length: options are buf[data_at+54 : data_at+34+thl]
     tsval: np.ndarray  # the TS value when the options are plain (below), else -1
     plain_options: np.ndarray  # bool: none, NOP NOP TS, or NOP NOP TS NOP NOP SACK
+    # (keys-only columns hold just the record fields, fast, ts and the flow: seq to
+    # plain_options are empty)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -64,7 +70,8 @@ class Columns:
 
 def decode_records(buf: bytes, offsets: Any, first: int, *, endian: str,
                    divisor: int, extra: int, linktype: int,
-                   verify_checksums: bool, numbers: list[int] | None = None) -> Columns:
+                   verify_checksums: bool, numbers: list[int] | None = None,
+                   keys_only: bool = False) -> Columns:
     """pcap records at `offsets` of `buf` (CaptureReader.record_batches), numbered from
     `first` on, or `numbers` (some records of a batch: a `--jobs` worker's)."""
     a = np.frombuffer(buf + _PAD, dtype=np.uint8)
@@ -77,12 +84,12 @@ def decode_records(buf: bytes, offsets: Any, first: int, *, endian: str,
     if numbers is None:
         numbers = list(range(first, first + len(offsets)))
     return _decode(a, buf, rec + 16 + extra, head[:, 2], head[:, 3], ts,
-                   numbers, linktype == 1 and not verify_checksums, linktype)
+                   numbers, linktype == 1 and not verify_checksums, linktype, keys_only)
 
 
 def decode_blocks(buf: bytes, offsets: Any, first: int, *, endian: str, divisor: int,
                   offset: int, linktype: int, verify_checksums: bool,
-                  numbers: list[int] | None = None) -> Columns:
+                  numbers: list[int] | None = None, keys_only: bool = False) -> Columns:
     """pcapng Enhanced Packet Blocks of one interface at `offsets` of `buf`
     (CaptureReader.block_batches), numbered from `first` on, or `numbers` (a `--jobs`
     worker's blocks)."""
@@ -99,7 +106,7 @@ def decode_blocks(buf: bytes, offsets: Any, first: int, *, endian: str, divisor:
         ts = np.array([int(u) / divisor + offset for u in units.tolist()], dtype=np.float64)
     return _decode(a, buf, rec + 28, head[:, 5].astype(np.int64), head[:, 6].astype(np.int64),
                    ts, list(range(first, first + len(offsets))) if numbers is None else numbers,
-                   linktype == 1 and not verify_checksums, linktype)
+                   linktype == 1 and not verify_checksums, linktype, keys_only)
 
 
 def capture_columns(reader: Any, verify_checksums: bool, at_once: int = 32768
@@ -120,13 +127,14 @@ def capture_columns(reader: Any, verify_checksums: bool, at_once: int = 32768
 Source = tuple[Any, ...]
 
 
-def capture_sources(reader: Any, verify_checksums: bool, at_once: int = 32768
-                    ) -> Iterator[tuple[Columns, Source]]:
-    """`capture_columns`' batches, each with its `Source`."""
+def capture_sources(reader: Any, verify_checksums: bool, at_once: int = 32768,
+                    keys_only: bool = False) -> Iterator[tuple[Columns, Source]]:
+    """`capture_columns`' batches, each with its `Source`; `keys_only`: records and
+    blocks as keys-only columns (frames joined are decoded in full)."""
     if not reader.format.startswith("pcapng"):
         for buf, offsets, first in reader.record_batches():
             yield (decode_records(buf, offsets, first, **reader.record_layout,
-                                  verify_checksums=verify_checksums),
+                                  verify_checksums=verify_checksums, keys_only=keys_only),
                    ("records", reader.batch_offset))
         return
     held: list[Frame] = []
@@ -154,7 +162,8 @@ def capture_sources(reader: Any, verify_checksums: bool, at_once: int = 32768
         if held:
             yield joined()
         buf, offsets, first, layout = item
-        yield (decode_blocks(buf, offsets, first, **layout, verify_checksums=verify_checksums),
+        yield (decode_blocks(buf, offsets, first, **layout, verify_checksums=verify_checksums,
+                             keys_only=keys_only),
                ("blocks", reader.batch_offset, layout))
     if held:
         yield joined()
@@ -193,7 +202,7 @@ _HEADERS = np.dtype({
 
 def _decode(a: np.ndarray, buf: bytes, d: np.ndarray, caplen: np.ndarray,
             wirelen: np.ndarray, ts: np.ndarray, numbers: list[int], allowed: bool,
-            linktype: int | list[int]) -> Columns:
+            linktype: int | list[int], keys_only: bool = False) -> Columns:
     n = len(d)
     # The fields below are gathered for every record (cheap) and trusted only where the
     # record passes Decoder.decode's fast-path test.
@@ -214,6 +223,13 @@ def _decode(a: np.ndarray, buf: bytes, d: np.ndarray, caplen: np.ndarray,
             & (ts >= 0.0) & (ts < MAX_TIMESTAMP))
     if not allowed or n == 0:
         fast = np.zeros(n, dtype=bool)
+    if keys_only:
+        return Columns(buf=buf, numbers=numbers, linktype=linktype, data_at=d, caplen=caplen,
+                       wirelen=wirelen, ts=ts, fast=fast, src=field("src"),
+                       dst=field("dst"), sport=field("sport"), dport=field("dport"),
+                       seq=_SKIPPED, ack=_SKIPPED, flags=_SKIPPED, window=_SKIPPED,
+                       payload_len=_SKIPPED, thl=_SKIPPED, tsval=_SKIPPED,
+                       plain_options=_SKIPPED)
     flags = field("flags") | ((off & 1) << 8)
     payload_len = total - 20 - thl
     with_ts = h["opt"] == _TS_OPTION

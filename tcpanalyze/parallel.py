@@ -155,9 +155,9 @@ class Assignment:
 def _write_rows(summaries: Iterable[ConnectionSummary]) -> tuple[str | None, Any, Any]:
     """A worker's summaries as rows (summaries.summary_row: plain values, a timeline as
     the tracker's array, several times cheaper to pickle than the objects) in a temporary
-    file, one pickle each, since they may be more than fit in memory: (path, how many,
-    the tracker's table of kinds); where no temporary file can be made, (None, the rows,
-    kinds) in the message itself."""
+    file, a few hundred to a pickle, since they may be more than fit in memory: (path,
+    how many, the tracker's table of kinds); where no temporary file can be made, (None,
+    the rows, kinds) in the message itself."""
     try:
         out = tempfile.NamedTemporaryFile(  # noqa: SIM115  # closed by the with below
             "wb", prefix="tcpanalyze-worker-", delete=False)
@@ -165,10 +165,25 @@ def _write_rows(summaries: Iterable[ConnectionSummary]) -> tuple[str | None, Any
         return None, [summary_row(summary) for summary in summaries], CHANGE_KINDS
     count = 0
     with out:
-        for summary in summaries:
-            pickle.dump(summary_row(summary), out, pickle.HIGHEST_PROTOCOL)
-            count += 1
+        # a pickle per _ROWS_AT_ONCE rows: half the time of one per row, both ways
+        for chunk in _chunked(map(summary_row, summaries), _ROWS_AT_ONCE):
+            pickle.dump(chunk, out, pickle.HIGHEST_PROTOCOL)
+            count += len(chunk)
     return out.name, count, CHANGE_KINDS
+
+
+_ROWS_AT_ONCE = 256
+
+
+def _chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _read_rows(written: tuple[str | None, Any, Any], remap: _Remap | None
@@ -184,11 +199,14 @@ def _read_rows(written: tuple[str | None, Any, Any], remap: _Remap | None
         return
     try:
         with open(path, "rb") as stored:
-            for _ in range(rows):
-                row = pickle.load(stored)
-                if remap is not None:
-                    row[ID_AT] = remap[row[ID_AT]]
-                yield from_row(row, kinds)
+            left = rows
+            while left > 0:
+                chunk = pickle.load(stored)
+                left -= len(chunk)
+                for row in chunk:
+                    if remap is not None:
+                        row[ID_AT] = remap[row[ID_AT]]
+                    yield from_row(row, kinds)
     finally:
         _remove(path)
 
@@ -595,7 +613,7 @@ class _Dealer:
         tcp = rows.tcp_rows(cols)
         if not len(tcp):
             return [None] * self.jobs
-        rows._flows(cols, tcp)
+        rows._flows(cols, tcp, quiet=False)
         keys, kid = rows.tcp_keys(tcp)
         ts = cols.ts[tcp]
         owner = self.assignment.workers(keys, kid, ts)
@@ -683,7 +701,7 @@ def _deal(path: str, jobs: int, settings: Settings, verify_checksums: bool,
 
     done = 0  # frames analysed before the batch (its first position is done + 1)
     try:
-        for cols, source in capture_sources(reader, verify_checksums):
+        for cols, source in capture_sources(reader, verify_checksums, keys_only=True):
             h = head.get(source[0], 0)
             at = reader.position
             for w, pick in enumerate(dealer.picks(cols)):

@@ -92,3 +92,29 @@ def test_a_pcapng_cut_short_keeps_every_block_before_the_fault(tmp_path: Path) -
     assert got == expected
     assert error is not None and str(error) == str(expected_error)
     assert "ends inside a block" in str(error)
+
+
+_KEYS = ("caplen", "wirelen", "src", "dst", "sport", "dport")
+
+
+@pytest.mark.parametrize("path", [MINI, *PCAPNG[:3]], ids=lambda p: p.name)
+def test_keys_only_columns_hold_the_same_records_and_flows(path: Path) -> None:
+    """A `--jobs` dealer decodes keys only (`keys_only=True`): the same records, the same
+    TCP frames and flows as the full decode, and none of the fields it skips."""
+    from tcpanalyze.columns import capture_sources
+
+    full = list(capture_sources(open_capture(str(path)), False))
+    keys = list(capture_sources(open_capture(str(path)), False, keys_only=True))
+    assert [s for _, s in keys] == [s for _, s in full]
+    decoded = 0
+    for (k, source), (f, _) in zip(keys, full, strict=True):
+        assert k.numbers == f.numbers
+        assert k.ts.tolist() == f.ts.tolist()
+        assert k.fast.tolist() == f.fast.tolist()
+        assert k.data_at.tolist() == f.data_at.tolist()
+        for name in _KEYS:
+            assert getattr(k, name)[k.fast].tolist() == getattr(f, name)[f.fast].tolist()
+        decoded += int(k.fast.sum())
+        if source[0] != "frames":  # (frames joined are decoded in full)
+            assert len(k.seq) == len(k.flags) == len(k.tsval) == 0
+    assert decoded > 0
