@@ -2,7 +2,10 @@
 
     python3 bench/run_bench.py [CAPTURE] [--runs 3] [--jobs 2] [--only NAME ...]
 
-Every tool runs `--runs` times on the same file, one after the other; the table shows
+Every tool runs `--runs` times on the same file, in rounds (each round runs every tool
+once, in the order below), so that a machine whose speed drifts over minutes (a VM's
+often does, by 10-20 %) skews every tool alike rather than whichever ran in its slow
+minutes; `--sequential` runs each tool's runs back to back instead. The table shows
 the median wall time, packets per second (capinfos' packet count / median time) and peak
 memory, then the ratios the issue sets targets for. Peak memory is the kernel's
 ru_maxrss of the process (wait4) for one-process tools; for `tcpanalyze --jobs N` the
@@ -121,17 +124,25 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--only", nargs="*", help="tool names (substrings) to run")
     p.add_argument("--json", help="also write the numbers here")
+    p.add_argument("--sequential", action="store_true",
+                   help="each tool's runs back to back (earlier versions' order), not rounds")
     args = p.parse_args()
     packets = packet_count(args.capture)
     size = os.path.getsize(args.capture)
     print(f"{args.capture}: {packets:,} packets, {size / 1e6:.0f} MB; "
           f"load before {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs", flush=True)
     results: dict[str, dict[str, float]] = {}
-    for name, argv in commands(args.capture, args.jobs).items():
-        if args.only and not any(o in name for o in args.only):
-            continue
+    chosen = {name: argv for name, argv in commands(args.capture, args.jobs).items()
+              if not args.only or any(o in name for o in args.only)}
+    if args.sequential:
+        order = [name for name in chosen for _ in range(args.runs)]
+    else:
+        order = [name for _ in range(args.runs) for name in chosen]
+    measured: dict[str, list[tuple[float, int, float]]] = {name: [] for name in chosen}
+    for name in order:
         tree = name.startswith("tcpanalyze") and not name.endswith(" 1")
-        runs = [run_once(argv, tree) for _ in range(args.runs)]
+        measured[name].append(run_once(chosen[name], tree))
+    for name, runs in measured.items():
         wall = statistics.median(r[0] for r in runs)
         rss = statistics.median(r[1] for r in runs)
         cpu = statistics.median(r[2] for r in runs)
