@@ -259,26 +259,19 @@ class BatchFeed(BatchRows):
                                 cols.flags, cols.window, cols.payload_len, cols.thl), axis=1)
 
     def _one(self, i: int) -> None:
-        cols = self.cols
-        self.frame = number = cols.numbers[i]
-        self.row = i
         seg = self.odd.get(i) if self.odd else None
         if seg is None:  # the Segment, built here (`_segments` builds the events' at once)
+            cols = self.cols
             at, sport, dport, seq, ack, flags, window, plen, thl = self.fields[i].tolist()
             buf = cols.buf
             seg = _new_tuple(Segment, (
-                number, self.l_ts[i], buf[at + 26:at + 30], buf[at + 30:at + 34],
+                cols.numbers[i], self.l_ts[i], buf[at + 26:at + 30], buf[at + 30:at + 34],
                 sport, dport, seq, ack, flags, window, plen,
                 buf[at + 54:at + 34 + thl] if thl > 20 else b""))
-        new = self.feed(seg)
-        if new and self.on_finding is not None:
-            for finding in new:
-                self.on_finding(finding)
-        if self.share is not None:
-            self.share.after()
+        self._built(i, seg)
 
     def _built(self, i: int, seg: Segment) -> None:
-        """`_one` for batch row `i` with its Segment already built (`_segments`)."""
+        """Feed batch row `i`, whose Segment is `seg` (`_one`, `_segments`)."""
         self.frame = seg.frame
         self.row = i
         new = self.feed(seg)
