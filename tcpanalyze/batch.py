@@ -150,9 +150,10 @@ class BatchRows:
         return keys, kid
 
     # -- flows of a batch -------------------------------------------------------------------
-    def _flows(self, cols: Columns, tcp: np.ndarray, quiet: bool = True) -> None:
+    def _flows(self, cols: Columns, tcp: np.ndarray, runs: bool = True) -> None:
         """Flow numbers for the fast-decoded segments: the FlowTable's key, as integers;
-        and unless not `quiet`, which segments may go in quiet runs."""
+        with `runs`, also which segments may go in quiet runs (`quiet`: a `--jobs`
+        dealer, which has keys-only columns, needs none)."""
         ka = (cols.src << 16) | cols.sport
         kb = (cols.dst << 16) | cols.dport
         lo = np.minimum(ka, kb)
@@ -177,7 +178,7 @@ class BatchRows:
                     f = lookup.get((min(x, y), max(x, y)))
                     if f is not None:
                         self.mixed[f] = True
-        if not quiet:
+        if not runs:
             return
         quiet = cols.fast & cols.plain_options & ((cols.flags & 0x17) == 0x10) & (
             cols.window != 0)

@@ -613,7 +613,7 @@ class _Dealer:
         tcp = rows.tcp_rows(cols)
         if not len(tcp):
             return [None] * self.jobs
-        rows._flows(cols, tcp, quiet=False)
+        rows._flows(cols, tcp, runs=False)
         keys, kid = rows.tcp_keys(tcp)
         ts = cols.ts[tcp]
         owner = self.assignment.workers(keys, kid, ts)
