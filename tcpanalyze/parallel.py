@@ -24,7 +24,11 @@ Known limits (none is met by any capture in the test corpus): a SYN flood that c
 its thresholds mid-capture but no longer at the end is not reported (one process would
 keep it); a connection whose server port answers with SYN cookies is judged only with the
 cookie evidence of its own worker; beyond 65536 sources per target the overflow count of
-the merged sets is approximate; eviction (`max_connections`) applies per worker.
+the merged sets is approximate; eviction (`max_connections`) applies per worker. Findings
+streamed as they are found (`--format ndjson` with an explicit `--jobs N`; without it,
+ndjson runs one process) come after the workers, and those emitted at the same frame come
+in connection order, not one process's timer order (`read_into_parallel`); the report's
+own list of findings is sorted and identical.
 """
 
 from __future__ import annotations
@@ -468,9 +472,12 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     merged connections, per-connection findings and aggregate counters, ready for
     `analysis.finish()`.
 
-    Findings reach `on_finding` after all workers are done, in the order one process
-    would have emitted them. `interrupt.requested` (live.Interrupt) stops the workers
-    and raises KeyboardInterrupt: a file read in parallel has no partial result."""
+    Findings reach `on_finding` after all workers are done, ordered by the frame at which
+    they were emitted, as one process emits them; findings emitted at the same frame (at
+    a timer sweep, or at the end of the capture) follow connection ids, where one process
+    follows its timers' and its table's order. `interrupt.requested` (live.Interrupt)
+    stops the workers and raises KeyboardInterrupt: a file read in parallel has no
+    partial result."""
     from tcpanalyze.analysis import LINKTYPE_NAMES
 
     with open_capture(path) as probe:  # not a capture at all: CaptureError here, as read_into
