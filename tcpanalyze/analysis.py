@@ -144,6 +144,8 @@ class Analysis:
         if table._finished:
             for done in table.pop_finished():
                 new.extend(self._close(done, ts))
+        if len(new) > 1:  # several at one frame: in connection order, as --jobs merges them
+            new.sort(key=_stream_order)
         return new
 
     def finish(self) -> list[Finding]:
@@ -170,7 +172,7 @@ class Analysis:
         self.findings.sort(key=lambda f: (f.time, _KIND_ORDER.get(f.kind, 99),
                                           f.connection or 0))
         self.connections.sort(key=lambda c: c.id)
-        return [f for f in new if not self.aggregates.absorbs(f)]
+        return sorted((f for f in new if not self.aggregates.absorbs(f)), key=_stream_order)
 
     # -- internals --------------------------------------------------------------------
 
@@ -409,6 +411,13 @@ def _until_interrupted(frames: Iterator[Any], interrupt: Any) -> Iterator[Any]:
         finally:
             interrupt.waiting = False
         yield frame
+
+
+def _stream_order(finding: Finding) -> tuple[bool, int]:
+    """Findings emitted at one frame (a timer sweep, several closes, the end of input)
+    go out by connection, the aggregate ones last: an order `--jobs` workers, each with
+    its own timers and table, can reproduce (parallel.read_into_parallel)."""
+    return finding.connection is None, finding.connection or 0
 
 
 def build_report(captures: list[CaptureSummary], analysis: Analysis) -> Report:

@@ -26,9 +26,8 @@ keep it); a connection whose server port answers with SYN cookies is judged only
 cookie evidence of its own worker; beyond 65536 sources per target the overflow count of
 the merged sets is approximate; eviction (`max_connections`) applies per worker. Findings
 streamed as they are found (`--format ndjson` with an explicit `--jobs N`; without it,
-ndjson runs one process) come after the workers, and those emitted at the same frame come
-in connection order, not one process's timer order (`read_into_parallel`); the report's
-own list of findings is sorted and identical.
+ndjson runs one process) come after the workers, in one process's order, but an
+aggregate finding (SYN flood, scan) only at the end, with its final numbers.
 """
 
 from __future__ import annotations
@@ -421,14 +420,16 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         except CaptureError as exc:
             reader.error = exc
         position = reader.frames_read
-    table.add, analysis._emit = counted_add, positioned_emit  # the end: at the last frame
+    frames = position
+    table.add, analysis._emit = counted_add, positioned_emit
+    position += 1  # the end comes after every frame, as one process's finish() does
     # finish() without the aggregate decisions: sweep, then close what is left
     end = analysis.last_ts if analysis.last_ts is not None else 0.0
     analysis._sweep(end)
     for conn in table.drain(end):
         analysis._close(conn, end)
     if progress is not None:
-        progress[0] = position
+        progress[0] = frames
     if reader is None:  # a dealt read: the parent read the file and says what it held
         read: dict[str, Any] = {"counts": {}, "format": "", "linktypes": [], "error": None}
     else:
@@ -436,7 +437,7 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
                 "linktypes": sorted(reader.linktypes),
                 "error": str(reader.error) if reader.error is not None else None}
     return {
-        "frames": position, **read,
+        "frames": frames, **read,
         "first_ts": analysis.first_ts, "last_ts": analysis.last_ts,
         "connections": _write_rows(analysis.connections), "findings": analysis.findings,
         "total": analysis.connections_total, "evicted": table.evicted,
@@ -472,10 +473,10 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     merged connections, per-connection findings and aggregate counters, ready for
     `analysis.finish()`.
 
-    Findings reach `on_finding` after all workers are done, ordered by the frame at which
-    they were emitted, as one process emits them; findings emitted at the same frame (at
-    a timer sweep, or at the end of the capture) follow connection ids, where one process
-    follows its timers' and its table's order. `interrupt.requested` (live.Interrupt)
+    Findings reach `on_finding` after all workers are done, in the order one process
+    emits them: by the frame at which they were emitted, and at one frame (a timer sweep,
+    the end of the capture) by connection (analysis._stream_order; the end after every
+    frame). `interrupt.requested` (live.Interrupt)
     stops the workers and raises KeyboardInterrupt: a file read in parallel has no
     partial result."""
     from tcpanalyze.analysis import LINKTYPE_NAMES
