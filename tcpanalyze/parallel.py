@@ -2,8 +2,8 @@
 
 Each worker tracks only the connections whose five-tuple is assigned to it
 (`Assignment`), so each connection's segments stay in order in one process. A capture
-file (pcap or pcapng, compressed or not) is dealt: the parent reads it and decodes every
-frame once, assigns each TCP segment, and sends each worker the file offsets of its own
+file (pcap or pcapng, compressed or not) is dealt: the parent reads it, decodes just each
+frame's flow, assigns each TCP segment, and sends each worker the file offsets of its own
 segments and of the few others that move its clock (`_Dealer`); the worker reads and
 decodes just those. Frames that are not one piece of the file go as their bytes: a
 compressed file's records, and a multi-interface pcapng's frames, which are analysed in
@@ -476,9 +476,8 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     Findings reach `on_finding` after all workers are done, in the order one process
     emits them: by the frame at which they were emitted, and at one frame (a timer sweep,
     the end of the capture) by connection (analysis._stream_order; the end after every
-    frame). `interrupt.requested` (live.Interrupt)
-    stops the workers and raises KeyboardInterrupt: a file read in parallel has no
-    partial result."""
+    frame). `interrupt.requested` (live.Interrupt) stops the workers and raises
+    KeyboardInterrupt: a file read in parallel has no partial result."""
     from tcpanalyze.analysis import LINKTYPE_NAMES
 
     with open_capture(path) as probe:  # not a capture at all: CaptureError here, as read_into
@@ -592,15 +591,15 @@ _IN_FLIGHT = 32  # batches dealt to a worker and not yet taken: how far the pare
 
 
 class _Dealer:
-    """The parent's part of a dealt read: it reads the file, decodes every frame once and
-    decides each TCP segment's worker (the same `Assignment` the workers would run), and
-    gives each worker its own segments and the few others that move its clock: the first
-    segment of the capture, each segment at which the timers are swept
-    (`batch.sweep_rows`) and, between two sweeps, the latest of the others' segments (a
-    worker's clock jumps to it: BatchFeed._clock). Frames that lie in the file as pcap
-    records or pcapng EPBs are dealt as file offsets (the worker reads and decodes just
-    those), or as their bytes when the file is compressed; the rest (other pcapng blocks,
-    time-ordered interfaces) as the Frames themselves."""
+    """The parent's part of a dealt read: it reads the file, decodes each frame's flow
+    (keys-only columns) and decides each TCP segment's worker (the same `Assignment` the
+    workers would run), and gives each worker its own segments and the few others that
+    move its clock: the first segment of the capture, each segment at which the timers
+    are swept (`batch.sweep_rows`) and, between two sweeps, the latest of the others'
+    segments (a worker's clock jumps to it: BatchFeed._clock). Frames that lie in the
+    file as pcap records or pcapng EPBs are dealt as file offsets (the worker reads and
+    decodes just those), or as their bytes when the file is compressed; the rest (other
+    pcapng blocks, time-ordered interfaces) as the Frames themselves."""
 
     def __init__(self, jobs: int, settings: Settings, decoder: Decoder) -> None:
         from tcpanalyze.batch import BatchRows
