@@ -416,6 +416,38 @@ def test_a_worker_failing_while_the_parent_deals_is_reported_not_waited_for(
         analyze_parallel(str(_plain_mini(tmp_path)), jobs=2)
 
 
+def test_the_dealer_waits_for_the_worker_furthest_ahead_not_the_one_behind() -> None:
+    import multiprocessing as mp
+
+    import tcpanalyze.parallel as parallel
+
+    class Waited(Exception):
+        pass
+
+    def check() -> None:  # called only while the dealer waits
+        raise Waited
+
+    rooms = parallel._Rooms(mp.get_context("fork"), 2)
+    ahead = parallel._IN_FLIGHT
+    # worker 1 takes every batch as it comes, worker 0 none: dealing goes on past
+    # worker 0's rooms without waiting
+    for _ in range(3 * ahead):
+        rooms.free[1].release()
+        rooms.wait(check)
+    assert rooms.owed == [2 * ahead, 0]
+    # worker 1 stops too: the dealer may still run `ahead` batches past it, then waits
+    for _ in range(ahead):
+        rooms.wait(check)
+    with pytest.raises(Waited):
+        rooms.wait(check)
+    # worker 1 takes two batches (the one waited for and the next): no wait, and
+    # worker 0 still owes its rooms
+    rooms.free[1].release()
+    rooms.free[1].release()
+    rooms.wait(check)
+    assert rooms.owed == [3 * ahead + 2, 0]
+
+
 def test_sweep_rows_follow_the_rule_of_a_segment_at_a_time() -> None:
     """batch.sweep_rows against the rule written out per segment (Analysis.feed: the
     first segment sets the next sweep to its time + 1 s; a segment at or after it
