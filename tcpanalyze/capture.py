@@ -85,6 +85,9 @@ class CaptureError(Exception):
             where = ""
         super().__init__(f"{name}: {where}: {what}" if where else f"{name}: {what}")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # (a --jobs worker's error reaches its parent)
+        return CaptureError, (self.path, self.what, self.offset, self.frame)
+
 
 class _Interface(NamedTuple):
     linktype: int

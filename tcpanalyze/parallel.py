@@ -478,9 +478,13 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     emits them: by the frame at which they were emitted, and at one frame (a timer sweep,
     the end of the capture) by connection (analysis._stream_order; the end after every
     frame). `interrupt.requested` (live.Interrupt) stops the workers and raises
-    KeyboardInterrupt: a file read in parallel has no partial result."""
-    from tcpanalyze.analysis import LINKTYPE_NAMES
+    KeyboardInterrupt: a file read in parallel has no partial result. A pipe or FIFO can
+    be read only once: this process reads it alone (analysis.read_into)."""
+    from tcpanalyze.analysis import LINKTYPE_NAMES, _regular_file, read_into
 
+    if not _regular_file(path):  # a pipe or FIFO (`<(tcpdump -w -)`) can be read only once
+        return read_into(analysis, path, verify_checksums=verify_checksums,
+                         on_finding=on_finding, on_progress=on_progress, interrupt=interrupt)
     with open_capture(path) as probe:  # not a capture at all: CaptureError here, as read_into
         # a plain file: a dealt read (the file is read and decoded once, here)
         dealing = _dealable(probe, path)

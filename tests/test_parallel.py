@@ -416,6 +416,52 @@ def test_a_worker_failing_while_the_parent_deals_is_reported_not_waited_for(
         analyze_parallel(str(_plain_mini(tmp_path)), jobs=2)
 
 
+def test_a_fifo_given_to_several_workers_is_read_once_by_one_process(
+        tmp_path: Path) -> None:
+    """`report <(tcpdump -w -)` with the default --jobs: the pipe can be read only once
+    (workers opening it again once hung or failed with a traceback)."""
+    import os
+    import signal
+    import threading
+
+    fifo = tmp_path / "live.pcap"
+    os.mkfifo(fifo)
+    capture = ROOT / "sample_pcaps" / "bulk-loss.pcap"
+
+    def write() -> None:
+        with open(fifo, "wb") as out:
+            out.write(capture.read_bytes())
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("still reading the FIFO after 30 s")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        got = analyze_parallel(str(fifo), jobs=2).to_dict()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        writer.join(1)
+    want = analyze(str(capture)).to_dict()
+    for report in (got, want):
+        report["capture"].pop("path")
+    assert got == want and want["capture"]["packets"] == 4850  # capinfos -c
+
+
+def test_a_capture_error_crosses_from_a_worker_to_its_parent() -> None:
+    import pickle
+
+    from tcpanalyze.capture import CaptureError
+
+    error = CaptureError("x.pcap", "record length 99999 is absurd", 4096, 17)
+    again = pickle.loads(pickle.dumps(error))
+    assert (type(again), str(again), again.path, again.what, again.offset, again.frame) == (
+        CaptureError, str(error), "x.pcap", error.what, 4096, 17)
+
+
 def test_the_dealer_waits_for_the_worker_furthest_ahead_not_the_one_behind() -> None:
     import multiprocessing as mp
 
