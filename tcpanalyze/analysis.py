@@ -326,14 +326,16 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
     # every few thousand allocations: a fifth of the run on a large file. Fewer passes.
     thresholds = gc.get_threshold()
     gc.set_threshold(100_000, 50, 100)
-    # regular files: thousands of frames at a time into columns (columns.py, batch.py),
-    # Ctrl-C between two batches; a pipe or FIFO goes frame by frame (findings at once,
-    # Ctrl-C between two frames, never stuck waiting for a batch to fill)
-    columnar = batch and path != "-" and _regular_file(path)
+    # Thousands of frames at a time into columns (columns.py, batch.py), Ctrl-C between
+    # two batches or while a pipe is waited for. A pipe's batches are what it holds when
+    # read (capture._fill): a live stream's findings come at once, a file sent through a
+    # pipe goes in large batches.
+    columnar = batch
     feed = make_feed(analysis)  # analysis.feed, with quiet segments short-cut
     decode = dec.decode
     try:
         if columnar:
+            reader.interrupt = interrupt
             frames = _read_batches(analysis, reader, dec, on_finding, on_progress,
                                    interrupt)
         frames_in = iter(()) if columnar else time_ordered(reader)
@@ -341,12 +343,7 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
             frames_in = _until_interrupted(frames_in, interrupt)
         for frame in frames_in:
             frames += 1
-            seg = decode(frame)
-            if seg is not None:
-                new = feed(seg)
-                if new and on_finding is not None:
-                    for finding in new:
-                        on_finding(finding)
+            _feed_frames((frame,), decode, feed, on_finding)
             if on_progress is not None and not frames & 0x3FFF:
                 on_progress(frames, reader.position)
     except CaptureError as exc:  # a reader that raises instead of setting .error
@@ -383,20 +380,47 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
                   interrupt: Any = None) -> int:
     """The columnar path; returns the frames read. Errors are left in `reader.error`, as
     for frame-by-frame reading. An interrupt ends the reading between two batches (a
-    fraction of a second of work on a regular file)."""
+    fraction of a second of work on a regular file) or while a pipe is waited for."""
     from tcpanalyze.batch import BatchFeed
-    from tcpanalyze.columns import capture_columns
+    from tcpanalyze.columns import capture_sources
 
     feed = BatchFeed(analysis, dec, on_finding)
     frames = 0
-    for cols in capture_columns(reader, dec.verify_checksums):
-        feed.process(cols)
-        frames += len(cols)
-        if on_progress is not None:
-            on_progress(frames, reader.position)
-        if interrupt is not None and interrupt.requested:
-            break
+    # a pipe's few new frames (a live stream) go one at a time: cheaper than columns
+    small = _FEW_FRAMES if reader.is_pipe else 0
+    try:
+        for cols, source in capture_sources(reader, dec.verify_checksums, small=small):
+            if cols is None:
+                _feed_frames(source[1], dec.decode, feed.feed, on_finding)
+                frames += len(source[1])
+            else:
+                feed.process(cols)
+                frames += len(cols)
+            if on_progress is not None:
+                on_progress(frames, reader.position)
+            if interrupt is not None and interrupt.requested:
+                break
+    except KeyboardInterrupt:  # raised only while a pipe was waited for
+        if interrupt is None:
+            raise
     return frames
+
+
+# Fewer frames than this, read from a pipe at once, are fed one at a time: a batch of
+# columns costs ~0.3 ms however small (decoding, flows), a frame ~5 us
+_FEW_FRAMES = 128
+
+
+def _feed_frames(frames: Iterable[Any], decode: Callable[[Any], Segment | None],
+                 feed: Callable[[Segment], list[Finding]],
+                 on_finding: Callable[[Finding], Any] | None) -> None:
+    for frame in frames:
+        seg = decode(frame)
+        if seg is not None:
+            new = feed(seg)
+            if new and on_finding is not None:
+                for finding in new:
+                    on_finding(finding)
 
 
 def _until_interrupted(frames: Iterator[Any], interrupt: Any) -> Iterator[Any]:

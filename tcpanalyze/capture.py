@@ -14,11 +14,15 @@ Byte offsets in messages count the (decompressed) capture stream from its start.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import os
+import select
+import stat
 import struct
 import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO, NamedTuple
 
 __all__ = ["MAX_BLOCK_LEN", "MAX_CAPLEN", "CaptureError", "CaptureReader", "Frame", "open_capture"]
@@ -156,6 +160,11 @@ class CaptureReader:
         self._stream = stream
         self._owned = owned
         self._source: Iterator[bytes] = _chunks_plain(stream)
+        # a pipe's (FIFO's, socket's) readiness: reads beyond what is needed take only
+        # what it holds now, so a live stream's batches never wait to fill up
+        self._ready = _readiness(stream)
+        # live.Interrupt: Ctrl-C may raise while a pipe is waited for (`waiting`)
+        self.interrupt: Any = None
         self._buf = b""
         self._pos = 0
         self._base = 0  # stream offset of _buf[0]
@@ -174,7 +183,8 @@ class CaptureReader:
     # -- buffer ------------------------------------------------------------------------
     def _fill(self, need: int, ahead: int = 0) -> bool:
         """Make at least `need` bytes available at _pos; False at end of input. When it
-        has to read, it reads on to `ahead` bytes if the input has them."""
+        has to read, it reads on to `ahead` bytes if the input has them (a pipe: if it
+        has them now)."""
         avail = len(self._buf) - self._pos
         if avail >= need:
             return True
@@ -182,9 +192,16 @@ class CaptureReader:
         self._base += self._pos
         self._pos = 0
         want = max(need, ahead)
+        ready = self._ready
         try:
             while avail < want and not self._eof:
-                chunk = next(self._source, b"")
+                if avail < need and ready is not None and self.interrupt is not None:
+                    chunk = self._waited()
+                elif avail >= need and ready is not None and (
+                        not ready() or self.format.endswith("+gzip")):
+                    break  # (compressed: what the pipe holds may inflate to nothing yet)
+                else:
+                    chunk = next(self._source, b"")
                 if not chunk:
                     self._eof = True
                     break
@@ -193,6 +210,31 @@ class CaptureReader:
         finally:
             self._buf = b"".join(parts)
         return avail >= need
+
+    def _waited(self) -> bytes:
+        """The next chunk of a pipe, which may take any time: Ctrl-C raises
+        KeyboardInterrupt here (nothing is lost: no complete frame is in the buffer)."""
+        interrupt = self.interrupt
+        interrupt.waiting = True
+        try:
+            if interrupt.requested:  # (a signal just before waiting)
+                raise KeyboardInterrupt
+            return next(self._source, b"")
+        finally:
+            interrupt.waiting = False
+
+    def _would_wait(self, need: int) -> bool:
+        return self._ready is not None and len(self._buf) - self._pos < need and \
+            not self._ready()
+
+    @property
+    def is_pipe(self) -> bool:
+        """The input is a pipe, FIFO or socket (maybe a live stream), not a file."""
+        return self._ready is not None
+
+    def input_idle(self) -> bool:
+        """A pipe with nothing more to read now: what is held should be analysed."""
+        return self._ready is not None and len(self._buf) == self._pos and not self._ready()
 
     def _error(self, what: str, offset: int | None, frame: int | None) -> CaptureError:
         return CaptureError(self.path, what, offset, frame)
@@ -392,7 +434,7 @@ class CaptureReader:
                 if len(offsets) >= most:
                     continue
             # larger reads than a frame at a time: batches of thousands of records
-            self._fill(max(need, BATCH_READ))
+            self._fill(need, BATCH_READ)
             left = len(self._buf) - self._pos
             if left < need:
                 if left == 0:
@@ -462,8 +504,8 @@ class CaptureReader:
                 if blen < 12 or blen % 4 or blen > MAX_BLOCK_LEN:
                     raise self._error(f"block type 0x{btype:x} has an impossible length {blen}",
                                       start, self.frames_read + 1)
-                if run and btype != EPB:
-                    yield ended()  # before what the block holds
+                if run and (btype != EPB or self._would_wait(blen)):
+                    yield ended()  # before what the block holds, or waiting for it
                 if not self._fill(blen, ahead):
                     raise self._error(
                         f"file ends inside a block (type 0x{btype:x}, length {blen}, "
@@ -563,6 +605,56 @@ class CaptureReader:
                 (offset,) = struct.unpack_from(endian + "q", buf, value)
             opt = value + ((length + 3) & ~3)
         return _Interface(linktype, snaplen, divisor, offset)
+
+
+def record_frames(buf: bytes, offsets: list[int], first: int, endian: str, divisor: int,
+                  extra: int, linktype: int) -> list[Frame]:
+    """The Frames of a `record_batches` batch, as the frame reader makes them."""
+    unpack = struct.Struct(endian + "IIII").unpack_from
+    head = 16 + extra
+    out = []
+    for number, pos in enumerate(offsets, first):
+        sec, frac, caplen, wirelen = unpack(buf, pos)
+        out.append(Frame(number, sec + frac / divisor, linktype, wirelen,
+                         buf[pos + head:pos + head + caplen]))
+    return out
+
+
+def block_frames(buf: bytes, offsets: list[int], first: int, endian: str, divisor: int,
+                 offset: int, linktype: int) -> list[Frame]:
+    """The Frames of a `block_batches` run of EPBs, as the frame reader makes them."""
+    unpack = struct.Struct(endian + "IIII").unpack_from
+    out = []
+    for number, pos in enumerate(offsets, first):
+        tsh, tsl, caplen, wirelen = unpack(buf, pos + 12)
+        out.append(Frame(number, ((tsh << 32) | tsl) / divisor + offset, linktype, wirelen,
+                         buf[pos + 28:pos + 28 + caplen]))
+    return out
+
+
+def _readiness(stream: BinaryIO) -> Callable[[], bool] | None:
+    """Whether a pipe (FIFO, socket, terminal) has data now; None for a regular file
+    or a stream without a descriptor, which always has what is left."""
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):  # (io.UnsupportedOperation: OSError)
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        # A pipe holds 64 KiB by default: a file sent through one would come in batches
+        # of ~500 frames. Up to 1 MiB (Linux; the writer may then run further ahead).
+        with contextlib.suppress(ImportError, AttributeError, OSError):
+            import fcntl
+
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    poll = select.poll()
+    poll.register(fd, select.POLLIN)
+
+    def ready() -> bool:
+        return bool(poll.poll(0))  # (also at end of input or a hang-up: a read returns)
+    return ready
 
 
 def open_capture(path: str, stdin: BinaryIO | None = None) -> CaptureReader:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tcpanalyze.capture import Frame, time_ordered
+from tcpanalyze.capture import Frame, block_frames, record_frames, time_ordered
 from tcpanalyze.decode import MAX_TIMESTAMP
 
 __all__ = ["Columns", "capture_columns", "capture_sources", "decode_blocks", "decode_frames",
@@ -116,6 +116,7 @@ def capture_columns(reader: Any, verify_checksums: bool, at_once: int = 32768
     other pcapng frames joined from Frames (`at_once` at most), and once a pcapng
     section has several interfaces, its frames in time order (capture.time_ordered)."""
     for cols, _ in capture_sources(reader, verify_checksums, at_once):
+        assert cols is not None  # (only batches of fewer than `small` frames are None)
         yield cols
 
 
@@ -128,20 +129,29 @@ Source = tuple[Any, ...]
 
 
 def capture_sources(reader: Any, verify_checksums: bool, at_once: int = 32768,
-                    keys_only: bool = False) -> Iterator[tuple[Columns, Source]]:
+                    keys_only: bool = False, small: int = 0
+                    ) -> Iterator[tuple[Columns | None, Source]]:
     """`capture_columns`' batches, each with its `Source`; `keys_only`: records and
-    blocks as keys-only columns (frames joined are decoded in full)."""
+    blocks as keys-only columns (frames joined are decoded in full). Batches of fewer
+    than `small` frames come undecoded, as (None, ("frames", their Frames)): a live
+    stream's few new frames, cheaper one at a time than as columns."""
     if not reader.format.startswith("pcapng"):
+        layout = reader.record_layout
         for buf, offsets, first in reader.record_batches():
-            yield (decode_records(buf, offsets, first, **reader.record_layout,
+            if len(offsets) < small:
+                yield None, ("frames", record_frames(buf, offsets, first, **layout))
+                continue
+            yield (decode_records(buf, offsets, first, **layout,
                                   verify_checksums=verify_checksums, keys_only=keys_only),
                    ("records", reader.batch_offset))
         return
     held: list[Frame] = []
 
-    def joined() -> tuple[Columns, Source]:
+    def joined() -> tuple[Columns | None, Source]:
         nonlocal held
         out, held = held, []
+        if len(out) < small:
+            return None, ("frames", out)
         return decode_frames(out, verify_checksums), ("frames", out)
 
     items = reader.block_batches()
@@ -152,16 +162,19 @@ def capture_sources(reader: Any, verify_checksums: bool, at_once: int = 32768,
                     yield joined()
                 for frame in time_ordered(reader, frames=chain([item], items)):
                     held.append(frame)
-                    if len(held) >= at_once:
+                    if len(held) >= at_once or reader.input_idle():
                         yield joined()
                 break
             held.append(item)
-            if len(held) >= at_once:
+            if len(held) >= at_once or reader.input_idle():  # (a live stream: now)
                 yield joined()
             continue
         if held:
             yield joined()
         buf, offsets, first, layout = item
+        if len(offsets) < small:
+            yield None, ("frames", block_frames(buf, offsets, first, **layout))
+            continue
         yield (decode_blocks(buf, offsets, first, **layout, verify_checksums=verify_checksums,
                              keys_only=keys_only),
                ("blocks", reader.batch_offset, layout))

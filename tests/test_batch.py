@@ -407,27 +407,107 @@ def test_an_interrupt_ends_a_file_between_two_batches(monkeypatch: pytest.Monkey
     assert analysis.segments == summary.tcp_segments > 0
 
 
-def test_a_fifo_is_read_frame_by_frame(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-                                       ) -> None:
-    """A named pipe (`<(tcpdump -w -)`) is live input: no waiting for a batch to fill."""
+def test_an_interrupt_while_a_pipe_is_waited_for_keeps_every_frame_read(
+        tmp_path: Path) -> None:
+    """Ctrl-C on a live stream that has gone quiet ends the reading at once, where it
+    waits: the frames analysed so far are the report, all of them accounted for."""
     import os
+    import signal
+    import struct
     import threading
+    import time
+
+    from tcpanalyze.live import Interrupt
+
+    data = BULK.read_bytes()
+    at = 24
+    for _ in range(300):  # the file header and 300 records: more than a few, in columns
+        at += 16 + struct.unpack_from("<I", data, at + 8)[0]
+    fifo = tmp_path / "live.pcap"
+    os.mkfifo(fifo)
+    stop = threading.Event()
+    analysed = threading.Event()
+    signalled: list[float] = []
+
+    def write() -> None:
+        with open(fifo, "wb") as out:
+            out.write(data[:at])
+            out.flush()
+            stop.wait(10)  # the stream stays open, quiet
+
+    def press_ctrl_c() -> None:
+        if analysed.wait(10):
+            time.sleep(0.3)  # the reader is waiting for more by now
+            signalled.append(time.monotonic())
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=press_ctrl_c)]
+    for t in threads:
+        t.start()
+    analysis = Analysis()
+    try:
+        with Interrupt() as interrupt:
+            summary = read_into(analysis, str(fifo), interrupt=interrupt, on_progress=(
+                lambda frames, _: analysed.set() if frames >= 300 else None))
+        ended = time.monotonic()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert interrupt.requested and signalled and ended - signalled[0] < 3
+    assert summary.packets == 300 and summary.error is not None
+    assert "interrupted after 300 frame(s)" in summary.error
+    assert summary.tcp_segments + sum(summary.skipped.values()) == 300
+    assert analysis.segments == summary.tcp_segments
+
+
+def test_a_fifo_is_read_in_batches_of_what_it_holds(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    """A named pipe (`<(tcpdump -w -)`) may be a live stream: what the pipe holds when
+    read is analysed at once, never waiting for more (a few frames one at a time), and a
+    capture sent through it whole goes in batches of columns, with the file's report."""
+    import os
+    import struct
+    import threading
+    import time
 
     sizes = _counting_batches(monkeypatch)
     fifo = tmp_path / "live.pcap"
     os.mkfifo(fifo)
     data = BULK.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1"  # little-endian microsecond pcap
+    cuts = [24]  # after the file header and the first 100 records, then 100 more
+    for _ in range(2):
+        at = cuts[-1]
+        for _ in range(100):
+            at += 16 + struct.unpack_from("<I", data, at + 8)[0]
+        cuts.append(at)
+    analysed: list[int] = []  # frames analysed, after each piece read
+    waited: list[int] = []  # frames analysed when each of the first two pieces was waited for
 
     def write() -> None:
         with open(fifo, "wb") as out:
-            out.write(data)
+            for k, (begin, end) in enumerate([(0, cuts[1]), (cuts[1], cuts[2])], 1):
+                out.write(data[begin:end])
+                out.flush()
+                deadline = time.monotonic() + 10
+                while (not analysed or analysed[-1] < 100 * k) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                waited.append(analysed[-1] if analysed else 0)
+            out.write(data[cuts[2]:])
 
     writer = threading.Thread(target=write)
     writer.start()
     analysis = Analysis()
-    summary = read_into(analysis, str(fifo), interrupt=_Interrupt())
+    summary = read_into(analysis, str(fifo), interrupt=_Interrupt(),
+                        on_progress=lambda frames, _: analysed.append(frames))
     writer.join(10)
-    assert sizes == []
+    # each piece was analysed as it came, while the rest had not been sent
+    assert waited == [100, 200] and analysed[:2] == [100, 200]
+    # the rest (4,650 frames, sent at once) mostly in batches of columns (how much the
+    # pipe holds at each read is up to the kernel)
+    assert sizes and min(sizes) >= 128
+    assert (summary.packets - 200) // 2 < sum(sizes) <= summary.packets - 200
     assert summary.error is None
     whole = Analysis()
     assert summary.packets == read_into(whole, str(BULK)).packets

@@ -503,3 +503,25 @@ def test_stdin_that_is_not_a_capture() -> None:
         assert str(info.value).startswith("<stdin>: ")
     finally:
         proc.wait(timeout=10)
+
+
+def test_a_pipe_read_as_a_capture_holds_up_to_a_mebibyte() -> None:
+    """A file sent through a pipe comes in batches of what the pipe holds: 64 KiB by
+    default (~500 frames a batch), raised to 1 MiB so batches are thousands of frames."""
+    import fcntl
+    import os
+
+    from tcpanalyze.capture import open_capture
+
+    if int(Path("/proc/sys/fs/pipe-max-size").read_text()) < 1 << 20:
+        pytest.skip("this kernel allows pipes of less than 1 MiB")
+    r, w = os.pipe()
+    try:
+        assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) == 64 << 10
+        os.write(w, struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        with os.fdopen(r, "rb") as stream:
+            reader = open_capture("-", stdin=stream)
+            assert reader.format == "pcap" and reader.is_pipe
+            assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) == 1 << 20
+    finally:
+        os.close(w)
