@@ -381,20 +381,30 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
     """The columnar path; returns the frames read. Errors are left in `reader.error`, as
     for frame-by-frame reading. An interrupt ends the reading between two batches (a
     fraction of a second of work on a regular file) or while a pipe is waited for."""
-    from tcpanalyze.batch import BatchFeed
-    from tcpanalyze.columns import capture_sources
+    from tcpanalyze.capture import capture_batches
+    from tcpanalyze.fastpath import make_feed
 
-    feed = BatchFeed(analysis, dec, on_finding)
+    # the columnar path is loaded at the first large batch: numpy with it (a quiet live
+    # stream, a frame or a few at a time, never needs it)
+    batch_feed: Any = None
+    decode_batch: Any = None
+    feed = make_feed(analysis)
     frames = 0
     # a pipe's few new frames (a live stream) go one at a time: cheaper than columns
     small = _FEW_FRAMES if reader.is_pipe else 0
     try:
-        for cols, source in capture_sources(reader, dec.verify_checksums, small=small):
-            if cols is None:
-                _feed_frames(source[1], dec.decode, feed.feed, on_finding)
-                frames += len(source[1])
+        for batch in capture_batches(reader, small=small):
+            if batch[0] == "frames" and len(batch[1]) < small:
+                _feed_frames(batch[1], dec.decode, feed, on_finding)
+                frames += len(batch[1])
             else:
-                feed.process(cols)
+                if batch_feed is None:
+                    from tcpanalyze.batch import BatchFeed
+                    from tcpanalyze.columns import decode_batch
+
+                    batch_feed = BatchFeed(analysis, dec, on_finding)
+                cols, _ = decode_batch(batch, reader, dec.verify_checksums)
+                batch_feed.process(cols)
                 frames += len(cols)
             if on_progress is not None:
                 on_progress(frames, reader.position)
@@ -407,7 +417,7 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
 
 
 # Fewer frames than this, read from a pipe at once, are fed one at a time: a batch of
-# columns costs ~0.3 ms however small (decoding, flows), a frame ~5 us
+# columns costs 0.2-0.6 ms however small (decoding, flows), a frame ~5 us
 _FEW_FRAMES = 128
 
 

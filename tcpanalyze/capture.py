@@ -23,6 +23,7 @@ import struct
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from typing import Any, BinaryIO, NamedTuple
 
 __all__ = ["MAX_BLOCK_LEN", "MAX_CAPLEN", "CaptureError", "CaptureReader", "Frame", "open_capture"]
@@ -193,13 +194,17 @@ class CaptureReader:
         self._pos = 0
         want = max(need, ahead)
         ready = self._ready
+        chunk = b""  # the last read
         try:
             while avail < want and not self._eof:
                 if avail < need and ready is not None and self.interrupt is not None:
                     chunk = self._waited()
                 elif avail >= need and ready is not None and (
-                        not ready() or self.format.endswith("+gzip")):
-                    break  # (compressed: what the pipe holds may inflate to nothing yet)
+                        len(chunk) < READ_SIZE or self.format.endswith("+gzip")
+                        or not ready()):
+                    # a short read took all the pipe held; compressed, what it holds
+                    # may inflate to nothing yet
+                    break
                 else:
                     chunk = next(self._source, b"")
                 if not chunk:
@@ -630,6 +635,56 @@ def block_frames(buf: bytes, offsets: list[int], first: int, endian: str, diviso
         out.append(Frame(number, ((tsh << 32) | tsl) / divisor + offset, linktype, wirelen,
                          buf[pos + 28:pos + 28 + caplen]))
     return out
+
+
+def capture_batches(reader: CaptureReader, at_once: int = 32768, small: int = 0
+                    ) -> Iterator[tuple[Any, ...]]:
+    """The reader's frames in batches, undecoded, in the order they are analysed:
+    ("records", buffer, offsets, first number) for pcap records, ("blocks", buffer,
+    offsets, first number, columns.decode_blocks' keywords) for a run of pcapng EPBs, both
+    straight from the reader's buffer, and ("frames", Frames) for other pcapng frames
+    (`at_once` at most, fewer when a pipe has nothing more now) and, once a pcapng
+    section has several interfaces, all its frames in time order (time_ordered).
+    Record and block batches of fewer than `small` frames come as Frames too."""
+    if not reader.format.startswith("pcapng"):
+        layout = reader.record_layout
+        for buf, offsets, first in reader.record_batches():
+            if len(offsets) < small:
+                yield "frames", record_frames(buf, offsets, first, **layout)
+            else:
+                yield "records", buf, offsets, first
+        return
+    held: list[Frame] = []
+
+    def joined() -> tuple[str, list[Frame]]:
+        nonlocal held
+        out, held = held, []
+        return "frames", out
+
+    items = reader.block_batches()
+    for item in items:
+        if isinstance(item, Frame):
+            if reader.interfaces >= 2:  # this frame and all after it: time order
+                if held:
+                    yield joined()
+                for frame in time_ordered(reader, frames=chain([item], items)):
+                    held.append(frame)
+                    if len(held) >= at_once or reader.input_idle():
+                        yield joined()
+                break
+            held.append(item)
+            if len(held) >= at_once or reader.input_idle():  # (a live stream: now)
+                yield joined()
+            continue
+        if held:
+            yield joined()
+        buf, offsets, first, layout = item
+        if len(offsets) < small:
+            yield "frames", block_frames(buf, offsets, first, **layout)
+        else:
+            yield "blocks", buf, offsets, first, layout
+    if held:
+        yield joined()
 
 
 def _readiness(stream: BinaryIO) -> Callable[[], bool] | None:

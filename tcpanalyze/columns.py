@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tcpanalyze.capture import Frame, block_frames, record_frames, time_ordered
+from tcpanalyze.capture import Frame, capture_batches
 from tcpanalyze.decode import MAX_TIMESTAMP
 
 __all__ = ["Columns", "capture_columns", "capture_sources", "decode_blocks", "decode_frames",
@@ -116,7 +115,6 @@ def capture_columns(reader: Any, verify_checksums: bool, at_once: int = 32768
     other pcapng frames joined from Frames (`at_once` at most), and once a pcapng
     section has several interfaces, its frames in time order (capture.time_ordered)."""
     for cols, _ in capture_sources(reader, verify_checksums, at_once):
-        assert cols is not None  # (only batches of fewer than `small` frames are None)
         yield cols
 
 
@@ -129,57 +127,29 @@ Source = tuple[Any, ...]
 
 
 def capture_sources(reader: Any, verify_checksums: bool, at_once: int = 32768,
-                    keys_only: bool = False, small: int = 0
-                    ) -> Iterator[tuple[Columns | None, Source]]:
+                    keys_only: bool = False) -> Iterator[tuple[Columns, Source]]:
     """`capture_columns`' batches, each with its `Source`; `keys_only`: records and
-    blocks as keys-only columns (frames joined are decoded in full). Batches of fewer
-    than `small` frames come undecoded, as (None, ("frames", their Frames)): a live
-    stream's few new frames, cheaper one at a time than as columns."""
-    if not reader.format.startswith("pcapng"):
-        layout = reader.record_layout
-        for buf, offsets, first in reader.record_batches():
-            if len(offsets) < small:
-                yield None, ("frames", record_frames(buf, offsets, first, **layout))
-                continue
-            yield (decode_records(buf, offsets, first, **layout,
-                                  verify_checksums=verify_checksums, keys_only=keys_only),
-                   ("records", reader.batch_offset))
-        return
-    held: list[Frame] = []
+    blocks as keys-only columns (frames joined are decoded in full)."""
+    for batch in capture_batches(reader, at_once):
+        yield decode_batch(batch, reader, verify_checksums, keys_only)
 
-    def joined() -> tuple[Columns | None, Source]:
-        nonlocal held
-        out, held = held, []
-        if len(out) < small:
-            return None, ("frames", out)
-        return decode_frames(out, verify_checksums), ("frames", out)
 
-    items = reader.block_batches()
-    for item in items:
-        if isinstance(item, Frame):
-            if reader.interfaces >= 2:  # this frame and all after it: time order
-                if held:
-                    yield joined()
-                for frame in time_ordered(reader, frames=chain([item], items)):
-                    held.append(frame)
-                    if len(held) >= at_once or reader.input_idle():
-                        yield joined()
-                break
-            held.append(item)
-            if len(held) >= at_once or reader.input_idle():  # (a live stream: now)
-                yield joined()
-            continue
-        if held:
-            yield joined()
-        buf, offsets, first, layout = item
-        if len(offsets) < small:
-            yield None, ("frames", block_frames(buf, offsets, first, **layout))
-            continue
-        yield (decode_blocks(buf, offsets, first, **layout, verify_checksums=verify_checksums,
-                             keys_only=keys_only),
-               ("blocks", reader.batch_offset, layout))
-    if held:
-        yield joined()
+def decode_batch(batch: tuple[Any, ...], reader: Any, verify_checksums: bool,
+                 keys_only: bool = False) -> tuple[Columns, Source]:
+    """A batch of capture.capture_batches as columns, with its `Source` (read while the
+    reader is still at the batch)."""
+    kind = batch[0]
+    if kind == "records":
+        _, buf, offsets, first = batch
+        return (decode_records(buf, offsets, first, **reader.record_layout,
+                               verify_checksums=verify_checksums, keys_only=keys_only),
+                ("records", reader.batch_offset))
+    if kind == "blocks":
+        _, buf, offsets, first, layout = batch
+        return (decode_blocks(buf, offsets, first, **layout, verify_checksums=verify_checksums,
+                              keys_only=keys_only),
+                ("blocks", reader.batch_offset, layout))
+    return decode_frames(batch[1], verify_checksums), batch
 
 
 def decode_frames(frames: list[Frame], verify_checksums: bool) -> Columns:

@@ -105,6 +105,43 @@ def test_finding_appears_before_input_ends_with_pieces_and_pauses() -> None:
     assert expected <= found
 
 
+@pytest.mark.parametrize(("capture", "pause", "columns"), [
+    (CLOSE_WAIT, 0.05, False),  # a quiet live stream: a few frames at each read
+    (SAMPLES / "bulk-loss.pcap", 0.0, True),  # a file sent through the pipe at once
+])
+def test_a_pipe_loads_the_columnar_path_only_for_large_batches(
+        capture: Path, pause: float, columns: bool) -> None:
+    """numpy and the columnar path (~12 MiB) are loaded at the first batch of 128 frames
+    or more: never by a quiet live stream, at once for a file sent through the pipe."""
+    hook = ("import atexit, sys; atexit.register(lambda: print('numpy loaded:', "
+            "'numpy' in sys.modules, file=sys.stderr)); from tcpanalyze.cli import entry; "
+            "sys.argv[0] = 'tcpanalyze'; entry()")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    proc = subprocess.Popen([sys.executable, "-c", hook, "report", "--format", "ndjson", "-"],
+                            cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    data = capture.read_bytes()
+    try:
+        proc.stdin.write(data[:24])  # the file header; then the reader waits
+        proc.stdin.flush()
+        time.sleep(1.0)
+        step = 200 if pause else len(data)  # ~2 frames a write, or all at once
+        for i in range(24, len(data), step):
+            proc.stdin.write(data[i:i + step])
+            proc.stdin.flush()
+            time.sleep(pause)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["type"] == "summary"
+    assert summary["packets"] == {CLOSE_WAIT: 22}.get(capture, 4850)  # capinfos -c
+    assert err.decode().splitlines()[-1] == f"numpy loaded: {columns}"
+
+
 # -- a stream gives what the file gives --------------------------------------------------------
 
 
