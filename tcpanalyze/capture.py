@@ -612,10 +612,13 @@ class CaptureReader:
         return _Interface(linktype, snaplen, divisor, offset)
 
 
+_FOUR_U32 = {e: struct.Struct(e + "IIII").unpack_from for e in "<>"}
+
+
 def record_frames(buf: bytes, offsets: list[int], first: int, endian: str, divisor: int,
                   extra: int, linktype: int) -> list[Frame]:
     """The Frames of a `record_batches` batch, as the frame reader makes them."""
-    unpack = struct.Struct(endian + "IIII").unpack_from
+    unpack = _FOUR_U32[endian]
     head = 16 + extra
     out = []
     for number, pos in enumerate(offsets, first):
@@ -628,7 +631,7 @@ def record_frames(buf: bytes, offsets: list[int], first: int, endian: str, divis
 def block_frames(buf: bytes, offsets: list[int], first: int, endian: str, divisor: int,
                  offset: int, linktype: int) -> list[Frame]:
     """The Frames of a `block_batches` run of EPBs, as the frame reader makes them."""
-    unpack = struct.Struct(endian + "IIII").unpack_from
+    unpack = _FOUR_U32[endian]
     out = []
     for number, pos in enumerate(offsets, first):
         tsh, tsl, caplen, wirelen = unpack(buf, pos + 12)
