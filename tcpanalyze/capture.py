@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any, BinaryIO, NamedTuple
 
-__all__ = ["MAX_BLOCK_LEN", "MAX_CAPLEN", "CaptureError", "CaptureReader", "Frame", "open_capture"]
+__all__ = ["MAX_BLOCK_LEN", "MAX_CAPLEN", "CaptureError", "CaptureReader", "Frame",
+           "capture_batches", "open_capture"]
 
 # tcpdump's MAXIMUM_SNAPLEN: no real record is longer; a bigger length means a corrupt file.
 MAX_CAPLEN = 262144
@@ -615,8 +616,8 @@ class CaptureReader:
 _FOUR_U32 = {e: struct.Struct(e + "IIII").unpack_from for e in "<>"}
 
 
-def record_frames(buf: bytes, offsets: list[int], first: int, endian: str, divisor: int,
-                  extra: int, linktype: int) -> list[Frame]:
+def _record_frames(buf: bytes, offsets: list[int], first: int, endian: str, divisor: int,
+                   extra: int, linktype: int) -> list[Frame]:
     """The Frames of a `record_batches` batch, as the frame reader makes them."""
     unpack = _FOUR_U32[endian]
     head = 16 + extra
@@ -628,8 +629,8 @@ def record_frames(buf: bytes, offsets: list[int], first: int, endian: str, divis
     return out
 
 
-def block_frames(buf: bytes, offsets: list[int], first: int, endian: str, divisor: int,
-                 offset: int, linktype: int) -> list[Frame]:
+def _block_frames(buf: bytes, offsets: list[int], first: int, endian: str, divisor: int,
+                  offset: int, linktype: int) -> list[Frame]:
     """The Frames of a `block_batches` run of EPBs, as the frame reader makes them."""
     unpack = _FOUR_U32[endian]
     out = []
@@ -653,7 +654,7 @@ def capture_batches(reader: CaptureReader, at_once: int = 32768, small: int = 0
         layout = reader.record_layout
         for buf, offsets, first in reader.record_batches():
             if len(offsets) < small:
-                yield "frames", record_frames(buf, offsets, first, **layout)
+                yield "frames", _record_frames(buf, offsets, first, **layout)
             else:
                 yield "records", buf, offsets, first
         return
@@ -683,7 +684,7 @@ def capture_batches(reader: CaptureReader, at_once: int = 32768, small: int = 0
             yield joined()
         buf, offsets, first, layout = item
         if len(offsets) < small:
-            yield "frames", block_frames(buf, offsets, first, **layout)
+            yield "frames", _block_frames(buf, offsets, first, **layout)
         else:
             yield "blocks", buf, offsets, first, layout
     if held:

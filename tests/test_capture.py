@@ -525,3 +525,41 @@ def test_a_pipe_read_as_a_capture_holds_up_to_a_mebibyte() -> None:
             assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) == 1 << 20
     finally:
         os.close(w)
+
+
+_BATCHED = sorted([*(ROOT / "sample_pcaps").glob("*.pcap*"), *DATA.glob("*.pcap*"),
+                   *CORPUS.glob("*/*/capture.pcap*")])
+
+
+@pytest.mark.parametrize("path", _BATCHED, ids=lambda p: p.name)
+def test_capture_batches_hold_the_frames_the_frame_reader_gives(path: Path) -> None:
+    """Batches cut from a capture (records, EPB runs, frames), and the same with every
+    record and block batch turned into Frames (a pipe's small reads), give exactly the
+    reader's frames, in the order they are analysed, and the same error."""
+    from tcpanalyze.capture import capture_batches, open_capture, time_ordered
+
+    with open_capture(str(path)) as reader:
+        want = list(time_ordered(reader))
+        error = str(reader.error)
+    for small in (0, 1 << 30):
+        with open_capture(str(path)) as reader:
+            got: list[Frame] = []
+            kinds = set()
+            for batch in capture_batches(reader, at_once=7, small=small):
+                kinds.add(batch[0])
+                if batch[0] == "frames":
+                    got.extend(batch[1])
+                else:  # the frames of those buffers, read as the frame reader reads them
+                    got.extend(_frames_of(batch, reader))
+            assert str(reader.error) == error
+        assert got == want
+        if small:
+            assert kinds <= {"frames"}
+
+
+def _frames_of(batch: tuple, reader: object) -> list[Frame]:
+    from tcpanalyze import capture
+
+    if batch[0] == "records":
+        return capture._record_frames(*batch[1:], **reader.record_layout)  # type: ignore[attr-defined]
+    return capture._block_frames(*batch[1:4], **batch[4])
