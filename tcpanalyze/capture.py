@@ -415,24 +415,25 @@ class CaptureReader:
             offsets: list[int] = []
             append = offsets.append
             first = self.frames_read + 1
-            while pos + head <= end:
+            limit = end - head
+            for _ in range(most):  # (a bounded for: cheaper than counting each record)
+                if pos > limit:
+                    break
                 caplen = caplen_at(buf, pos + 8)[0]
-                if caplen > MAX_CAPLEN:
-                    self._pos = pos
-                    if offsets:
-                        self.frames_read += len(offsets)
-                        yield buf, offsets, first
-                    raise self._error(
-                        f"record length {caplen} is absurd (limit {MAX_CAPLEN}); "
-                        "corrupt file", self._base + pos, self.frames_read + 1)
                 stop = pos + head + caplen
-                if stop > end:
+                if stop > end or caplen > MAX_CAPLEN:
+                    if caplen > MAX_CAPLEN:
+                        self._pos = pos
+                        if offsets:
+                            self.frames_read += len(offsets)
+                            yield buf, offsets, first
+                        raise self._error(
+                            f"record length {caplen} is absurd (limit {MAX_CAPLEN}); "
+                            "corrupt file", self._base + pos, self.frames_read + 1)
                     need = head + caplen
                     break
                 append(pos)
                 pos = stop
-                if len(offsets) >= most:
-                    break
             self._pos = pos
             if offsets:
                 self.frames_read += len(offsets)
