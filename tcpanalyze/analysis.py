@@ -336,7 +336,7 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
     try:
         if columnar:
             reader.interrupt = interrupt
-            frames = _read_batches(analysis, reader, dec, on_finding, on_progress,
+            frames = _read_batches(analysis, reader, dec, feed, on_finding, on_progress,
                                    interrupt)
         frames_in = iter(()) if columnar else time_ordered(reader)
         if interrupt is not None:
@@ -375,20 +375,20 @@ def _regular_file(path: str) -> bool:
 
 
 def _read_batches(analysis: Analysis, reader: Any, dec: Any,
+                  feed: Callable[[Segment], list[Finding]],
                   on_finding: Callable[[Finding], Any] | None,
                   on_progress: Callable[[int, int], Any] | None,
                   interrupt: Any = None) -> int:
     """The columnar path; returns the frames read. Errors are left in `reader.error`, as
     for frame-by-frame reading. An interrupt ends the reading between two batches (a
-    fraction of a second of work on a regular file) or while a pipe is waited for."""
+    fraction of a second of work on a regular file) or while a pipe is waited for.
+    `feed` (fastpath.make_feed) takes the frames of a pipe's small reads one at a time."""
     from tcpanalyze.capture import capture_batches
-    from tcpanalyze.fastpath import make_feed
 
     # the columnar path is loaded at the first large batch: numpy with it (a quiet live
     # stream, a frame or a few at a time, never needs it)
     batch_feed: Any = None
     decode_batch: Any = None
-    feed = make_feed(analysis)
     frames = 0
     # a pipe's few new frames (a live stream) go one at a time: cheaper than columns
     small = _FEW_FRAMES if reader.is_pipe else 0

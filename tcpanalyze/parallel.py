@@ -504,8 +504,8 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     if dealing:
         options["layout"] = layout
     inboxes = [ctx.Queue(_MOST_IN_FLIGHT) if dealing else None for _ in range(jobs)]
-    rooms = _Rooms(ctx, jobs)
-    if dealing:
+    rooms = _Rooms(ctx, jobs) if dealing else None
+    if rooms is not None:
         options["room"] = rooms.free
     workers = [ctx.Process(target=_worker, args=(path, analysis.settings, k, jobs, options,
                                                  progress if k == 0 else None, results,
@@ -536,7 +536,7 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     with _collector_paused():
         try:
             pending = jobs
-            if dealing:
+            if rooms is not None:  # (dealing)
                 with suppress(_Stalled):  # a worker failed: its result says why
                     read = _deal(path, jobs, analysis.settings, verify_checksums, inboxes,
                                  rooms, check, show)
@@ -606,7 +606,7 @@ class _Rooms:
 
     Waiting for the slowest worker keeps the parent dealing until near the end, a third
     process on the cores, however far ahead the other worker is. Waiting for the fastest,
-    it is done sooner (bench capture, `--jobs 2`: dealing ended 3.6-3.9 s into the run
+    it is done sooner (bench capture, `--jobs 2`: dealing ended 3.5-3.9 s into the run
     instead of 3.9-4.2 s) and the run is faster: 12 alternating runs against bounded
     queues of 32, 5.85 s against 6.04 s on average (deeper bounded queues, 256, gained
     nothing in session 7)."""
