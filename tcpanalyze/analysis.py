@@ -108,6 +108,9 @@ class Analysis:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.segments = 0  # fed so far (a live view's packet rate)
+        # Findings of the end already decided when the workers' evidence was replayed
+        # (parallel._replay_aggregates): finish() hands them out with its own.
+        self.found_at_end: list[Finding] = []
 
     # -- streaming API ----------------------------------------------------------------
 
@@ -151,7 +154,7 @@ class Analysis:
     def finish(self) -> list[Finding]:
         """End of input: fire timers as of the last packet, close every connection."""
         end = self.last_ts if self.last_ts is not None else 0.0
-        new = self._sweep(end)
+        new = self._sweep(end) + self.found_at_end
         for conn in self.table.drain(end):
             new.extend(self._close(conn, end))
         new.extend(self._emit(self.aggregates.findings(final=True)))

@@ -466,6 +466,11 @@ class _Source:
 class AggregateDetector:
     """SYN floods (per target) and scans (per source), from bounded counters."""
 
+    # Member ids remembered per target / source. Only members seen before an aggregate is
+    # reported need remembering: later ones are absorbed as their findings appear.
+    member_limit = 65_536
+    source_member_limit = 1_024
+
     def __init__(self, settings: Settings) -> None:
         self.s = settings
         self.targets: dict[tuple[bytes, int], _Target] = {}
@@ -475,10 +480,6 @@ class AggregateDetector:
         self._once: OrderedDict[bytes, _Once] = OrderedDict()
         self.members: set[int] = set()  # connection ids absorbed by a reported aggregate
         self._reported: dict[tuple[str, Any], Finding] = {}
-        # Member ids remembered per target / source. Only members seen before an aggregate
-        # is reported need remembering: later ones are absorbed as their findings appear.
-        self._member_limit = 65_536
-        self._source_member_limit = 1_024
         # Per-second SYN counts kept (seconds behind the newest); None: all (the
         # parallel merge sums the workers' counts second by second). Live runs set it.
         self.rate_history: int | None = None
@@ -492,7 +493,14 @@ class AggregateDetector:
 
     def on_attempt(self, conn: Connection, frame: int, ts: float) -> None:
         """A client's first SYN of a connection."""
-        key = (conn.server.addr, conn.server.port)
+        self.attempt(conn.client.addr, conn.server.addr, conn.server.port, conn.id, frame, ts)
+
+    # The evidence as plain values (what on_attempt, on_completed and on_connection_end
+    # take from a connection): a --jobs worker records these calls for the parent, which
+    # replays them in one process's order (parallel._replay_aggregates).
+    def attempt(self, client: bytes, server: bytes, port: int, conn_id: int, frame: int,
+                ts: float) -> None:
+        key = (server, port)
         t = self.targets.get(key)
         if t is None:
             t = self.targets[key] = _Target(first=ts, first_frame=frame, seq=len(self.targets))
@@ -509,18 +517,17 @@ class AggregateDetector:
         if self._looked:
             self._changed_targets.add(key)
         if len(t.sources) < _MAX_SOURCES:
-            t.sources.add(conn.client.addr)
+            t.sources.add(client)
         else:
-            t.sources_overflow += conn.client.addr not in t.sources
-        if len(t.connections) < self._member_limit:
-            t.connections.add(conn.id)
-        addr = conn.client.addr
+            t.sources_overflow += client not in t.sources
+        if len(t.connections) < self.member_limit:
+            t.connections.add(conn_id)
+        addr = client
         src = self.sources.get(addr)
         if src is None:
             once = self._once.pop(addr, None)
             if once is None:
-                self._once[addr] = _Once(ts, frame, conn.server.addr, conn.server.port,
-                                         conn.id)
+                self._once[addr] = _Once(ts, frame, server, port, conn_id)
                 if len(self._once) > _MAX_ONCE:
                     self._once.popitem(last=False)  # forgotten: at most one attempt lost
                 return
@@ -529,10 +536,10 @@ class AggregateDetector:
             self.sources[addr] = src
         src.attempts += 1
         src.last = ts
-        _add_member(src.ports_by_host, conn.server.addr, conn.server.port)
-        _add_member(src.hosts_by_port, conn.server.port, conn.server.addr)
-        if len(src.connections) < self._source_member_limit:
-            src.connections.add(conn.id)
+        _add_member(src.ports_by_host, server, port)
+        _add_member(src.hosts_by_port, port, server)
+        if len(src.connections) < self.source_member_limit:
+            src.connections.add(conn_id)
         if self._looked:
             self._changed_sources.add(addr)
 
@@ -544,10 +551,13 @@ class AggregateDetector:
 
     def on_completed(self, conn: Connection) -> None:
         """A client's handshake completed (it spoke after its SYN)."""
-        t = self.targets.get((conn.server.addr, conn.server.port))
+        self.completion(conn.client.addr, conn.server.addr, conn.server.port)
+
+    def completion(self, client: bytes, server: bytes, port: int) -> None:
+        t = self.targets.get((server, port))
         if t is not None:
             t.completed += 1
-        src = self.sources.get(conn.client.addr) or self._once.get(conn.client.addr)
+        src = self.sources.get(client) or self._once.get(client)
         if src is not None:
             src.completed += 1
 
@@ -555,20 +565,27 @@ class AggregateDetector:
         """Record the outcome of an attempt (handshake completed, refused, answered)."""
         if not conn.client.syn_count:
             return
-        t = self.targets.get((conn.server.addr, conn.server.port))
-        src = self.sources.get(conn.client.addr) or self._once.get(conn.client.addr)
         # Completed only if the client itself spoke after its SYN (spoofed ones never do).
         done = not conn.completion_counted and (
             conn.handshake_seen or conn.client.packets > conn.client.syn_count)
+        kinds = {n.kind for n in conn.notes}
+        self.outcome(conn.client.addr, conn.server.addr, conn.server.port, done,
+                     conn.server.synack_count, "synack_without_options" in kinds,
+                     "syn_cookie" in kinds, "connection_refused" in kinds)
+
+    def outcome(self, client: bytes, server: bytes, port: int, done: bool, synacks: int,
+                cookie_hint: bool, cookie: bool, refused: bool) -> None:
+        t = self.targets.get((server, port))
+        src = self.sources.get(client) or self._once.get(client)
         if t is not None:
             t.completed += done
-            t.synacks += conn.server.synack_count
-            t.synack_rexmits += max(0, conn.server.synack_count - 1)
-            t.cookie_hints += any(n.kind == "synack_without_options" for n in conn.notes)
-            t.cookie_connections += any(n.kind == "syn_cookie" for n in conn.notes)
+            t.synacks += synacks
+            t.synack_rexmits += max(0, synacks - 1)
+            t.cookie_hints += cookie_hint
+            t.cookie_connections += cookie
         if src is not None:
             src.completed += done
-            src.refused += any(n.kind == "connection_refused" for n in conn.notes)
+            src.refused += refused
 
     def findings(self, final: bool = False) -> list[Finding]:
         """Newly detected aggregates. With final=True, the ones reported earlier (live)
@@ -654,6 +671,23 @@ class AggregateDetector:
                          "duration": max(src.last - src.first, 0.0)})
             self._record(("scan", addr), finding, known, out)
         return out
+
+    def could_have_reported(self) -> bool:
+        """Whether any target or source reached, by the end, the counts a report needs at
+        any time: its SYNs, peak rate and sources (a flood), its ports or hosts (a scan).
+        These only grow, so if none did, no look at any earlier time reported anything
+        either (the completion ratio, which can fall and rise again, is not looked at)."""
+        st = self.s
+        for t in self.targets.values():
+            peak = max(t.peak_dropped, max(t.per_second.values(), default=0))
+            if t.syns >= st.syn_flood_min_syns and peak >= st.syn_flood_rate and \
+                    len(t.sources) + t.sources_overflow >= st.syn_flood_sources:
+                return True
+        for src in self.sources.values():
+            if max(map(len, src.ports_by_host.values()), default=0) >= st.scan_ports or \
+                    max(map(len, src.hosts_by_port.values()), default=0) >= st.scan_hosts:
+                return True
+        return False
 
     def _record(self, key: tuple[str, Any], finding: Finding, known: Finding | None,
                 out: list[Finding]) -> None:

@@ -16,18 +16,20 @@ state changes come out the same.
 
 The parent merges: connection ids are renumbered in the order the connections were
 created in the capture (the order of their first frames, which is how one process numbers
-them), the aggregate detectors' counters (SYN flood per target, scan per source) are
-summed, and the aggregate findings are decided once, on the merged counters, by the
-ordinary `Analysis.finish()`.
+them). Each worker logs its aggregate evidence (attempts, completions, outcomes at close,
+its timer sweeps' looks, the findings it emits) with the position at which it came. If
+the workers' counters, summed, show that no SYN flood or scan could have been reported at
+any time (the usual case), the logs are dropped unread. Otherwise the parent replays them
+in one process's order through its own detector: a flood is reported at the look where one
+process reports it, with that look's numbers (streamed so with ndjson), even if by the end
+it no longer qualifies; a member's finding is absorbed if one process would have absorbed
+it when it was emitted (`_replay_aggregates`).
 
-Known limits (none is met by any capture in the test corpus): a SYN flood that crosses
-its thresholds mid-capture but no longer at the end is not reported (one process would
-keep it); a connection whose server port answers with SYN cookies is judged only with the
-cookie evidence of its own worker; beyond 65536 sources per target the overflow count of
-the merged sets is approximate; eviction (`max_connections`) applies per worker. Findings
-streamed as they are found (`--format ndjson` with an explicit `--jobs N`; without it,
-ndjson runs one process) come after the workers, in one process's order, but an
-aggregate finding (SYN flood, scan) only at the end, with its final numbers.
+Known limits (none is met by any capture in the test corpus): a connection whose server
+port answers with SYN cookies is judged only with the cookie evidence of its own worker;
+eviction (`max_connections`) applies per worker. Findings streamed as they are found
+(`--format ndjson` with an explicit `--jobs N`; without it, ndjson runs one process) come
+after the workers, in one process's order.
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from itertools import repeat
 from typing import Any
 
 from tcpanalyze.capture import CaptureError, open_capture
 from tcpanalyze.decode import Decoder
-from tcpanalyze.detectors import _MAX_SOURCES, _MAX_TARGETS, AggregateDetector, _Source, _Target
+from tcpanalyze.detectors import AggregateDetector, _Source, _Target
 from tcpanalyze.fastpath import make_feed
 from tcpanalyze.report import (
     PACKET_CLASSES,
@@ -255,26 +258,99 @@ class _Remap:
         raise KeyError(local)
 
 
+# An event of a worker's aggregate evidence: (position, phase, kind, ...). At one
+# position (the frame being fed) one process counts an attempt or completion first (phase
+# 0: as the segment is added), then looks at the aggregates (phase 1: a timer sweep), then
+# closes connections and emits their findings (phase 2); the end comes after every frame.
+_ATTEMPT, _COMPLETION, _OUTCOME, _LOOK, _EMISSION = range(5)
+_EVENTS_AT_ONCE = 65_536  # events a worker holds in memory; more go to its file
+
+
+class _EventLog:
+    """A worker's aggregate events in the order they happened, spilled to a temporary
+    file in pickled chunks (a long flood is millions of attempts: not kept in memory)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.file: Any = None  # False: none could be made (all kept in memory)
+        self.chunks = 0
+
+    def add(self, event: tuple[Any, ...]) -> None:
+        self.events.append(event)
+        if len(self.events) >= _EVENTS_AT_ONCE and self.file is not False:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self.file is None:
+            try:
+                self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115  # closed in written()
+                    "wb", prefix="tcpanalyze-events-", delete=False)
+            except OSError:
+                self.file = False
+                return
+        pickle.dump(self.events, self.file, pickle.HIGHEST_PROTOCOL)
+        self.chunks += 1
+        self.events = []
+
+    def written(self) -> tuple[str | None, int, list[tuple[Any, ...]]]:
+        """(the file or None, how many chunks it holds, the events after them): all in the
+        file when one could be made, so the parent unpickles them only if it replays."""
+        if self.events and self.file is not False:
+            self._spill()
+        if not self.file:
+            return None, 0, self.events
+        self.file.close()
+        return self.file.name, self.chunks, self.events
+
+
+def _read_events(written: tuple[str | None, int, list[tuple[Any, ...]]]
+                 ) -> Iterator[tuple[Any, ...]]:
+    """The events of `_EventLog.written()` again, in order; removes the file."""
+    path, chunks, rest = written
+    if path is not None:
+        try:
+            with open(path, "rb") as stored:
+                for _ in range(chunks):
+                    yield from pickle.load(stored)
+        finally:
+            _remove(path)
+    yield from rest
+
+
 class _CountingAggregates(AggregateDetector):
-    """A worker's aggregate detector: counts, never decides (the parent decides on the
-    merged counters), and remembers when each key was first seen so the merge can keep
-    the single-process insertion order (it breaks ties in the 'top' lists)."""
+    """A worker's aggregate detector: counts, never decides. It logs its evidence with
+    the position at which it came (`where()`): when the summed counters show that a flood
+    or scan may have been reported at some time, the parent replays the logs in one
+    process's order (_replay_aggregates). Its own counts judge SYN cookies at a close
+    (Analysis._close) with this worker's evidence only."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.first_seen: dict[tuple[Any, ...], int] = {}
+        self.log = _EventLog()
+        self.where: Callable[[], int] = lambda: 0
 
-    def on_attempt(self, conn: Connection, frame: int, ts: float) -> None:
-        seen = self.first_seen
-        server, port, client = conn.server.addr, conn.server.port, conn.client.addr
-        for key in (("t", server, port), ("s", client), ("h", client, server),
-                    ("p", client, port)):
-            if key not in seen:
-                seen[key] = frame
-        super().on_attempt(conn, frame, ts)
+    def attempt(self, client: bytes, server: bytes, port: int, conn_id: int, frame: int,
+                ts: float) -> None:
+        self.log.add((self.where(), 0, _ATTEMPT, client, server, port, conn_id, frame, ts))
+        super().attempt(client, server, port, conn_id, frame, ts)
+
+    def completion(self, client: bytes, server: bytes, port: int) -> None:
+        self.log.add((self.where(), 0, _COMPLETION, client, server, port))
+        super().completion(client, server, port)
+
+    def outcome(self, client: bytes, server: bytes, port: int, done: bool, synacks: int,
+                cookie_hint: bool, cookie: bool, refused: bool) -> None:
+        self.log.add((self.where(), 2, _OUTCOME, client, server, port, done, synacks,
+                      cookie_hint, cookie, refused))
+        super().outcome(client, server, port, done, synacks, cookie_hint, cookie, refused)
 
     def findings(self, final: bool = False) -> list[Finding]:
+        self.log.add((self.where(), 1, _LOOK))
         return []
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the counters go to the parent; the log goes as its file (`written()`)
+        return {k: v for k, v in self.__dict__.items() if k not in ("log", "where")}
 
 
 def _worker(path: str, settings: Settings, me: int, jobs: int, options: dict[str, Any],
@@ -302,7 +378,7 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
                             zeek_records=options["zeek_records"])
     # a later Analysis field (live runs switch the Zeek view off); absent is on
     analysis.zeek_view = options["zeek_view"]
-    analysis.aggregates = _CountingAggregates(settings)
+    aggregates = analysis.aggregates = _CountingAggregates(settings)
     table = analysis.table
     active = table.active
     # Positions count frames in the order they are analysed (time order, which for a
@@ -332,9 +408,18 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
     emitted_at = array("q")  # position at which each of analysis.findings was emitted
     emit = analysis._emit
 
-    def positioned_emit(*args: Any, **kwargs: Any) -> list[Finding]:
-        out = emit(*args, **kwargs)
-        emitted_at.extend([position] * (len(analysis.findings) - len(emitted_at)))
+    def positioned_emit(findings: Iterable[Finding], conn: Connection | None = None
+                        ) -> list[Finding]:
+        out = emit(findings, conn)
+        count = len(analysis.findings) - len(emitted_at)
+        if count:
+            emitted_at.extend([position] * count)
+            # what one process asks before it keeps them: is the connection an attempt
+            # toward a reported flood or from a reported scanner (its client's SYN seen)
+            attempt = None if conn is None or not conn.client.syn_count else (
+                conn.client.addr, conn.server.addr, conn.server.port)
+            aggregates.log.add((position, 2, _EMISSION, conn.id if conn is not None else 0,
+                                count, attempt))
         return out
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
@@ -389,10 +474,19 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         position = order[feeder.row] if dealt else base + feeder.row + 1
         return counted_add(seg)
 
-    def batch_emit(*args: Any, **kwargs: Any) -> list[Finding]:
+    def batch_emit(findings: Iterable[Finding], conn: Connection | None = None
+                   ) -> list[Finding]:
         nonlocal position
         position = order[feeder.row] if dealt else base + feeder.row + 1
-        return positioned_emit(*args, **kwargs)
+        return positioned_emit(findings, conn)
+
+    feeding = True  # (then the end: `position` is past every frame)
+
+    def where() -> int:  # the aggregates' evidence comes at `batch_emit`'s position
+        return (order[feeder.row] if dealt else base + feeder.row + 1) if feeding \
+            else position
+
+    aggregates.where = where
 
     table.add = batch_add
     analysis._emit = batch_emit
@@ -423,6 +517,7 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         position = reader.frames_read
     frames = position
     table.add, analysis._emit = counted_add, positioned_emit
+    feeding = False
     position += 1  # the end comes after every frame, as one process's finish() does
     # finish() without the aggregate decisions: sweep, then close what is left
     end = analysis.last_ts if analysis.last_ts is not None else 0.0
@@ -444,6 +539,7 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         "total": analysis.connections_total, "evicted": table.evicted,
         "aggregates": analysis.aggregates, "created": created,
         "idled": getattr(table, "idled", 0), "sizes": sizes, "emitted_at": emitted_at,
+        "events": aggregates.log.written(),
     }
 
 
@@ -561,13 +657,16 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
                 if w.is_alive() and pending:
                     w.terminate()
                 w.join()
-            if pending:  # no merge: the rows files of those that finished are not read
+            if pending:  # no merge: the files of those that finished are not read
                 for part in parts:
                     if part and part["connections"][0] is not None:
                         _remove(part["connections"][0])
-        _merge(analysis, parts)
+                    if part:
+                        _remove_events(part)
+        stream = _merge(analysis, parts)
     if on_finding is not None:
-        _replay(analysis, on_finding)
+        for finding in stream:
+            on_finding(finding)
     first = parts[0] if read is None else {**parts[0], **read}
     counts = first["counts"]
     return CaptureSummary(
@@ -847,7 +946,9 @@ def _collector_paused() -> Iterator[None]:
 _PREVIOUS = re.compile(r"\(connection (\d+)\)")
 
 
-def _merge(analysis: Any, parts: list[dict[str, Any]]) -> None:
+def _merge(analysis: Any, parts: list[dict[str, Any]]) -> list[Finding]:
+    """Merge the workers' results into `analysis`; returns the findings one process
+    would have streamed so far, in its order."""
     import numpy as np
 
     # Global ids: one process numbers connections in the order it creates them (sorted
@@ -865,6 +966,7 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> None:
         ids.append(_Remap(c[:, 1], global_ids[start:start + len(c)]))
         start += len(c)
     emitted: list[tuple[int, int, Finding]] = []
+    found: list[list[Finding]] = []  # each worker's findings, in its order
     for k, part in enumerate(parts):
         remap = ids[k]
         early = part.get("early")
@@ -883,9 +985,11 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> None:
                 finding.summary = _PREVIOUS.sub(f"(connection {remap[previous]})",
                                                 finding.summary)
             emitted.append((part["emitted_at"][i], finding.connection or 0, finding))
+        found.append(part["findings"])
         analysis.connections_total += part["total"]
         analysis.table.evicted += part["evicted"]
     emitted.sort(key=lambda e: (e[0], e[1]))  # emission order of one process
+    before = analysis.findings[:]  # (a fresh analysis has none)
     analysis.findings.extend(f for _, _, f in emitted)
     if hasattr(analysis.table, "peak"):
         analysis.table.idled += sum(p["idled"] for p in parts)
@@ -894,18 +998,101 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> None:
     lasts = [p["last_ts"] for p in parts if p["last_ts"] is not None]
     analysis.first_ts = min(firsts) if firsts else None
     analysis.last_ts = max(lasts) if lasts else None
-    analysis.aggregates = _merge_aggregates(analysis.settings,
-                                            [p["aggregates"] for p in parts], ids)
+    summed = _summed_aggregates(analysis.settings, [p["aggregates"] for p in parts])
+    if summed.could_have_reported():
+        # A flood or scan may have been reported on the way, with the numbers of then,
+        # and have absorbed the findings of its members from then on: only one process's
+        # order of the evidence tells (a merge of final counters would miss one that no
+        # longer qualified at the end, and report another only at the end).
+        return _replay_aggregates(analysis, parts, ids, found, before)
+    for part in parts:
+        _remove_events(part)
+    # Nothing was reported at any time, nor will finish() report anything: every finding
+    # stands, and the parent's own (empty) aggregates say as much.
+    return list(analysis.findings)
 
 
-def _replay(analysis: Any, on_finding: Callable[[Finding], Any]) -> None:
-    """Hand the merged per-connection findings to `on_finding`, without those an
-    aggregate finding will absorb (decided on a copy: `finish()` decides for real)."""
-    probe = copy.deepcopy(analysis.aggregates)
+def _remove_events(part: dict[str, Any]) -> None:
+    path = part.get("events", (None,))[0]
+    if path is not None:
+        _remove(path)
+
+
+def _event_order(tagged: tuple[int, tuple[Any, ...]]) -> tuple[int, int]:
+    return tagged[1][0], tagged[1][1]  # (position, phase)
+
+
+def _replay_aggregates(analysis: Any, parts: list[dict[str, Any]], ids: list[_Remap],
+                       found: list[list[Finding]], before: list[Finding]) -> list[Finding]:
+    """Run the workers' aggregate evidence through `analysis.aggregates` in the order one
+    process meets it (by position and phase; heapq.merge keeps each worker's order and,
+    at equal keys, the workers' order: what happens at one position in several workers
+    are connection closes, whose counts add up in any order). Per-connection findings
+    are kept or absorbed as one process decides when it emits them (`Analysis._emit`),
+    aggregate findings come at the looks that report them. Sets `analysis.findings`
+    (after those it had `before`) and returns them in the order one process streams
+    them."""
+    import heapq
+
+    from tcpanalyze.analysis import _stream_order
+    from tcpanalyze.detectors import ABSORBED
+
+    detector = analysis.aggregates  # fresh: made by the parent's Analysis, never fed
+    reported = detector._reported
+    taken = [iter(f) for f in found]  # each worker's findings, as its emissions come
+    kept: list[tuple[int, tuple[bool, int], Finding]] = []
+    at_end: list[Finding] = []  # aggregate findings of the end (finish(), below)
+    end = max(part["frames"] for part in parts) + 1  # the end comes after every frame
+    absorbed_ids: set[int] = set()
+    looked = -1
+    tagged = [zip(repeat(k), _read_events(part["events"])) for k, part in enumerate(parts)]
+    for k, event in heapq.merge(*tagged, key=_event_order):
+        position, kind = event[0], event[2]
+        if kind == _ATTEMPT:
+            client, server, port, local, frame, ts = event[3:]
+            detector.attempt(client, server, port, ids[k][local], frame, ts)
+        elif kind == _COMPLETION:
+            detector.completion(*event[3:])
+        elif kind == _OUTCOME:
+            detector.outcome(*event[3:])
+        elif kind == _LOOK:
+            if position == looked:
+                continue  # every worker looks at the same positions
+            looked = position
+            for finding in detector.findings():
+                finding.capture = analysis.capture
+                if position == end:
+                    at_end.append(finding)
+                else:
+                    kept.append((position, (True, 0), finding))
+        else:  # _EMISSION: the next `count` findings of worker k
+            local, count, attempt = event[3:]
+            in_reported = attempt is not None and reported and (
+                ("flood", attempt[1:]) in reported or ("scan", attempt[0]) in reported)
+            if in_reported:
+                absorbed_ids.add(ids[k][local])
+            for _ in range(count):
+                finding = next(taken[k])
+                if finding.kind in ABSORBED and (
+                        in_reported or finding.connection in detector.members):
+                    continue
+                kept.append((position, _stream_order(finding), finding))
+    kept.sort(key=lambda e: (e[0], e[1]))  # (stable: a look's own order stays)
+    analysis.findings = before + [f for _, _, f in kept] + at_end
+    # What one process finds at the end it streams once finish() has brought its
+    # aggregate findings up to date: the aggregates' then (finish() hands them out),
+    # the connections' now, without those absorbed by then (decided on a copy).
+    analysis.found_at_end = at_end
+    probe = copy.deepcopy(detector)
     probe.findings(final=True)
-    for finding in analysis.findings:
-        if not probe.absorbs(finding):
-            on_finding(finding)
+    stream = before + [f for p, _, f in kept if p < end or not probe.absorbs(f)]
+    if absorbed_ids:  # their summaries list no absorbed kinds (Analysis._close)
+        def unabsorb(summary: ConnectionSummary) -> None:
+            if summary.id in absorbed_ids:
+                summary.findings = [k for k in summary.findings if k not in ABSORBED]
+
+        analysis.connections.apply(unabsorb)
+    return stream
 
 
 def _peak(parts: list[dict[str, Any]]) -> int:
@@ -923,72 +1110,37 @@ def _peak(parts: list[dict[str, Any]]) -> int:
     return peak
 
 
-def _merge_aggregates(settings: Settings, workers: list[_CountingAggregates],
-                      ids: list[_Remap]) -> AggregateDetector:
+def _summed_aggregates(settings: Settings, workers: list[_CountingAggregates]
+                       ) -> AggregateDetector:
+    """The workers' counters added up, for `could_have_reported()`: SYNs and seconds
+    summed, sources, ports and hosts united (in no particular order, and not cut to the
+    limits one process keeps: more is only more careful there)."""
     merged = AggregateDetector(settings)
-    seen: dict[tuple[Any, ...], int] = {}
+    targets, sources = merged.targets, merged.sources
     for w in workers:
-        for key, frame in w.first_seen.items():
-            if key not in seen or frame < seen[key]:
-                seen[key] = frame
-
-    def first(key: tuple[Any, ...]) -> int:
-        return seen.get(key, 0)
-
-    targets: dict[tuple[bytes, int], _Target] = {}
-    sources: dict[bytes, _Source] = {}
-    for k, w in enumerate(workers):
-        remap = ids[k]
         for key, t in w.targets.items():
             m = targets.get(key)
             if m is None:
-                m = targets[key] = _Target(first=t.first, first_frame=t.first_frame)
-            if t.first_frame < m.first_frame:
-                m.first, m.first_frame = t.first, t.first_frame
+                m = targets[key] = _Target()
             m.syns += t.syns
-            m.completed += t.completed
-            m.synacks += t.synacks
-            m.synack_rexmits += t.synack_rexmits
-            m.cookie_hints += t.cookie_hints
-            m.cookie_connections += t.cookie_connections
-            m.last = max(m.last, t.last)
             m.per_second.update(t.per_second)
-            m.sources_overflow += t.sources_overflow
+            m.peak_dropped = max(m.peak_dropped, t.peak_dropped)
             m.sources |= t.sources
-            m.connections.update(remap[c] for c in t.connections)
-        for addr, s in w.source_items():
+            m.sources_overflow += t.sources_overflow
+        for addr, s in w.sources.items():
             m2 = sources.get(addr)
             if m2 is None:
-                m2 = sources[addr] = _Source(first=s.first, first_frame=s.first_frame)
-            if s.first_frame < m2.first_frame:
-                m2.first, m2.first_frame = s.first, s.first_frame
-            m2.attempts += s.attempts
-            m2.completed += s.completed
-            m2.refused += s.refused
-            m2.last = max(m2.last, s.last)
+                m2 = sources[addr] = _Source()
             for host, ports in s.ports_by_host.items():
                 m2.ports_by_host.setdefault(host, set()).update(ports)
             for port, hosts in s.hosts_by_port.items():
                 m2.hosts_by_port.setdefault(port, set()).update(hosts)
-            m2.connections.update(remap[c] for c in s.connections)
-    for m in targets.values():
-        if len(m.sources) > _MAX_SOURCES:  # as one process would have stopped storing
-            extra = len(m.sources) - _MAX_SOURCES
-            m.sources = set(list(m.sources)[:_MAX_SOURCES])
-            m.sources_overflow += extra
-    # Insertion order as one process would have it (first attempt first): it decides
-    # the order of aggregate findings with equal times and ties in the 'top' lists.
-    for key in sorted(targets, key=lambda key: first(("t", *key))):
-        merged.targets[key] = targets[key]
-    for addr in sorted(sources, key=lambda a: first(("s", a))):
-        s = sources[addr]
-        s.ports_by_host = {h: set(list(p)[:_MAX_TARGETS]) if len(p) > _MAX_TARGETS else p
-                           for h, p in sorted(s.ports_by_host.items(),
-                                              key=lambda kv: first(("h", addr, kv[0])))}
-        s.hosts_by_port = {p: set(list(h)[:_MAX_TARGETS]) if len(h) > _MAX_TARGETS else h
-                           for p, h in sorted(s.hosts_by_port.items(),
-                                              key=lambda kv: first(("p", addr, kv[0])))}
-        merged.sources[addr] = s
+        for addr, once in w._once.items():  # seen once by this worker: maybe not by all
+            m2 = sources.get(addr)
+            if m2 is None:
+                m2 = sources[addr] = _Source()
+            m2.ports_by_host.setdefault(once.dst, set()).add(once.dport)
+            m2.hosts_by_port.setdefault(once.dport, set()).add(once.dst)
     return merged
 
 

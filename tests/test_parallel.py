@@ -9,6 +9,7 @@ traffic; the CLI's JSON output is compared byte for byte.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,98 @@ def test_cli_ndjson_streams_the_same_lines_in_the_same_order(path: Path) -> None
     one = run("1")
     assert one.count(b'"type":"finding"') >= 2
     assert one == run("2")
+
+
+def _attempts_and_completions(path: Path, server: tuple[str, int]
+                              ) -> tuple[list[tuple[float, bool]], float, set[Any]]:
+    """Read with dpkt, not tcpanalyze: every TCP segment as (time, opens a connection
+    toward `server`: the first segment seen of its four-tuple is a SYN without ACK); the
+    first segment's time; the four-tuples whose client spoke after its SYN (an ACK without
+    SYN or RST toward the server)."""
+    import socket
+
+    import dpkt
+
+    segments: list[tuple[float, bool]] = []
+    seen: set[Any] = set()
+    completed: set[Any] = set()
+    with path.open("rb") as stored:
+        for ts, buf in dpkt.pcap.Reader(stored):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
+                continue
+            tcp = ip.data
+            src, dst = socket.inet_ntoa(ip.src), socket.inet_ntoa(ip.dst)
+            key = frozenset({(src, tcp.sport), (dst, tcp.dport)})
+            syn, ack = tcp.flags & dpkt.tcp.TH_SYN, tcp.flags & dpkt.tcp.TH_ACK
+            opens = key not in seen and (dst, tcp.dport) == server and bool(syn) and not ack
+            seen.add(key)
+            if (dst, tcp.dport) == server and ack and not syn and \
+                    not tcp.flags & dpkt.tcp.TH_RST:
+                completed.add(key)
+            segments.append((float(ts), opens))
+    return segments, segments[0][0], completed
+
+
+@pytest.mark.parametrize("name", ["syn-flood.pcap", "syn-flood-cookies.pcap",
+                                  "port-scan.pcap"])
+def test_cli_ndjson_streams_an_aggregate_as_one_process_found_it(name: str) -> None:
+    """A flood (a scan) is streamed when one process first sees it, with its numbers of
+    then; the workers' evidence is replayed in that order (parallel._replay_aggregates),
+    not merged at the end."""
+    def run(jobs: str) -> bytes:
+        return subprocess.run([sys.executable, "-m", "tcpanalyze", "report", "--format",
+                               "ndjson", "--jobs", jobs, str(SAMPLES / name)],
+                              capture_output=True, check=True, cwd=ROOT).stdout
+
+    one, two = run("1"), run("2")
+    assert one == two
+    first = json.loads(one.splitlines()[0])
+    assert first["kind"] in ("syn_flood", "port_scan")
+    if first["kind"] == "syn_flood":
+        # streamed at the first look, one second into the capture: the attempts up to
+        # the segment that triggers it, not the capture's total
+        segments, start, _ = _attempts_and_completions(SAMPLES / name, ("10.77.2.2", 8080))
+        look = next(i for i, (ts, _) in enumerate(segments) if ts >= start + 1.0)
+        by_then = sum(opens for _, opens in segments[:look + 1])
+        assert first["details"]["syns"] == by_then
+        assert by_then < sum(opens for _, opens in segments)
+
+
+def test_findings_after_a_report_are_absorbed_as_one_process_absorbs_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the member ids an aggregate remembers, one process absorbs a member's
+    findings because its scan (flood) was reported when they came; the parent decides
+    that in the same order. (Lower limits stand in for a scan of more than 1,024 ports.)"""
+    from tcpanalyze.detectors import AggregateDetector
+
+    monkeypatch.setattr(AggregateDetector, "member_limit", 10)
+    monkeypatch.setattr(AggregateDetector, "source_member_limit", 10)
+    path = str(SAMPLES / "port-scan.pcap")
+    one = analyze(path).to_dict()
+    # the 99 refused probes' findings are the scan's, though only 10 are its members
+    assert [f["kind"] for f in one["findings"]] == ["port_scan"]
+    assert not any(c["findings"] for c in one["connections"])
+    assert analyze_parallel(path, jobs=2).to_dict() == one
+
+
+def test_an_event_log_spills_to_a_file_and_reads_back_in_order(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import tempfile
+
+    import tcpanalyze.parallel as parallel
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(parallel, "_EVENTS_AT_ONCE", 64)
+    log = parallel._EventLog()
+    events = [(i, i % 3, parallel._LOOK) for i in range(1000)]
+    for event in events:
+        log.add(event)
+    written = log.written()
+    # 15 chunks of 64 and the last 40: all in the file (the parent may never read them)
+    assert written[0] is not None and written[1] == 16 and written[2] == []
+    assert list(parallel._read_events(written)) == events
+    assert list(tmp_path.iterdir()) == []  # read once, removed
 
 
 def test_received_timelines_behave_like_the_lists_one_process_makes() -> None:
