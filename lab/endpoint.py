@@ -10,6 +10,8 @@ Subcommands:
   craft   --src A --dst A --seg SPORT:DPORT:FLAGS ...   odd flag combinations (scapy)
   synflood --dst A --dport P --spoof-net CIDR --count N --rate R --sources K  (scapy)
   scan    --addr A --ports LO-HI [--timeout S]   connect() probes, one after the other
+  reconnect --addr A --port P --count N [--local-port-base B]
+          connect() to one port N times, one after the other, each closed at once
 
 SCRIPT is ';'-separated commands; with --stdin further commands are read from stdin, one
 a line, and each answers 'OK ...' or 'ERR ...' on stdout (lab/netns.Program.do uses that):
@@ -271,6 +273,24 @@ def cmd_scan(a: argparse.Namespace) -> None:
     say("OK open", *open_ports)
 
 
+def cmd_reconnect(a: argparse.Namespace) -> None:
+    connected = 0
+    for i in range(a.count):
+        s = socket.socket(family_of(a.addr), socket.SOCK_STREAM)
+        s.settimeout(a.timeout)
+        if a.local_port_base:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("", a.local_port_base + i))
+        try:
+            s.connect((a.addr, a.port))
+            connected += 1
+        except OSError:
+            pass
+        finally:
+            s.close()
+    say("OK connected", connected)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -332,6 +352,14 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--timeout", type=float, default=0.3)
     sp.add_argument("--local-port-base", type=int, default=0)
     sp.set_defaults(func=cmd_scan)
+
+    op = sub.add_parser("reconnect")
+    op.add_argument("--addr", required=True)
+    op.add_argument("--port", type=int, required=True)
+    op.add_argument("--count", type=int, required=True)
+    op.add_argument("--timeout", type=float, default=3.0)
+    op.add_argument("--local-port-base", type=int, default=0)
+    op.set_defaults(func=cmd_reconnect)
 
     a = p.parse_args(argv)
     # bounded lifetime: the default SIGALRM action ends the process

@@ -641,6 +641,53 @@ def syn_flood_cookies(rec: Recording) -> None:
     fill_spoofed_states(rec)
 
 
+RECOVERY = 400  # legitimate connections after the flood in syn-flood-recovered
+
+
+@scenario("syn-flood-recovered", extra=("attacker",))
+def syn_flood_recovered(rec: Recording) -> None:
+    rec.description = ("As syn-flood (1000 SYNs at 500/s from 250 spoofed sources), but the "
+                       "server's SYN queue holds them all (listen backlog and "
+                       "net.ipv4.tcp_max_syn_backlog 4096: no SYN cookies); then the client "
+                       f"opens {RECOVERY} connections to the same port one after the other "
+                       "(source ports 41000.., each closed by the client at once). The flood "
+                       f"is a flood while it lasts; by the end {RECOVERY} of its "
+                       f"{1000 + RECOVERY} attempts completed (29%), more than the 20% a flood "
+                       "allows: an analyser that decides only on the final counts misses it.")
+    lab = rec.lab
+    lab.sysctl("server", {"net.ipv4.tcp_max_syn_backlog": "4096"})
+    rec.sysctls["server net.ipv4.tcp_max_syn_backlog"] = lab.run_in(
+        "server", ["sysctl", "-n", "net.ipv4.tcp_max_syn_backlog"]).strip()
+    server(rec, "recv-eof; close", PORT, 4, "--backlog", "4096", "--accept", str(RECOVERY),
+           "--hold")
+    rec.start()
+    flood = lab.endpoint_program("attacker", [
+        "--lifetime", "20", "synflood", "--dst", lab.addr("server"), "--dport", str(PORT),
+        "--spoof-net", lab.spoof_net4, "--count", "1000", "--rate", "500", "--sources", "250"],
+        "flood")
+    syns = json.loads(flood.expect("SYNS", timeout=20).split(" ", 1)[1])
+    flood.expect("SENDING")
+    flood.expect("OK sent", timeout=10)
+    cli = lab.endpoint_program("client", [
+        "--lifetime", "60", "reconnect", "--addr", lab.addr("server"), "--port", str(PORT),
+        "--count", str(RECOVERY), "--local-port-base", "41000"], "reconnect")
+    cli.expect(f"OK connected {RECOVERY}", timeout=60)
+    settle(1.0)  # the server's last FINs and the client's last ACKs
+    for i in range(RECOVERY):
+        rec.connections.append(Conn(("client", 41000 + i), ("server", PORT)))
+    for src, sport in syns:
+        rec.connections.append(Conn((src, sport), ("server", PORT), states=(None, None),
+                                    note="spoofed"))
+    rec.expected.append(finding("syn_flood", rec))
+    rec.incidental.append(finding(
+        "time_wait_assassination", rec,
+        note="seen in the first connections: the server's ACK of the client's FIN goes out "
+             "after its own FIN, the client in TIME_WAIT answers it, the server's closed "
+             "socket answers that with a RST, which ends the TIME_WAIT (tcp_rfc1337=0)"))
+    rec.stop()
+    fill_spoofed_states(rec)
+
+
 def fill_spoofed_states(rec: Recording) -> None:
     # spoofed clients have no kernel (null); the server side is whatever ss says
     srv_rows = rec.ss["server"]

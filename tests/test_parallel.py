@@ -128,7 +128,7 @@ def _attempts_and_completions(path: Path, server: tuple[str, int]
 
 
 @pytest.mark.parametrize("name", ["syn-flood.pcap", "syn-flood-cookies.pcap",
-                                  "port-scan.pcap"])
+                                  "syn-flood-recovered.pcap", "port-scan.pcap"])
 def test_cli_ndjson_streams_an_aggregate_as_one_process_found_it(name: str) -> None:
     """A flood (a scan) is streamed when one process first sees it, with its numbers of
     then; the workers' evidence is replayed in that order (parallel._replay_aggregates),
@@ -150,6 +150,25 @@ def test_cli_ndjson_streams_an_aggregate_as_one_process_found_it(name: str) -> N
         by_then = sum(opens for _, opens in segments[:look + 1])
         assert first["details"]["syns"] == by_then
         assert by_then < sum(opens for _, opens in segments)
+
+
+def test_a_flood_that_no_longer_qualifies_at_the_end_is_reported_by_every_worker_count(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """syn-flood-recovered: 1000 spoofed SYNs, then 400 completed connections to the same
+    port. One process reports the flood at its first look; by the end more than 20% of
+    the attempts completed, so a decision on the merged final counters alone misses it."""
+    import tcpanalyze.parallel as parallel
+
+    path = SAMPLES / "syn-flood-recovered.pcap"
+    segments, _, completed = _attempts_and_completions(path, ("10.77.2.2", 8080))
+    attempts = sum(opens for _, opens in segments)
+    assert attempts >= 1400 and len(completed) / attempts > 0.2  # the capture says so
+    monkeypatch.setattr(parallel, "_EVENTS_AT_ONCE", 500)  # the workers' logs spill
+    one = analyze(str(path)).to_dict()
+    assert [f["kind"] for f in one["findings"]] == ["syn_flood"]
+    assert one["findings"][0]["details"]["completion_ratio"] > 0.2  # the final numbers
+    for jobs in (2, 3):
+        assert analyze_parallel(str(path), jobs=jobs).to_dict() == one
 
 
 def test_findings_after_a_report_are_absorbed_as_one_process_absorbs_them(
