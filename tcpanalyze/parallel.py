@@ -263,7 +263,7 @@ class _Remap:
 # 0: as the segment is added), then looks at the aggregates (phase 1: a timer sweep), then
 # closes connections and emits their findings (phase 2); the end comes after every frame.
 _ATTEMPT, _COMPLETION, _OUTCOME, _LOOK, _EMISSION = range(5)
-_EVENTS_AT_ONCE = 65_536  # events a worker holds in memory; more go to its file
+_EVENTS_AT_ONCE = 8192  # events a worker holds in memory (~1 MB); more go to its file
 
 
 class _EventLog:
