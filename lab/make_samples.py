@@ -589,6 +589,19 @@ def keepalive(rec: Recording) -> None:
     rec.stop()
 
 
+def start_flood(rec: Recording) -> tuple[Program, list[list[Any]]]:
+    """The attacker starts 1000 scapy SYNs at 500/s to the server's PORT from 250 spoofed
+    sources; returns the program (it says 'OK sent' when done) and the SYNs' (src, sport)."""
+    lab = rec.lab
+    flood = lab.endpoint_program("attacker", [
+        "--lifetime", "20", "synflood", "--dst", lab.addr("server"), "--dport", str(PORT),
+        "--spoof-net", lab.spoof_net4, "--count", "1000", "--rate", "500", "--sources", "250"],
+        "flood")
+    syns = json.loads(flood.expect("SYNS", timeout=20).split(" ", 1)[1])
+    flood.expect("SENDING")
+    return flood, syns
+
+
 def syn_flood(rec: Recording, cookies: bool) -> None:
     lab = rec.lab
     if cookies:
@@ -597,12 +610,7 @@ def syn_flood(rec: Recording, cookies: bool) -> None:
         "server", ["sysctl", "-n", "net.ipv4.tcp_syncookies"]).strip()
     srv = server(rec, "echo; close", PORT, 4, "--backlog", "128", "--hold")
     rec.start()
-    flood = lab.endpoint_program("attacker", [
-        "--lifetime", "20", "synflood", "--dst", lab.addr("server"), "--dport", str(PORT),
-        "--spoof-net", lab.spoof_net4, "--count", "1000", "--rate", "500", "--sources", "250"],
-        "flood")
-    syns = json.loads(flood.expect("SYNS", timeout=20).split(" ", 1)[1])
-    flood.expect("SENDING")
+    flood, syns = start_flood(rec)
     time.sleep(1.0)  # a legitimate client in the middle of the flood
     cli = client(rec, 40110, "send 100; recv 100; close")
     cli.expect("DONE")
@@ -661,12 +669,7 @@ def syn_flood_recovered(rec: Recording) -> None:
     server(rec, "recv-eof; close", PORT, 4, "--backlog", "4096", "--accept", str(RECOVERY),
            "--hold")
     rec.start()
-    flood = lab.endpoint_program("attacker", [
-        "--lifetime", "20", "synflood", "--dst", lab.addr("server"), "--dport", str(PORT),
-        "--spoof-net", lab.spoof_net4, "--count", "1000", "--rate", "500", "--sources", "250"],
-        "flood")
-    syns = json.loads(flood.expect("SYNS", timeout=20).split(" ", 1)[1])
-    flood.expect("SENDING")
+    flood, syns = start_flood(rec)
     flood.expect("OK sent", timeout=10)
     cli = lab.endpoint_program("client", [
         "--lifetime", "60", "reconnect", "--addr", lab.addr("server"), "--port", str(PORT),
