@@ -966,7 +966,6 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> list[Finding]:
         ids.append(_Remap(c[:, 1], global_ids[start:start + len(c)]))
         start += len(c)
     emitted: list[tuple[int, int, Finding]] = []
-    found: list[list[Finding]] = []  # each worker's findings, in its order
     for k, part in enumerate(parts):
         remap = ids[k]
         early = part.get("early")
@@ -985,12 +984,8 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> list[Finding]:
                 finding.summary = _PREVIOUS.sub(f"(connection {remap[previous]})",
                                                 finding.summary)
             emitted.append((part["emitted_at"][i], finding.connection or 0, finding))
-        found.append(part["findings"])
         analysis.connections_total += part["total"]
         analysis.table.evicted += part["evicted"]
-    emitted.sort(key=lambda e: (e[0], e[1]))  # emission order of one process
-    before = analysis.findings[:]  # (a fresh analysis has none)
-    analysis.findings.extend(f for _, _, f in emitted)
     if hasattr(analysis.table, "peak"):
         analysis.table.idled += sum(p["idled"] for p in parts)
         analysis.table.peak = _peak(parts)
@@ -1004,11 +999,14 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> list[Finding]:
         # and have absorbed the findings of its members from then on: only one process's
         # order of the evidence tells (a merge of final counters would miss one that no
         # longer qualified at the end, and report another only at the end).
-        return _replay_aggregates(analysis, parts, ids, found, before)
+        return _replay_aggregates(analysis, parts, ids)
     for part in parts:
         _remove_events(part)
     # Nothing was reported at any time, nor will finish() report anything: every finding
-    # stands, and the parent's own (empty) aggregates say as much.
+    # stands, in one process's emission order, and the parent's own (empty) aggregates
+    # say as much.
+    emitted.sort(key=lambda e: (e[0], e[1]))
+    analysis.findings.extend(f for _, _, f in emitted)
     return list(analysis.findings)
 
 
@@ -1022,16 +1020,15 @@ def _event_order(tagged: tuple[int, tuple[Any, ...]]) -> tuple[int, int]:
     return tagged[1][0], tagged[1][1]  # (position, phase)
 
 
-def _replay_aggregates(analysis: Any, parts: list[dict[str, Any]], ids: list[_Remap],
-                       found: list[list[Finding]], before: list[Finding]) -> list[Finding]:
+def _replay_aggregates(analysis: Any, parts: list[dict[str, Any]], ids: list[_Remap]
+                       ) -> list[Finding]:
     """Run the workers' aggregate evidence through `analysis.aggregates` in the order one
     process meets it (by position and phase; heapq.merge keeps each worker's order and,
     at equal keys, the workers' order: what happens at one position in several workers
     are connection closes, whose counts add up in any order). Per-connection findings
     are kept or absorbed as one process decides when it emits them (`Analysis._emit`),
-    aggregate findings come at the looks that report them. Sets `analysis.findings`
-    (after those it had `before`) and returns them in the order one process streams
-    them."""
+    aggregate findings come at the looks that report them. Adds them to
+    `analysis.findings` and returns them in the order one process streams them."""
     import heapq
 
     from tcpanalyze.analysis import _stream_order
@@ -1039,7 +1036,7 @@ def _replay_aggregates(analysis: Any, parts: list[dict[str, Any]], ids: list[_Re
 
     detector = analysis.aggregates  # fresh: made by the parent's Analysis, never fed
     reported = detector._reported
-    taken = [iter(f) for f in found]  # each worker's findings, as its emissions come
+    taken = [iter(part["findings"]) for part in parts]  # as each worker's emissions come
     kept: list[tuple[int, tuple[bool, int], Finding]] = []
     at_end: list[Finding] = []  # aggregate findings of the end (finish(), below)
     end = max(part["frames"] for part in parts) + 1  # the end comes after every frame
@@ -1078,6 +1075,7 @@ def _replay_aggregates(analysis: Any, parts: list[dict[str, Any]], ids: list[_Re
                     continue
                 kept.append((position, _stream_order(finding), finding))
     kept.sort(key=lambda e: (e[0], e[1]))  # (stable: a look's own order stays)
+    before = analysis.findings  # (a fresh analysis has none)
     analysis.findings = before + [f for _, _, f in kept] + at_end
     # What one process finds at the end it streams once finish() has brought its
     # aggregate findings up to date: the aggregates' then (finish() hands them out),
@@ -1127,7 +1125,7 @@ def _summed_aggregates(settings: Settings, workers: list[_CountingAggregates]
             m.peak_dropped = max(m.peak_dropped, t.peak_dropped)
             m.sources |= t.sources
             m.sources_overflow += t.sources_overflow
-        for addr, s in w.sources.items():
+        for addr, s in w.source_items():  # (with those this worker saw once)
             m2 = sources.get(addr)
             if m2 is None:
                 m2 = sources[addr] = _Source()
@@ -1135,12 +1133,6 @@ def _summed_aggregates(settings: Settings, workers: list[_CountingAggregates]
                 m2.ports_by_host.setdefault(host, set()).update(ports)
             for port, hosts in s.hosts_by_port.items():
                 m2.hosts_by_port.setdefault(port, set()).update(hosts)
-        for addr, once in w._once.items():  # seen once by this worker: maybe not by all
-            m2 = sources.get(addr)
-            if m2 is None:
-                m2 = sources[addr] = _Source()
-            m2.ports_by_host.setdefault(once.dst, set()).add(once.dport)
-            m2.hosts_by_port.setdefault(once.dport, set()).add(once.dst)
     return merged
 
 
