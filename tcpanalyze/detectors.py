@@ -11,12 +11,14 @@ not show is downgraded to info and says so.
 
 from __future__ import annotations
 
-from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from mypy_extensions import mypyc_attr
+
+from tcpanalyze.ids import Ids
 from tcpanalyze.report import Finding
 from tcpanalyze.segment import format_addr, format_endpoint
 from tcpanalyze.settings import Settings
@@ -211,9 +213,10 @@ class ConnectionDetector:
             who = ep[notes[0].role]
             reopened = by_kind.get("window_reopened", [])
             longest = max((n.data["duration"] for n in reopened), default=0.0)
-            still = who.zero_window_since is not None
-            if still:
-                longest = max(longest, conn.last - who.zero_window_since)
+            since = who.zero_window_since
+            still = since is not None
+            if since is not None:
+                longest = max(longest, conn.last - since)
             if longest >= self.s.zero_window_threshold:
                 tail = " and was still closed at the end" if still else ""
                 add("zero_window",
@@ -374,22 +377,6 @@ _SMALL_GROUP = 8
 RATE_HISTORY = 300
 
 
-class Ids(array):  # type: ignore[type-arg]
-    """Connection ids, 8 bytes each (a set of ints costs ~60). Ids are added once each,
-    in increasing order; `add`/`update` as for the set it replaces."""
-
-    __slots__ = ()
-
-    def __new__(cls, ids: Iterable[int] = ()) -> Ids:
-        return super().__new__(cls, "q", ids)
-
-    def add(self, conn_id: int) -> None:
-        self.append(conn_id)
-
-    def update(self, ids: Iterable[int]) -> None:
-        self.extend(ids)
-
-
 def _add_member(groups: dict[Any, Any], key: Any, member: Any) -> None:
     """groups[key] |= {member}, as a tuple while small, at most _MAX_TARGETS members."""
     members = groups.get(key)
@@ -432,7 +419,10 @@ class _Once:
 
     __slots__ = ("completed", "conn_id", "dport", "dst", "frame", "refused", "ts")
 
-    def __init__(self, ts: float, frame: int, dst: bytes, dport: int, conn_id: int) -> None:
+    # (defaults: a compiled class is unpickled by calling it without arguments; a --jobs
+    # worker sends its detector to the parent)
+    def __init__(self, ts: float = 0.0, frame: int = 0, dst: bytes = b"", dport: int = 0,
+                 conn_id: int = 0) -> None:
         self.ts, self.frame, self.dst, self.dport, self.conn_id = ts, frame, dst, dport, conn_id
         self.completed = 0
         self.refused = 0
@@ -463,13 +453,15 @@ class _Source:
     seq: int = 0  # order of creation (the order findings are reported in)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # (the --jobs workers' counting one)
 class AggregateDetector:
     """SYN floods (per target) and scans (per source), from bounded counters."""
 
     # Member ids remembered per target / source. Only members seen before an aggregate is
     # reported need remembering: later ones are absorbed as their findings appear.
-    member_limit = 65_536
-    source_member_limit = 1_024
+    # (ClassVar: class attributes also when compiled, which tests lower)
+    member_limit: ClassVar[int] = 65_536
+    source_member_limit: ClassVar[int] = 1_024
 
     def __init__(self, settings: Settings) -> None:
         self.s = settings

@@ -20,6 +20,8 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Iterator
 
+from mypy_extensions import mypyc_attr
+
 from tcpanalyze.segment import ACK, SYN, Segment, parse_options, seq_gt
 from tcpanalyze.settings import Settings
 from tcpanalyze.tracker import (
@@ -112,6 +114,7 @@ def is_done(conn: Connection) -> bool:
     return False
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # (a --jobs worker wraps its `add`)
 class FlowTable:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -53,6 +53,7 @@ from tcpanalyze.capture import CaptureError, open_capture
 from tcpanalyze.decode import Decoder
 from tcpanalyze.detectors import AggregateDetector, _Source, _Target
 from tcpanalyze.fastpath import make_feed
+from tcpanalyze.flows import FlowTable
 from tcpanalyze.report import (
     PACKET_CLASSES,
     CaptureSummary,
@@ -348,9 +349,18 @@ class _CountingAggregates(AggregateDetector):
         self.log.add((self.where(), 1, _LOOK))
         return []
 
-    def __getstate__(self) -> dict[str, Any]:
-        # the counters go to the parent; the log goes as its file (`written()`)
-        return {k: v for k, v in self.__dict__.items() if k not in ("log", "where")}
+    def counters(self) -> dict[str, Any]:
+        """The log as its file (`written()`), and this detector without it, ready to be
+        pickled to the parent. (Not `__getstate__`: a compiled AggregateDetector pickles
+        its own attributes, which a subclass's state would replace.)"""
+        events = self.log.written()
+        del self.log, self.where
+        return {"aggregates": self, "events": events}
+
+
+class _WorkerTable(FlowTable):
+    """A worker's flow table. A plain Python subclass, because `_work` wraps `add` on the
+    instance, which a compiled FlowTable (no instance dictionary) would refuse."""
 
 
 def _worker(path: str, settings: Settings, me: int, jobs: int, options: dict[str, Any],
@@ -379,7 +389,7 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
     # a later Analysis field (live runs switch the Zeek view off); absent is on
     analysis.zeek_view = options["zeek_view"]
     aggregates = analysis.aggregates = _CountingAggregates(settings)
-    table = analysis.table
+    table = analysis.table = _WorkerTable(settings)
     active = table.active
     # Positions count frames in the order they are analysed (time order, which for a
     # multi-interface pcapng is not frame-number order). Flat arrays, 8 bytes an entry.
@@ -537,9 +547,8 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         "first_ts": analysis.first_ts, "last_ts": analysis.last_ts,
         "connections": _write_rows(analysis.connections), "findings": analysis.findings,
         "total": analysis.connections_total, "evicted": table.evicted,
-        "aggregates": analysis.aggregates, "created": created,
+        **aggregates.counters(), "created": created,
         "idled": getattr(table, "idled", 0), "sizes": sizes, "emitted_at": emitted_at,
-        "events": aggregates.log.written(),
     }
 
 

@@ -54,8 +54,8 @@ def summary_row(summary: ConnectionSummary) -> list[Any]:
         row[TIMELINE_AT] = parts[0]
     else:
         rows = getattr(timeline, "rows", None)
-        row[TIMELINE_AT] = rows if rows is not None and timeline.fields == CHANGE_FIELDS \
-            else tuple(map(_change, timeline))
+        packed = rows is not None and getattr(timeline, "fields", None) == CHANGE_FIELDS
+        row[TIMELINE_AT] = rows if packed else tuple(map(_change, timeline))
     return row
 
 

@@ -650,7 +650,7 @@ class Connection:
             if peer.packets and seq_diff(ack, peer_nxt) < 0x40000000:
                 # ACK of bytes the capture never showed: a gap in the capture.
                 self.gaps += 1
-                self._note("gap", sender, seg, missing=seq_diff(ack, peer.snd_nxt))
+                self._note("gap", sender, seg, missing=seq_diff(ack, peer_nxt))
             peer.snd_nxt = ack
         # The peer's FIN is acknowledged only by an ACK beyond it.
         fin = peer.fin_seq
