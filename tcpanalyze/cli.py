@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from tcpanalyze import __version__, output
+from tcpanalyze import __version__, core, output
 from tcpanalyze.analysis import Analysis, build_report, read_into
 from tcpanalyze.config import Config, ConfigError, load_config, merge_overrides
 from tcpanalyze.gate import (
@@ -357,7 +357,8 @@ def _quiet_pipe(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group(context_settings=CONTEXT)
-@click.version_option(__version__, "-V", "--version", prog_name="tcpanalyze")
+@click.version_option(__version__, "-V", "--version", prog_name="tcpanalyze",
+                      message=f"%(prog)s %(version)s ({core()} core)")
 def main() -> None:
     """What happened to these TCP connections, on both ends, and what is wrong?
 
