@@ -15,7 +15,12 @@ once per process). Sampling costs CPU on the same cores: every 50 ms it cost the
 measured run ~0.3 s of wall time on the bench capture; every 250 ms it costs <0.1 s, and
 the peak (reached as the workers finish, after seconds of growth) is the same. The load
 average before and after is printed: other work on the machine skews wall times, so CPU
-seconds (of the whole process tree) are shown too. (Earlier versions also printed a
+seconds (of the whole process tree) are shown too.
+
+`tcpanalyze` rows run the package as `pip install .` builds it, its per-segment core
+compiled with mypyc (setup.py), installed into bench/data/core first (~30 s; the run
+stops if it did not compile); `tcpanalyze pure` rows run the source tree as it is (pure
+Python). The targets are checked for both. (Earlier versions also printed a
 "critical path", the parent's CPU plus the busiest worker's; since the `--jobs` parent
 reads the file while its workers run, that sum no longer estimates anything.)
 """
@@ -37,19 +42,44 @@ DEFAULT = ROOT / "data" / "bench.pcap"
 SAMPLE_EVERY = 0.25  # seconds between samples of a process tree's memory
 
 
-def commands(capture: str, jobs: int) -> dict[str, list[str]]:
+def build_core(target: Path) -> dict[str, str]:
+    """Install the package as `pip install .` builds it (the per-segment core compiled
+    with mypyc, setup.py) into `target`; returns the environment that runs it: first
+    on the path, the cwd (the source tree) not before it."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade",
+                    "--target", str(target), str(ROOT.parent)], check=True)
+    env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPATH": str(target)}
+    core = subprocess.run([sys.executable, "-m", "tcpanalyze", "--version"], env=env,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    if "(compiled core)" not in core:
+        raise SystemExit(f"{target}: {core}: the core did not compile (setup.py says why)")
+    return env
+
+
+def commands(capture: str, jobs: int, compiled: dict[str, str] | None
+             ) -> dict[str, tuple[list[str], dict[str, str] | None]]:
+    """name -> (argv, environment or None for this one's). `tcpanalyze` is the compiled
+    build (`compiled`, from build_core), `tcpanalyze pure` the source tree as it is."""
     py = sys.executable
-    return {
-        "tcpanalyze --jobs 1": [py, "-m", "tcpanalyze", "report", "--format", "json",
-                                "--no-progress", "--jobs", "1", capture],
-        f"tcpanalyze --jobs {jobs}": [py, "-m", "tcpanalyze", "report", "--format", "json",
-                                      "--no-progress", "--jobs", str(jobs), capture],
-        "tshark conv,tcp": ["tshark", "-n", "-r", capture, "-q", "-z", "conv,tcp"],
-        "tshark fields": ["tshark", "-n", "-r", capture, "-T", "fields", "-e", "tcp.stream",
-                          "-e", "tcp.analysis.flags"],
-        "tcptrace -n": ["tcptrace", "-n", capture],
-        "dpkt loop": [py, str(ROOT / "dpkt_loop.py"), capture],
-    }
+
+    def report(jobs: int) -> list[str]:
+        return [py, "-m", "tcpanalyze", "report", "--format", "json", "--no-progress",
+                "--jobs", str(jobs), capture]
+
+    out: dict[str, tuple[list[str], dict[str, str] | None]] = {}
+    if compiled is not None:
+        out["tcpanalyze --jobs 1"] = (report(1), compiled)
+        out[f"tcpanalyze --jobs {jobs}"] = (report(jobs), compiled)
+    out["tcpanalyze pure --jobs 1"] = (report(1), None)
+    out[f"tcpanalyze pure --jobs {jobs}"] = (report(jobs), None)
+    out.update({
+        "tshark conv,tcp": (["tshark", "-n", "-r", capture, "-q", "-z", "conv,tcp"], None),
+        "tshark fields": (["tshark", "-n", "-r", capture, "-T", "fields", "-e", "tcp.stream",
+                           "-e", "tcp.analysis.flags"], None),
+        "tcptrace -n": (["tcptrace", "-n", capture], None),
+        "dpkt loop": ([py, str(ROOT / "dpkt_loop.py"), capture], None),
+    })
+    return out
 
 
 def _tree(root: int) -> list[int]:
@@ -82,12 +112,13 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
-def run_once(argv: list[str], tree: bool) -> tuple[float, int, float]:
+def run_once(argv: list[str], env: dict[str, str] | None, tree: bool
+             ) -> tuple[float, int, float]:
     """(wall seconds, peak KiB, CPU seconds) of one run; output goes to /dev/null."""
     peak = 0
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=ROOT.parent)
+                            cwd=ROOT.parent, env=env)
     done = threading.Event()
 
     def sample() -> None:
@@ -126,13 +157,18 @@ def main() -> None:
     p.add_argument("--json", help="also write the numbers here")
     p.add_argument("--sequential", action="store_true",
                    help="each tool's runs back to back (earlier versions' order), not rounds")
+    p.add_argument("--core", default=str(ROOT / "data" / "core"),
+                   help="where the compiled build is installed (default bench/data/core)")
+    p.add_argument("--pure-only", action="store_true",
+                   help="no compiled build: only the source tree as it is")
     args = p.parse_args()
+    compiled = None if args.pure_only else build_core(Path(args.core))
     packets = packet_count(args.capture)
     size = os.path.getsize(args.capture)
     print(f"{args.capture}: {packets:,} packets, {size / 1e6:.0f} MB; "
           f"load before {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs", flush=True)
     results: dict[str, dict[str, float]] = {}
-    chosen = {name: argv for name, argv in commands(args.capture, args.jobs).items()
+    chosen = {name: cmd for name, cmd in commands(args.capture, args.jobs, compiled).items()
               if not args.only or any(o in name for o in args.only)}
     if args.sequential:
         order = [name for name in chosen for _ in range(args.runs)]
@@ -141,14 +177,14 @@ def main() -> None:
     measured: dict[str, list[tuple[float, int, float]]] = {name: [] for name in chosen}
     for name in order:
         tree = name.startswith("tcpanalyze") and not name.endswith(" 1")
-        measured[name].append(run_once(chosen[name], tree))
+        measured[name].append(run_once(*chosen[name], tree))
     for name, runs in measured.items():
         wall = statistics.median(r[0] for r in runs)
         rss = statistics.median(r[1] for r in runs)
         cpu = statistics.median(r[2] for r in runs)
         results[name] = {"seconds": wall, "pps": packets / wall, "peak_mib": rss / 1024,
                          "cpu": cpu, "runs": [r[0] for r in runs]}
-        print(f"{name:24} {wall:8.2f} s {packets / wall:12,.0f} pkt/s {rss / 1024:8.0f} MiB"
+        print(f"{name:28} {wall:8.2f} s {packets / wall:12,.0f} pkt/s {rss / 1024:8.0f} MiB"
               f"  cpu {cpu:6.2f} s   runs {', '.join(f'{r[0]:.2f}' for r in runs)}",
               flush=True)
     print(f"load after {os.getloadavg()[0]:.2f}")
@@ -158,14 +194,20 @@ def main() -> None:
             return f"{results[a][key] / results[b][key]:.2f}"
         return "n/a"
 
-    single, multi = "tcpanalyze --jobs 1", f"tcpanalyze --jobs {args.jobs}"
-    print(f"single / tshark conv,tcp (target >= 4):   {ratio(single, 'tshark conv,tcp')}")
-    print(f"single / dpkt loop       (target >= 2):   {ratio(single, 'dpkt loop')}")
-    print(f"--jobs {args.jobs} / single     (target >= 1.7): {ratio(multi, single)}")
-    print(f"memory single / tshark conv (target <= 0.25): "
-          f"{ratio(single, 'tshark conv,tcp', 'peak_mib')}")
-    print(f"memory --jobs {args.jobs} / tshark conv:            "
-          f"{ratio(multi, 'tshark conv,tcp', 'peak_mib')}")
+    for kind in ([""] if compiled is None else ["", " pure"]):
+        single, multi = f"tcpanalyze{kind} --jobs 1", f"tcpanalyze{kind} --jobs {args.jobs}"
+        if single not in results:
+            continue
+        print(f"-- {single.split(' --')[0]}")
+        print(f"single / tshark conv,tcp (target >= 4):   {ratio(single, 'tshark conv,tcp')}")
+        print(f"single / dpkt loop       (target >= 2):   {ratio(single, 'dpkt loop')}")
+        print(f"--jobs {args.jobs} / single     (target >= 1.7): {ratio(multi, single)}")
+        print(f"--jobs {args.jobs} / tshark conv,tcp:             "
+              f"{ratio(multi, 'tshark conv,tcp')}")
+        print(f"memory single / tshark conv (target <= 0.25): "
+              f"{ratio(single, 'tshark conv,tcp', 'peak_mib')}")
+        print(f"memory --jobs {args.jobs} / tshark conv:            "
+              f"{ratio(multi, 'tshark conv,tcp', 'peak_mib')}")
     if args.json:
         Path(args.json).write_text(json.dumps({"capture": args.capture, "packets": packets,
                                                "results": results}, indent=2))
