@@ -464,7 +464,7 @@ class BatchFeed(BatchRows):
         conn = self.analysis.table.active.get(self._key(run.flow))
         if conn is None or not whole.apply(w, conn, self.zeek_on, self.idle):
             return False
-        n = run.count
+        n = run.segments
         if hasattr(self.analysis, "segments"):
             self.analysis.segments += n
         self.bulk_segments += n

@@ -28,9 +28,11 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+from mypy_extensions import mypyc_attr
 
-from tcpanalyze.tracker import ESTABLISHED
+from tcpanalyze.tracker import ESTABLISHED, Connection, Endpoint
 from tcpanalyze.zeek import ESTABLISHED as Z_ESTABLISHED
+from tcpanalyze.zeek import ZeekEndpoint, ZeekView
 
 __all__ = ["HOLED", "TIGHT", "Run", "RunSide", "WholeRuns", "numbers_shape"]
 
@@ -56,14 +58,15 @@ def _rel_checked(value: int, wraps: int, start: int) -> int:
     return rel
 
 
-def numbers_shape(ep: Any, z: Any, zp: Any) -> int:
+def numbers_shape(ep: Endpoint, z: ZeekEndpoint, zp: ZeekEndpoint) -> int:
     """How this side's numbers stand for quiet segments: 0 not a shape the bulk update
     models; TIGHT when Zeek's and the tracker's numbers agree and everything sent is
     reassembled; HOLED when they agree but a hole (data missing from the capture) keeps
     Zeek's reassembly behind the last block, which new data extends."""
-    if z.last_seq != ep.snd_nxt or zp.ack_seq != ep.max_ack:
+    snd_nxt = ep.snd_nxt
+    if snd_nxt is None or z.last_seq != snd_nxt or zp.ack_seq != ep.max_ack:
         return 0
-    rel = _rel(ep.snd_nxt, z.seq_wraps, z.start_seq)
+    rel = _rel(snd_nxt, z.seq_wraps, z.start_seq)
     reasm = z.reassembler
     if rel is None or reasm.trim_seq > rel:
         return 0
@@ -81,7 +84,7 @@ class Run(NamedTuple):
     in `WholeRuns.sides`, -1: that side sent nothing in the run)."""
 
     flow: int
-    count: int
+    segments: int
     first_ts: float
     last_ts: float
     last_frame: int
@@ -93,7 +96,7 @@ class Run(NamedTuple):
 class RunSide(NamedTuple):
     """What one endpoint sent in a run."""
 
-    count: int
+    segments: int
     seq_first: int
     ack_first: int
     ack_last: int
@@ -109,6 +112,7 @@ class RunSide(NamedTuple):
     first_ack: int  # ... of its first segment without data
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # (tests count what apply() takes)
 class WholeRuns:
     """The runs of one stretch. `members[s]`: the positions (in the stretch) of run
     s's segments; `before[s]`: the position of the segment of its connection just before
@@ -206,7 +210,7 @@ class WholeRuns:
         self.before = [-1 if opens else int(order[s - 1])
                        for s, opens in zip(starts, first_of_flow, strict=True)]
 
-    def apply(self, s: int, conn: Any, zeek_on: bool, idle: float) -> bool:
+    def apply(self, s: int, conn: Connection, zeek_on: bool, idle: float) -> bool:
         """Apply run `s` to `conn` (its connection) if every segment is quiet; False,
         having changed nothing, if not."""
         if not self.ok[s]:
@@ -221,7 +225,7 @@ class WholeRuns:
             return False
         client_lo = (c.addr, c.port) <= (sv.addr, sv.port)
         # (endpoint, its peer, the side's numbers, from the client)
-        sides: list[tuple[Any, Any, RunSide, bool]] = []
+        sides: list[tuple[Endpoint, Endpoint, RunSide, bool]] = []
         if lo_side >= 0:
             sides.append((c, sv, self.sides[lo_side], True) if client_lo else
                          (sv, c, self.sides[lo_side], False))
@@ -229,46 +233,25 @@ class WholeRuns:
             sides.append((sv, c, self.sides[hi_side], False) if client_lo else
                          (c, sv, self.sides[hi_side], True))
         for ep, peer, side, _ in sides:
-            ack_first, max_ack = side.ack_first, ep.max_ack
+            ack_first, max_ack, psnd = side.ack_first, ep.max_ack, peer.snd_nxt
+            if max_ack is None or psnd is None:  # (ruled out above; for the types)
+                return False
             if ep.window == 0 or side.seq_first != ep.snd_nxt or ack_first < max_ack or \
                     ack_first - max_ack >= _HALF:
                 return False
-            if side.nopeer_last >= 0:  # acks sent before the peer's first segment in the run
-                psnd = peer.snd_nxt
-                if side.nopeer_last > psnd or psnd - ack_first >= _HALF:
-                    return False
-        view = zc = zs = None
-        if zeek_on:
-            view = conn.zeek
-            if view is None or view.first_packet_seen != 3 or view.is_partial:
+            # acks sent before the peer's first segment in the run
+            if side.nopeer_last >= 0 and (
+                    side.nopeer_last > psnd or psnd - ack_first >= _HALF):
                 return False
-            zc, zs = (view.resp, view.orig) if view.roles_swapped else (view.orig, view.resp)
-            for z in (zc, zs):
-                if z.state != Z_ESTABLISHED or z.did_close or z.fin_cnt or \
-                        z.seq_wraps != z.ack_wraps:
-                    return False
-            if numbers_shape(c, zc, zs) != TIGHT or numbers_shape(sv, zs, zc) != TIGHT:
-                return False
-            for _, _, side, from_client in sides:
-                z, zp = (zc, zs) if from_client else (zs, zc)
-                if z.seq_wraps == 0 and (
-                        (side.seq_first - z.start_seq) & _MASK >= _HALF or
-                        (side.end_last - z.start_seq) & _MASK >= _HALF):
-                    return False
-                # the fast path's in-order reassembly: data at or past what is acked
-                if side.n_data and (z.ack_wraps << 32) + z.ack_seq - z.start_seq > \
-                        _rel_checked(side.seq_first, z.seq_wraps, z.start_seq):
-                    return False
-                if zp.ack_wraps == 0 and (
-                        (side.ack_first - zp.start_seq) & _MASK >= _HALF or
-                        (side.ack_last - zp.start_seq) & _MASK >= _HALF):
-                    return False
+        view = conn.zeek if zeek_on else None
+        if zeek_on and (view is None or not _zeek_quiet(view, c, sv, sides)):
+            return False
         # -- quiet: apply ------------------------------------------------------------------
         conn.last = ts_last
         conn.last_frame = run.last_frame
         conn.flags_seen |= run.flags
         for ep, peer, side, _ in sides:
-            ep.packets += side.count
+            ep.packets += side.segments
             ep.last_ts = side.last_ts
             peer.keepalive_unanswered = 0
             if side.n_data:
@@ -282,47 +265,87 @@ class WholeRuns:
             ep.max_ack = side.ack_last
             ep.window = side.window
         if view is not None:
-            letters: list[tuple[int, str, int]] = []
-            hist = view._hist_seen
-            for _, _, side, from_client in sides:
-                z, zp = (zc, zs) if from_client else (zs, zc)
-                z.last_time = side.last_ts
-                if side.n_data:
-                    z.last_seq = side.end_last
-                zp.ack_seq = side.ack_last
-                shift = 0 if z.is_orig else 16
-                if side.n_data and not hist & (_HIST_DATA << shift):
-                    letters.append((side.first_data, "D" if z.is_orig else "d",
-                                    _HIST_DATA << shift))
-                if side.count > side.n_data and not hist & (_HIST_ACK << shift):
-                    letters.append((side.first_ack, "A" if z.is_orig else "a",
-                                    _HIST_ACK << shift))
-            if letters:  # in the order of the segments that wrote them
-                letters.sort()
-                for _, letter, bit in letters:
-                    view._hist_seen |= bit
-                    view._history += letter
-            view.packets += run.count
-            view.last_time = ts_last
-            # each side's reassembler: its data extends the last block, the peer's acks
-            # trim (one trim to the highest ack, as their sequence of trims)
-            for _, _, side, from_client in sides:
-                if not side.n_data:
-                    continue
-                z = zc if from_client else zs
-                reasm = z.reassembler
-                upper = _rel_checked(side.end_last, z.seq_wraps, z.start_seq)
-                if reasm.blocks:
-                    reasm.blocks[-1][1] = upper
-                else:
-                    reasm.blocks = [[_rel_checked(side.seq_first, z.seq_wraps, z.start_seq),
-                                     upper]]
-                reasm.last_reassem = upper
-            for _, _, side, from_client in sides:
-                z = zs if from_client else zc  # the acks of this side trim the peer's data
-                reasm = z.reassembler
-                top = _rel_checked(side.ack_last, z.ack_wraps, z.start_seq)
-                if top > reasm.trim_seq:
-                    reasm.trim_seq = top
-                    reasm.blocks = [[max(b0, top), b1] for b0, b1 in reasm.blocks if b1 > top]
+            _zeek_apply(view, run, sides)
         return True
+
+
+def _zeek_sides(view: ZeekView) -> tuple[ZeekEndpoint, ZeekEndpoint]:
+    """Zeek's endpoints of the tracker's client and server."""
+    return (view.resp, view.orig) if view.roles_swapped else (view.orig, view.resp)
+
+
+def _zeek_quiet(view: ZeekView, c: Endpoint, sv: Endpoint,
+                sides: list[tuple[Endpoint, Endpoint, RunSide, bool]]) -> bool:
+    """Whether Zeek's view takes the run as quiet segments one at a time would."""
+    if view.first_packet_seen != 3 or view.is_partial:
+        return False
+    zc, zs = _zeek_sides(view)
+    for z in (zc, zs):
+        if z.state != Z_ESTABLISHED or z.did_close or z.fin_cnt or \
+                z.seq_wraps != z.ack_wraps:
+            return False
+    if numbers_shape(c, zc, zs) != TIGHT or numbers_shape(sv, zs, zc) != TIGHT:
+        return False
+    for _, _, side, from_client in sides:
+        z, zp = (zc, zs) if from_client else (zs, zc)
+        if z.seq_wraps == 0 and (
+                (side.seq_first - z.start_seq) & _MASK >= _HALF or
+                (side.end_last - z.start_seq) & _MASK >= _HALF):
+            return False
+        # the fast path's in-order reassembly: data at or past what is acked
+        if side.n_data and (z.ack_wraps << 32) + z.ack_seq - z.start_seq > \
+                _rel_checked(side.seq_first, z.seq_wraps, z.start_seq):
+            return False
+        if zp.ack_wraps == 0 and (
+                (side.ack_first - zp.start_seq) & _MASK >= _HALF or
+                (side.ack_last - zp.start_seq) & _MASK >= _HALF):
+            return False
+    return True
+
+
+def _zeek_apply(view: ZeekView, run: Run,
+                sides: list[tuple[Endpoint, Endpoint, RunSide, bool]]) -> None:
+    """Zeek's view after the run, as its segments one at a time leave it."""
+    zc, zs = _zeek_sides(view)
+    letters: list[tuple[int, str, int]] = []
+    hist = view._hist_seen
+    for _, _, side, from_client in sides:
+        z, zp = (zc, zs) if from_client else (zs, zc)
+        z.last_time = side.last_ts
+        if side.n_data:
+            z.last_seq = side.end_last
+        zp.ack_seq = side.ack_last
+        shift = 0 if z.is_orig else 16
+        if side.n_data and not hist & (_HIST_DATA << shift):
+            letters.append((side.first_data, "D" if z.is_orig else "d",
+                            _HIST_DATA << shift))
+        if side.segments > side.n_data and not hist & (_HIST_ACK << shift):
+            letters.append((side.first_ack, "A" if z.is_orig else "a",
+                            _HIST_ACK << shift))
+    if letters:  # in the order of the segments that wrote them
+        letters.sort()
+        for _, letter, bit in letters:
+            view._hist_seen |= bit
+            view._history += letter
+    view.packets += run.segments
+    view.last_time = run.last_ts
+    # each side's reassembler: its data extends the last block, the peer's acks trim
+    # (one trim to the highest ack, as their sequence of trims)
+    for _, _, side, from_client in sides:
+        if not side.n_data:
+            continue
+        z = zc if from_client else zs
+        reasm = z.reassembler
+        upper = _rel_checked(side.end_last, z.seq_wraps, z.start_seq)
+        if reasm.blocks:
+            reasm.blocks[-1][1] = upper
+        else:
+            reasm.blocks = [[_rel_checked(side.seq_first, z.seq_wraps, z.start_seq), upper]]
+        reasm.last_reassem = upper
+    for _, _, side, from_client in sides:
+        z = zs if from_client else zc  # the acks of this side trim the peer's data
+        reasm = z.reassembler
+        top = _rel_checked(side.ack_last, z.ack_wraps, z.start_seq)
+        if top > reasm.trim_seq:
+            reasm.trim_seq = top
+            reasm.blocks = [[max(b0, top), b1] for b0, b1 in reasm.blocks if b1 > top]
