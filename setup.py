@@ -1,17 +1,19 @@
 """Build: the per-segment core compiled with mypyc where it can be, else pure Python.
 
-The same source runs either way; compiled, the tracker, Zeek view, flow table, detectors
-and fast path run about 1.4x faster (bench/RESULTS.md). Compiling needs a C compiler and
-the Python headers (Debian: gcc, python3-dev) and takes about a minute. Without them, or
-with TCPANALYZE_PURE=1, or for an editable install (`pip install -e .`: the source tree
-must stay what runs, so an edit is never hidden by a stale compiled module), the package
-is pure Python. `tcpanalyze --version` says which one is installed.
+The same source runs either way. Compiled (tcpanalyze.COMPILED_MODULES: the tracker,
+Zeek view, flow table, detectors, fast path and bulk runs), one process analyses the
+bench capture about 1.6x faster (bench/RESULTS.md). Compiling needs a C compiler and the
+Python headers (Debian: gcc, python3-dev) and takes under a minute. Without them, with
+TCPANALYZE_PURE=1, or for an editable install (`pip install -e .`: the source tree must
+stay what runs, so an edit is never hidden by a stale compiled module), the package is
+pure Python. `tcpanalyze --version` says which one is installed.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 from setuptools import setup
@@ -27,14 +29,24 @@ def _say(message: str) -> None:
     print(f"tcpanalyze build: {message}", file=sys.stderr)
 
 
+def _forget_earlier_builds() -> None:
+    """setuptools packs what build/lib* holds: compiled modules left there by an earlier
+    build (of a module no longer compiled, or before a pure build) would go into the
+    wheel beside the new ones, and fail to import."""
+    for path in Path(__file__).parent.glob("build/lib*/**/*"):
+        if path.name.endswith(tuple(EXTENSION_SUFFIXES)):
+            path.unlink()
+
+
 def _extensions() -> list:
-    if os.environ.get("TCPANALYZE_PURE"):
-        _say("TCPANALYZE_PURE is set: pure Python")
+    if "editable_wheel" in sys.argv:
+        _say("editable install: pure Python (the source tree is what runs)")
         return []
     if not {"bdist_wheel", "build", "build_ext", "install"} & set(sys.argv):
         return []  # (metadata only: pip asks for it before the build)
-    if "editable_wheel" in sys.argv:
-        _say("editable install: pure Python (the source tree is what runs)")
+    _forget_earlier_builds()
+    if os.environ.get("TCPANALYZE_PURE"):
+        _say("TCPANALYZE_PURE is set: pure Python")
         return []
     try:
         from mypyc.build import mypycify

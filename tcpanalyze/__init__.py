@@ -10,12 +10,15 @@ COMPILED_MODULES = (
 
 def core() -> str:
     """How this installation runs its per-segment core: "compiled", "pure Python", or
-    "partly compiled" (a broken install: some modules shadowed by stale builds)."""
-    import importlib
+    "partly compiled" (a broken install: some modules shadowed by stale builds). Found
+    without importing the modules (whole_runs would load numpy, which a live run never
+    needs)."""
     from importlib.machinery import EXTENSION_SUFFIXES
+    from importlib.util import find_spec
 
-    compiled = [(importlib.import_module(f"tcpanalyze.{name}").__file__ or "").endswith(
-        tuple(EXTENSION_SUFFIXES)) for name in COMPILED_MODULES]
+    origins = [getattr(find_spec(f"tcpanalyze.{name}"), "origin", None) or ""
+               for name in COMPILED_MODULES]
+    compiled = [origin.endswith(tuple(EXTENSION_SUFFIXES)) for origin in origins]
     if all(compiled):
         return "compiled"
     return "partly compiled" if any(compiled) else "pure Python"

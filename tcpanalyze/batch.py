@@ -380,9 +380,9 @@ class BatchFeed(BatchRows):
         if whole is not None:
             long_at = {s: r for r, s in enumerate(starts.tolist())}
             for w, (s, j) in enumerate(zip(w_starts.tolist(), whole.before, strict=True)):
-                r = long_at.get(s)
-                if r is not None:
-                    whole_of_long[r] = w
+                long_r = long_at.get(s)
+                if long_r is not None:
+                    whole_of_long[long_r] = w
                 elif j >= 0:
                     after_short[j] = w
                 else:
@@ -397,8 +397,9 @@ class BatchFeed(BatchRows):
         applied = False
         for r in first_runs:
             applied |= self._long_run(whole, whole_of_long[r], r)
-        for w in first_short:
-            applied |= self._short_run(whole, w)
+        if whole is not None:  # (else no short runs)
+            for w in first_short:
+                applied |= self._short_run(whole, w)
         ev = 0
         n_events = len(events)
         one = self._one
@@ -416,13 +417,13 @@ class BatchFeed(BatchRows):
             j = events[ev]
             built(ev_rows[ev], ev_segs[ev])
             ev += 1
-            r = after.get(j)
-            if r is not None:
-                applied |= self._long_run(whole, whole_of_long[r], r)
-            elif after_short:
-                w = after_short.get(j)
-                if w is not None:
-                    applied |= self._short_run(whole, w)
+            after_r = after.get(j)
+            if after_r is not None:
+                applied |= self._long_run(whole, whole_of_long[after_r], after_r)
+            elif after_short and whole is not None:
+                after_w = after_short.get(j)
+                if after_w is not None:
+                    applied |= self._short_run(whole, after_w)
         if applied:
             self._settle(pos)
 

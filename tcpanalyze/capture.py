@@ -469,7 +469,8 @@ class CaptureReader:
         last_ts = 0.0
         ahead = BATCH_READ if most else 0  # read in larger pieces for runs
         run: list[int] = []  # offsets in run_buf of the run's blocks
-        run_buf, run_first, run_iface, run_layout = b"", 0, -1, {}
+        run_buf, run_first, run_iface = b"", 0, -1
+        run_layout: dict[str, Any] = {}
         run_base = 0  # the stream offset of run_buf[0]
         last_raw: tuple[int, int, _Interface] | None = None  # a run's last EPB: its time
 

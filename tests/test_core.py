@@ -10,7 +10,9 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
@@ -45,14 +47,21 @@ def test_a_subprocess_runs_the_same_core() -> None:
 
 
 def _wheel(tmp_path: Path, **env: str) -> tuple[list[str], str]:
-    """Build a wheel from a clean copy of the package's sources (a build in the tree
-    would reuse what its build/ holds) with this venv's setuptools and mypy (nothing
+    """Build a wheel from a copy of the package's sources, with a compiled module an
+    earlier build left in build/, using this venv's setuptools and mypy (nothing
     downloaded); returns the names in the wheel and the build's messages."""
     source = tmp_path / "source"
     shutil.copytree(ROOT / "tcpanalyze", source / "tcpanalyze",
                     ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, source / name)
+    # compiled modules an earlier build left where setuptools gathers a wheel's files
+    # (build/lib for a pure one, build/lib.<platform>-<python> for one with extensions)
+    plat = f"lib.{sysconfig.get_platform()}-{sys.implementation.cache_tag}"
+    for lib in ("lib", plat):
+        old = source / "build" / lib / "tcpanalyze"
+        old.mkdir(parents=True)
+        (old / f"batch{EXTENSION_SUFFIXES[0]}").write_bytes(b"\x7fELF left over")
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
          "-v", "-w", str(tmp_path / "dist"), str(source)],
@@ -66,12 +75,14 @@ def _wheel(tmp_path: Path, **env: str) -> tuple[list[str], str]:
 @pytest.mark.skipif(CORE_DIR is not None, reason="the build is tested once, in the pure pass")
 def test_the_build_is_pure_python_where_it_cannot_compile(tmp_path: Path) -> None:
     """No C compiler (CC fails): the wheel is still built, with no compiled module, so
-    the package works, pure Python; and TCPANALYZE_PURE asks for that directly."""
+    the package works, pure Python; and TCPANALYZE_PURE asks for that directly, even
+    where an earlier build left compiled modules in build/."""
     names, log = _wheel(tmp_path / "nocc", CC="false")
     assert "tcpanalyze/tracker.py" in names
     assert not [n for n in names if n.endswith(".so")]
     assert "compiling failed" in log
     names, log = _wheel(tmp_path / "asked", TCPANALYZE_PURE="1")
+    assert "tcpanalyze/tracker.py" in names
     assert not [n for n in names if n.endswith(".so")]
     assert "TCPANALYZE_PURE is set" in log
 
