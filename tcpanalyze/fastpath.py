@@ -21,11 +21,12 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from tcpanalyze.flows import FlowTable
 from tcpanalyze.report import Finding
 from tcpanalyze.segment import ACK, FIN, RST, SYN, Segment, parse_options
 from tcpanalyze.tracker import ESTABLISHED
 from tcpanalyze.zeek import ESTABLISHED as Z_ESTABLISHED
-from tcpanalyze.zeek import TOO_LARGE_SEQ_DELTA
+from tcpanalyze.zeek import TOO_LARGE_SEQ_DELTA, ZeekView
 
 __all__ = ["make_feed"]
 
@@ -44,7 +45,8 @@ def make_feed(analysis: Any) -> Callable[[Segment], list[Finding]]:
     full = analysis.feed
     if analysis.zeek_records:
         return full
-    table = analysis.table
+    # (typed: compiled, these are read as C struct fields, not looked up by name)
+    table: FlowTable = analysis.table
     active = table.active
     move_to_end = getattr(active, "move_to_end", None)
     idle = analysis.settings.idle_timeout
@@ -90,8 +92,8 @@ def make_feed(analysis: Any) -> Callable[[Segment], list[Finding]]:
             else:
                 tsval = parse_options(options).tsval
         # -- Zeek's view: nothing but counters? -----------------------------------------
+        view: ZeekView | None = conn.zeek if zeek_on else None
         if zeek_on:
-            view = conn.zeek
             if view is None or view.first_packet_seen != 3:
                 return full(seg)
             is_orig = from_client != view.roles_swapped
@@ -176,7 +178,7 @@ def make_feed(analysis: Any) -> Callable[[Segment], list[Finding]]:
         if max_ack is None or (ack != max_ack and (ack - max_ack) & _MASK < _HALF):
             sender.max_ack = ack
         sender.window = seg.window
-        if zeek_on:
+        if view is not None:  # (zeek_on: the checks above returned without it)
             if letter is not None:
                 view._hist_seen |= bit
                 view._history += letter
