@@ -31,12 +31,16 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e '.[test,lab]'
 
-# Twice: the tree itself (pure Python, editable), then the same tree built as `pip
-# install .` builds it, the per-segment core compiled with mypyc (setup.py), installed
-# into build/core; tests/conftest.py puts it first (TCPANALYZE_CORE_DIR).
+# Twice: the tree itself (pure Python, editable), then the package as README's `pip
+# install .` builds it on a new machine, the per-segment core compiled with mypyc
+# (setup.py): built by pip from a new, empty venv (so nothing installed here, numpy
+# say, helps the build) and installed into build/core; tests/conftest.py puts it first
+# (TCPANALYZE_CORE_DIR) and tests/test_core.py fails if it did not compile.
 echo "== pure Python (the source tree)"
 .venv/bin/python -m pytest -q "$@"
 echo "== compiled core (build/core)"
-rm -rf build/core
-.venv/bin/python -m pip install -q --no-deps --no-build-isolation --target build/core .
+rm -rf build/core build/core-venv
+"$PY" -m venv build/core-venv
+build/core-venv/bin/python -m pip install -q --no-deps --target build/core .
+rm -rf build/core-venv
 TCPANALYZE_CORE_DIR=build/core exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

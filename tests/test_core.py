@@ -5,6 +5,7 @@ reports on every capture we have."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ def test_the_core_under_test_is_the_one_asked_for() -> None:
         assert core() == "compiled"
         assert Path(tcpanalyze.__file__).resolve().parent == CORE_DIR / "tcpanalyze"
         for name in COMPILED_MODULES:
-            module = sys.modules[f"tcpanalyze.{name}"]
+            module = importlib.import_module(f"tcpanalyze.{name}")
             assert module.__file__ is not None and module.__file__.endswith(".so"), name
 
 
