@@ -30,11 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -43,11 +46,15 @@ SAMPLE_EVERY = 0.25  # seconds between samples of a process tree's memory
 
 
 def build_core(target: Path) -> dict[str, str]:
-    """Install the package as `pip install .` builds it (the per-segment core compiled
-    with mypyc, setup.py) into `target`; returns the environment that runs it: first
-    on the path, the cwd (the source tree) not before it."""
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade",
-                    "--target", str(target), str(ROOT.parent)], check=True)
+    """Install the package as `pip install .` builds it on a new machine (the per-segment
+    core compiled with mypyc, setup.py; pip run from a new, empty venv, as
+    scripts/test.sh does) into `target`; returns the environment that runs it: first on
+    the path, the cwd (the source tree) not before it."""
+    shutil.rmtree(target, ignore_errors=True)  # (nothing of an earlier build left)
+    with tempfile.TemporaryDirectory(prefix="tcpanalyze-bench-") as tmp:
+        venv.create(tmp, with_pip=True)
+        subprocess.run([str(Path(tmp) / "bin" / "python"), "-m", "pip", "install", "-q",
+                        "--no-deps", "--target", str(target), str(ROOT.parent)], check=True)
     env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPATH": str(target)}
     core = subprocess.run([sys.executable, "-m", "tcpanalyze", "--version"], env=env,
                           capture_output=True, text=True, check=True).stdout.strip()
