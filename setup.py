@@ -2,7 +2,7 @@
 
 The same source runs either way. Compiled (tcpanalyze.COMPILED_MODULES: the tracker,
 Zeek view, flow table, detectors, fast path and bulk runs), one process analyses the
-bench capture about 1.6x faster (bench/RESULTS.md). Compiling needs a C compiler and the
+bench capture about 1.65x faster (bench/RESULTS.md). Compiling needs a C compiler and the
 Python headers (Debian: gcc, python3-dev) and takes under a minute. Without them, with
 TCPANALYZE_PURE=1, or for an editable install (`pip install -e .`: the source tree must
 stay what runs, so an edit is never hidden by a stale compiled module), the package is
