@@ -667,12 +667,12 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
                     w.terminate()
                 w.join()
             if pending:  # no merge: the files of those that finished are not read
-                for part in parts:
-                    if part and part["connections"][0] is not None:
-                        _remove(part["connections"][0])
-                    if part:
-                        _remove_events(part)
-        stream = _merge(analysis, parts)
+                _remove_files(parts)
+        try:
+            stream = _merge(analysis, parts)
+        except BaseException:
+            _remove_files(parts)  # (a merge that failed leaves nothing in the temp dir)
+            raise
     if on_finding is not None:
         for finding in stream:
             on_finding(finding)
@@ -1017,6 +1017,15 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> list[Finding]:
     emitted.sort(key=lambda e: (e[0], e[1]))
     analysis.findings.extend(f for _, _, f in emitted)
     return list(analysis.findings)
+
+
+def _remove_files(parts: list[dict[str, Any]]) -> None:
+    """The workers' files (summary rows, evidence logs) that are still there."""
+    for part in parts:
+        if part and part["connections"][0] is not None:
+            _remove(part["connections"][0])
+        if part:
+            _remove_events(part)
 
 
 def _remove_events(part: dict[str, Any]) -> None:

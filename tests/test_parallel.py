@@ -10,6 +10,7 @@ traffic; the CLI's JSON output is compared byte for byte.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -205,6 +206,31 @@ def test_an_event_log_spills_to_a_file_and_reads_back_in_order(
     assert written[0] is not None and written[1] == 16 and written[2] == []
     assert list(parallel._read_events(written)) == events
     assert list(tmp_path.iterdir()) == []  # read once, removed
+
+
+def test_a_failed_merge_leaves_no_files_behind(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    """The workers' evidence logs (spilled: 64 events at once on a flood) are files; a
+    merge that fails (here on purpose) removes them before the error goes on."""
+    import tempfile
+
+    import tcpanalyze.parallel as parallel
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(parallel, "_EVENTS_AT_ONCE", 64)
+    spilled: list[str] = []
+    summed = parallel._summed_aggregates
+
+    def failing(*args: Any) -> Any:
+        spilled.extend(os.listdir(tmp_path))
+        summed(*args)
+        raise RuntimeError("merge failed on purpose")
+
+    monkeypatch.setattr(parallel, "_summed_aggregates", failing)
+    with pytest.raises(RuntimeError, match="on purpose"):
+        analyze_parallel(str(SAMPLES / "syn-flood.pcap"), jobs=2)
+    assert len(spilled) == 2  # one log per worker was on disk when the merge began
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_received_timelines_behave_like_the_lists_one_process_makes() -> None:
