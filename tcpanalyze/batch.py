@@ -47,7 +47,7 @@ from tcpanalyze.flows import flow_key
 from tcpanalyze.report import Finding
 from tcpanalyze.segment import FIN, SYN, Segment
 from tcpanalyze.tracker import ESTABLISHED
-from tcpanalyze.whole_runs import TIGHT, WholeRuns, numbers_shape
+from tcpanalyze.whole_runs import TIGHT, WholeRuns, numbers_shape, zeek_sides
 from tcpanalyze.zeek import ESTABLISHED as Z_ESTABLISHED
 from tcpanalyze.zeek import TOO_LARGE_SEQ_DELTA
 
@@ -570,7 +570,7 @@ class BatchFeed(BatchRows):
             view = conn.zeek
             if view is None or view.first_packet_seen != 3:
                 return 0
-            zc, zs = (view.resp, view.orig) if view.roles_swapped else (view.orig, view.resp)
+            zc, zs = zeek_sides(view)
             for z in (zc, zs):
                 if z.state != Z_ESTABLISHED or z.did_close or z.fin_cnt:
                     return 0

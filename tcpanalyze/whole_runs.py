@@ -34,7 +34,7 @@ from tcpanalyze.tracker import ESTABLISHED, Connection, Endpoint
 from tcpanalyze.zeek import ESTABLISHED as Z_ESTABLISHED
 from tcpanalyze.zeek import ZeekEndpoint, ZeekView
 
-__all__ = ["HOLED", "TIGHT", "Run", "RunSide", "WholeRuns", "numbers_shape"]
+__all__ = ["HOLED", "TIGHT", "Run", "RunSide", "WholeRuns", "numbers_shape", "zeek_sides"]
 
 _MASK = 0xFFFFFFFF
 _HALF = 0x80000000
@@ -269,7 +269,7 @@ class WholeRuns:
         return True
 
 
-def _zeek_sides(view: ZeekView) -> tuple[ZeekEndpoint, ZeekEndpoint]:
+def zeek_sides(view: ZeekView) -> tuple[ZeekEndpoint, ZeekEndpoint]:
     """Zeek's endpoints of the tracker's client and server."""
     return (view.resp, view.orig) if view.roles_swapped else (view.orig, view.resp)
 
@@ -279,7 +279,7 @@ def _zeek_quiet(view: ZeekView, c: Endpoint, sv: Endpoint,
     """Whether Zeek's view takes the run as quiet segments one at a time would."""
     if view.first_packet_seen != 3 or view.is_partial:
         return False
-    zc, zs = _zeek_sides(view)
+    zc, zs = zeek_sides(view)
     for z in (zc, zs):
         if z.state != Z_ESTABLISHED or z.did_close or z.fin_cnt or \
                 z.seq_wraps != z.ack_wraps:
@@ -306,7 +306,7 @@ def _zeek_quiet(view: ZeekView, c: Endpoint, sv: Endpoint,
 def _zeek_apply(view: ZeekView, run: Run,
                 sides: list[tuple[Endpoint, Endpoint, RunSide, bool]]) -> None:
     """Zeek's view after the run, as its segments one at a time leave it."""
-    zc, zs = _zeek_sides(view)
+    zc, zs = zeek_sides(view)
     letters: list[tuple[int, str, int]] = []
     hist = view._hist_seen
     for _, _, side, from_client in sides:
