@@ -5,7 +5,8 @@ __version__ = "0.1.0"
 # The modules every segment passes through: setup.py compiles them with mypyc where a C
 # compiler is available (the rest is numpy, I/O, or runs once per capture).
 COMPILED_MODULES = (
-    "segment", "tracker", "zeek", "flows", "detectors", "fastpath", "whole_runs")
+    "segment", "tracker", "zeek", "flows", "detectors", "fastpath", "whole_runs", "analysis",
+    "batch")
 
 
 def core() -> str:

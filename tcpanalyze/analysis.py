@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from tcpanalyze.detectors import ABSORBED, RATE_HISTORY, AggregateDetector, ConnectionDetector
 from tcpanalyze.flows import FlowTable
 from tcpanalyze.report import (
@@ -85,6 +87,8 @@ _FLAGS_SEEN_TEXT = {
 }
 
 
+# (a `--jobs` worker hooks `_emit` on a Python subclass: parallel._WorkerAnalysis)
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass
 class Analysis:
     settings: Settings = field(default_factory=Settings)
@@ -299,13 +303,14 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
               verify_checksums: bool = False,
               on_finding: Callable[[Finding], Any] | None = None,
               on_progress: Callable[[int, int], Any] | None = None,
-              stdin: Any = None, interrupt: Any = None, batch: bool = True
-              ) -> CaptureSummary:
+              stdin: Any = None, interrupt: Any = None, batch: bool = True,
+              feeder: Any = None) -> CaptureSummary:
     """Feed every segment of a capture into `analysis`; returns the capture summary.
 
     `interrupt` (live.Interrupt) makes Ctrl-C/SIGTERM end the reading between two
     frames, never inside one: the summary then says `interrupted` and, for stdin, that is
-    a normal end of a live run (no error)."""
+    a normal end of a live run (no error). `feeder`: the class that feeds batches of
+    columns (batch.BatchFeed; tests pass a subclass that watches it)."""
     if decoder == "tshark":
         from tcpanalyze.tshark import read_tshark_into
 
@@ -340,7 +345,7 @@ def read_into(analysis: Analysis, path: str, *, decoder: str = "dpkt",
         if columnar:
             reader.interrupt = interrupt
             frames = _read_batches(analysis, reader, dec, feed, on_finding, on_progress,
-                                   interrupt)
+                                   interrupt, feeder)
         frames_in = iter(()) if columnar else time_ordered(reader)
         if interrupt is not None:
             frames_in = _until_interrupted(frames_in, interrupt)
@@ -381,7 +386,7 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
                   feed: Callable[[Segment], list[Finding]],
                   on_finding: Callable[[Finding], Any] | None,
                   on_progress: Callable[[int, int], Any] | None,
-                  interrupt: Any = None) -> int:
+                  interrupt: Any = None, feeder: Any = None) -> int:
     """The columnar path; returns the frames read. Errors are left in `reader.error`, as
     for frame-by-frame reading. An interrupt ends the reading between two batches (a
     fraction of a second of work on a regular file) or while a pipe is waited for.
@@ -391,7 +396,7 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
     # the columnar path is loaded at the first large batch: numpy with it (a quiet live
     # stream, a frame or a few at a time, never needs it)
     batch_feed: Any = None
-    decode_batch: Any = None
+    decode_columns: Any = None
     frames = 0
     # a pipe's few new frames (a live stream) go one at a time: cheaper than columns
     small = _FEW_FRAMES if reader.is_pipe else 0
@@ -405,8 +410,10 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
                     from tcpanalyze.batch import BatchFeed
                     from tcpanalyze.columns import decode_batch
 
-                    batch_feed = BatchFeed(analysis, dec, on_finding)
-                cols, _ = decode_batch(batch, reader, dec.verify_checksums)
+                    batch_feed = (feeder or BatchFeed)(analysis, dec, on_finding)
+                    # (a name of its own: compiled, an import binds the module's global)
+                    decode_columns = decode_batch
+                cols, _ = decode_columns(batch, reader, dec.verify_checksums)
                 batch_feed.process(cols)
                 frames += len(cols)
             if on_progress is not None:

@@ -39,6 +39,7 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
+from mypy_extensions import mypyc_attr
 
 from tcpanalyze.capture import Frame
 from tcpanalyze.columns import Columns
@@ -91,6 +92,7 @@ def sweep_rows(ts: np.ndarray, next_sweep: float | None) -> tuple[list[int], flo
     return rows, next_sweep
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # (as BatchFeed, below)
 class BatchRows:
     """A batch's TCP segments and their flows: which records hold TCP (the odd ones
     decoded by `decoder`, which also counts every record), and each fast-decoded
@@ -190,6 +192,7 @@ class BatchRows:
                 hi & 0xFFFF)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # (tests watch it: read_into's feeder)
 class BatchFeed(BatchRows):
     """Feeds `Columns` batches into `analysis` (with decoder for the odd frames)."""
 
@@ -213,6 +216,7 @@ class BatchFeed(BatchRows):
         self.idle = analysis.settings.idle_timeout
         self.bulk_segments = 0  # how many segments took the bulk path (for tests)
         self.whole_segments = 0  # of them, in runs applied whole (whole_runs.py)
+        self.whole_refused = 0  # runs tested whole and found not quiet
 
     # -- a batch -------------------------------------------------------------------------
     def process(self, cols: Columns) -> None:
@@ -463,7 +467,10 @@ class BatchFeed(BatchRows):
         """Run `w` of `whole` applied whole if every segment is quiet."""
         run = whole.runs[w]
         conn = self.analysis.table.active.get(self._key(run.flow))
-        if conn is None or not whole.apply(w, conn, self.zeek_on, self.idle):
+        if conn is None:
+            return False
+        if not whole.apply(w, conn, self.zeek_on, self.idle):
+            self.whole_refused += 1
             return False
         n = run.segments
         if hasattr(self.analysis, "segments"):
@@ -593,25 +600,19 @@ class BatchFeed(BatchRows):
             over = ((ts[1:] - ts[:-1]) > self.idle).nonzero()[0]
             if len(over):
                 bad = int(over[0]) + 1
-        sides: list[_Side] = []
-        for ep, mask in ((c, from_client), (s, ~from_client)):
-            sides.append(_Side(ep, mask.nonzero()[0], seq, ack, plen))
-        cs, ss = sides
+        cs = _Side(c, from_client.nonzero()[0], seq, ack, plen)
+        ss = _Side(s, (~from_client).nonzero()[0], seq, ack, plen)
         if zeek_on:
             cs.z, ss.z = zc, zs
             cs.zp, ss.zp = zs, zc
             cs.tight, ss.tight = c_shape == TIGHT, s_shape == TIGHT
-        cs.other, ss.other = ss, cs
-        try:
-            bad = self._check_sides(bad, sides, view)
-            if bad <= 0:
-                return 0
-            self._apply_sides(bad, idx, ts, sides, view)
-        finally:
-            # the sides refer to each other: break the cycle now, or each pair and its
-            # arrays wait for a cyclic collection, which reading makes rare (read_into)
-            # and the freed arrays fragment the heap (+140 MB on the bench capture)
-            del cs.other, ss.other
+        # (each side's methods take the other one: sides that referred to each other
+        # would wait for a cyclic collection, which reading makes rare (read_into), and
+        # their freed arrays fragment the heap: +140 MB on the bench capture)
+        bad = self._check_sides(bad, cs, ss, view)
+        if bad <= 0:
+            return 0
+        self._apply_sides(bad, idx, ts, cs, ss, view)
         conn.last = float(ts[bad - 1])
         last = int(idx[bad - 1])
         conn.last_frame = cols.numbers[last]
@@ -621,30 +622,27 @@ class BatchFeed(BatchRows):
         self.bulk_segments += bad
         return bad
 
-    def _check_sides(self, bad: int, sides: list[_Side], view: Any) -> int:
+    def _check_sides(self, bad: int, cs: _Side, ss: _Side, view: Any) -> int:
         """The first segment of the run (index) that is not quiet, at most `bad`."""
-        for side in sides:
-            bad = min(bad, side.check_tracker())
+        bad = min(bad, cs.check_tracker(ss), ss.check_tracker(cs))
         if view is not None:
-            hist = view._hist_seen
+            bad = min(bad, cs.check_zeek_own(view._hist_seen),
+                      ss.check_zeek_own(view._hist_seen))
             partial = view.is_partial
-            for side in sides:
-                bad = min(bad, side.check_zeek_own(hist))
-            for side in sides:
-                bad = min(bad, side.check_zeek_cross(partial))
+            bad = min(bad, cs.check_zeek_cross(partial, ss), ss.check_zeek_cross(partial, cs))
         return bad
 
-    def _apply_sides(self, bad: int, idx: np.ndarray, ts: np.ndarray, sides: list[_Side],
+    def _apply_sides(self, bad: int, idx: np.ndarray, ts: np.ndarray, cs: _Side, ss: _Side,
                      view: Any) -> None:
         """Apply the first `bad` segments of the run."""
         cols = self.cols
         tsval = cols.tsval[idx]
         window = cols.window[idx]
-        for side in sides:
-            side.apply(bad, ts, tsval, window, view is not None)
+        cs.apply(bad, ts, tsval, window, view is not None, ss)
+        ss.apply(bad, ts, tsval, window, view is not None, cs)
         if view is not None:
-            for side in sides:
-                side.apply_reassembler()
+            cs.apply_reassembler(ss)
+            ss.apply_reassembler(cs)
             view.packets += bad
             view.last_time = float(ts[bad - 1])
 
@@ -685,8 +683,6 @@ class _Side:
         self.zp: Any = None
         self.tight = True
 
-    other: _Side  # the opposite direction, set (and removed) by BatchFeed._quiet_prefix
-
     def _first_bad(self, bad: np.ndarray) -> int:
         hit = int(bad.argmax())  # (the first True, or 0 when there is none)
         return int(self.where[hit]) if bad[hit] else 1 << 62
@@ -696,7 +692,7 @@ class _Side:
         segment before it (-1: none in this run)."""
         return np.searchsorted(other_where, self.where) - 1
 
-    def check_tracker(self) -> int:
+    def check_tracker(self, other: _Side) -> int:
         if not len(self.where):
             return 1 << 62
         ep = self.ep
@@ -708,7 +704,6 @@ class _Side:
         expected[1:] = self.end[:-1]
         bad = self.seq != expected
         bad |= ((self.ack - self.prev_ack) & _MASK) >= _HALF  # acks only move forward
-        other = self.other
         peer_snd = np.full(len(self.where), other.ep.snd_nxt, dtype=np.int64)
         before = self._before(other.where)
         has = before >= 0
@@ -777,11 +772,10 @@ class _Side:
         self.awraps = awraps
         return self._first_bad(bad)
 
-    def check_zeek_cross(self, partial: bool) -> int:
+    def check_zeek_cross(self, partial: bool, other: _Side) -> int:
         """My acks against the peer's stream; my data against the peer's acks."""
         if not len(self.where):
             return 1 << 62
-        other = self.other
         z, zp = self.z, self.zp
         bad = np.zeros(len(self.where), dtype=bool)
         # the reassembler of the peer's data, as it stands at each of my acks
@@ -816,7 +810,7 @@ class _Side:
 
     # -- applying a quiet prefix ----------------------------------------------------------
     def apply(self, limit: int, ts: np.ndarray, tsval: np.ndarray, window: np.ndarray,
-              zeek_on: bool) -> None:
+              zeek_on: bool, other: _Side) -> None:
         k = int(np.searchsorted(self.where, limit))
         self.k = k
         if not k:
@@ -841,7 +835,7 @@ class _Side:
         ep.tentative = False
         ep.max_ack = int(self.ack[k - 1])
         ep.window = int(window[last])
-        self.other.ep.keepalive_unanswered = 0
+        other.ep.keepalive_unanswered = 0
         if zeek_on:
             z, zp = self.z, self.zp
             z.last_time = float(ts[last])
@@ -852,11 +846,10 @@ class _Side:
                 zp.ack_seq = int(self.ack[k - 1])
                 zp.ack_wraps += int(self.ack_dec[k - 1])
 
-    def apply_reassembler(self) -> None:
+    def apply_reassembler(self, other: _Side) -> None:
         """My data's reassembler after the prefix: the last block grows, the peer's
         acks trim (one trim to the highest ack equals the sequence of trims)."""
         k = self.k
-        other = self.other
         reasm = self.z.reassembler
         pk = other.k
         trim = reasm.trim_seq

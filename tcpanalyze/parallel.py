@@ -49,6 +49,7 @@ from contextlib import contextmanager, suppress
 from itertools import repeat
 from typing import Any
 
+from tcpanalyze.analysis import Analysis
 from tcpanalyze.capture import CaptureError, open_capture
 from tcpanalyze.decode import Decoder
 from tcpanalyze.detectors import AggregateDetector, _Source, _Target
@@ -363,17 +364,20 @@ class _WorkerTable(FlowTable):
     instance, which a compiled FlowTable (no instance dictionary) would refuse."""
 
 
+class _WorkerAnalysis(Analysis):
+    """A worker's Analysis, a plain Python subclass for the same reason: `_work` wraps
+    `_emit` on the instance."""
+
+
 def _worker(path: str, settings: Settings, me: int, jobs: int, options: dict[str, Any],
             progress: Any, results: Any, inbox: Any = None) -> None:
-    from tcpanalyze.analysis import Analysis
-
     # Fewer cyclic-GC passes: the worker's heap grows to every summary it keeps, and the
     # default thresholds walk it again and again (bench capture, one process: 21.2 s ->
     # 16.1 s CPU, same peak memory; cyclic garbage is still collected, just in bigger
     # batches). This process's own setting: the parent keeps its defaults.
     gc.set_threshold(100_000, 50, 100)
     try:
-        results.put((me, _work(Analysis, path, settings, me, jobs, options, progress,
+        results.put((me, _work(_WorkerAnalysis, path, settings, me, jobs, options, progress,
                                inbox)))
     except BaseException as exc:  # the parent must hear about it, not wait forever
         results.put((me, exc))
@@ -1166,7 +1170,7 @@ def analyze_parallel(path: str, settings: Settings | None = None, jobs: int = 2,
                      verify_checksums: bool = False, zeek_records: bool = False,
                      capture_name: str | None = None, keep_connections: bool = True) -> Any:
     """`analysis.analyze()` with `jobs` worker processes; returns the Report."""
-    from tcpanalyze.analysis import Analysis, build_report
+    from tcpanalyze.analysis import build_report
 
     analysis = Analysis(settings or Settings(), capture=capture_name,
                         keep_connections=keep_connections, zeek_records=zeek_records)

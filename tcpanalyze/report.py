@@ -207,7 +207,7 @@ class ConnectionSummary:
     findings: list[str] = field(default_factory=list)  # kinds
     flags_seen: str = ""  # e.g. 'SAFPR'
     quality: dict[str, Any] = field(default_factory=dict)  # handshake_seen, both_directions, gaps
-    timeline: list[StateChange] = field(default_factory=list)
+    timeline: Sequence[StateChange] = field(default_factory=list)
     capture: str | None = None
     # Zeek's own records for this connection (its timers may split one connection into
     # several); computed only on request (--format zeek, --zeek-records).
@@ -272,7 +272,7 @@ class CaptureSummary:
 @dataclass
 class Report:
     captures: list[CaptureSummary]
-    connections: list[ConnectionSummary]
+    connections: Sequence[ConnectionSummary]
     findings: list[Finding]
     tool_version: str = ""
     stats: dict[str, Any] = field(default_factory=dict)  # evictions, aggregate counters

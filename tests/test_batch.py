@@ -53,10 +53,35 @@ def _snapshot(obj: Any, seen: set[int] | None = None) -> Any:
             if n != "settings" and not n.startswith("__")}
 
 
-def _run(path: Path, use_batch: bool) -> tuple[Analysis, Any]:
-    analysis = Analysis()
-    summary = read_into(analysis, str(path), batch=use_batch)
+def _run(path: Path, use_batch: bool, analysis: Analysis | None = None,
+         feeder: Any = None) -> tuple[Analysis, Any]:
+    analysis = Analysis() if analysis is None else analysis
+    summary = read_into(analysis, str(path), batch=use_batch, feeder=feeder)
     return analysis, summary
+
+
+def watched(feeders: list[batch.BatchFeed]) -> type[batch.BatchFeed]:
+    """A BatchFeed that lists its instances in `feeders`: read_into's `feeder`. (Tests
+    subclass the core's classes: compiled, they cannot be patched.)"""
+
+    class Watched(batch.BatchFeed):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            feeders.append(self)
+
+    return Watched
+
+
+class ClosingAnalysis(Analysis):
+    """An Analysis that keeps a snapshot of each connection as it is closed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closed: dict[int, Any] = {}
+
+    def _close(self, conn: Any, now: float) -> list[Any]:
+        self.closed[conn.id] = _snapshot(conn)
+        return super()._close(conn, now)
 
 
 def _report(path: Path, use_batch: bool) -> dict[str, Any]:
@@ -94,19 +119,9 @@ def test_batch_report_is_identical_with_tiny_runs(path: Path, tiny_runs: None) -
 
 
 def _bulk_count(path: Path) -> tuple[int, int]:
-    counts: list[batch.BatchFeed] = []
-    original = batch.BatchFeed.__init__
-
-    def init(self: batch.BatchFeed, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        counts.append(self)
-
-    batch.BatchFeed.__init__ = init  # type: ignore[method-assign]
-    try:
-        analysis, _ = _run(path, use_batch=True)
-    finally:
-        batch.BatchFeed.__init__ = original  # type: ignore[method-assign]
-    return counts[0].bulk_segments, analysis.segments
+    feeders: list[batch.BatchFeed] = []
+    analysis, _ = _run(path, use_batch=True, feeder=watched(feeders))
+    return feeders[0].bulk_segments, analysis.segments
 
 
 @pytest.mark.parametrize("path", [MINI, BULK], ids=lambda p: p.name)
@@ -122,7 +137,10 @@ def test_bulk_is_taken_and_leaves_identical_state(path: Path) -> None:
 
 @pytest.mark.parametrize("path", [MINI, BULK], ids=lambda p: p.name)
 def test_tiny_runs_leave_identical_state(path: Path, tiny_runs: None) -> None:
-    a, _ = _run(path, use_batch=True)
+    feeders: list[batch.BatchFeed] = []
+    a, _ = _run(path, use_batch=True, feeder=watched(feeders))
+    # the module's settings took (compiled too): no run tested whole, many in bulk
+    assert feeders[0].whole_segments == 0 and feeders[0].bulk_segments > 1000
     b, _ = _run(path, use_batch=False)
     assert _open_state(a) == _open_state(b)
 
@@ -134,58 +152,36 @@ SHORT = [MINI, ROOT / "sample_pcaps" / "several-normal.pcap",
          CORPUS / "zeek" / "modbus-502-resets" / "capture.pcap"]
 
 
-def _closed_states(path: Path, use_batch: bool, monkeypatch: pytest.MonkeyPatch
+def _closed_states(path: Path, use_batch: bool
                    ) -> tuple[dict[int, Any], Any, list[batch.BatchFeed]]:
     """The whole state of every connection as it is closed (tracker endpoints, Zeek view
     and reassemblers), the state of those still open at the end, and the feeders."""
-    closed: dict[int, Any] = {}
     feeders: list[batch.BatchFeed] = []
-    close, init = Analysis._close, batch.BatchFeed.__init__
-
-    def recording_close(self: Analysis, conn: Any, *args: Any, **kwargs: Any) -> Any:
-        closed[conn.id] = _snapshot(conn)
-        return close(self, conn, *args, **kwargs)
-
-    def recording_init(self: batch.BatchFeed, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        feeders.append(self)
-
-    with monkeypatch.context() as m:
-        m.setattr(Analysis, "_close", recording_close)
-        m.setattr(batch.BatchFeed, "__init__", recording_init)
-        analysis, _ = _run(path, use_batch)
-    return closed, _open_state(analysis), feeders
+    analysis = ClosingAnalysis()
+    _run(path, use_batch, analysis, watched(feeders))
+    return analysis.closed, _open_state(analysis), feeders
 
 
 @pytest.mark.parametrize("path", SHORT, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_short_runs_are_taken_and_leave_identical_state(
-        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    closed, still_open, feeders = _closed_states(path, True, monkeypatch)
+def test_short_runs_are_taken_and_leave_identical_state(path: Path) -> None:
+    closed, still_open, feeders = _closed_states(path, True)
     # real short request/response connections: their quiet middles went as short runs
     assert feeders[0].whole_segments >= 8, feeders[0].whole_segments
-    expected_closed, expected_open, _ = _closed_states(path, False, monkeypatch)
+    expected_closed, expected_open, _ = _closed_states(path, False)
     assert closed.keys() == expected_closed.keys()
     for conn_id, state in expected_closed.items():
         assert closed[conn_id] == state, conn_id
     assert still_open == expected_open
 
 
-def test_the_ack_after_a_syn_stays_out_of_short_runs(monkeypatch: pytest.MonkeyPatch
-                                                     ) -> None:
+def test_the_ack_after_a_syn_stays_out_of_short_runs() -> None:
     # the handshake's third ACK looks quiet (an ACK without data) but changes the
     # server's state; a run that began with it could never be applied in bulk
     path = ROOT / "sample_pcaps" / "several-normal.pcap"
-    taken: list[int] = []
-
-    class Counting(batch.WholeRuns):  # (a subclass: a compiled class cannot be patched)
-        def apply(self, s: int, *args: Any) -> bool:
-            ok = super().apply(s, *args)
-            taken.append(ok)
-            return ok
-
-    monkeypatch.setattr(batch, "WholeRuns", Counting)
-    _run(path, use_batch=True)
-    assert taken and all(taken), taken
+    feeders: list[batch.BatchFeed] = []
+    _run(path, use_batch=True, feeder=watched(feeders))
+    assert feeders[0].whole_segments > 0
+    assert feeders[0].whole_refused == 0
 
 
 # -- sequence numbers that wrap ----------------------------------------------------------
@@ -358,25 +354,24 @@ def _whole(analysis: Analysis, summary: Any) -> dict[str, Any]:
     return build_report([summary], analysis).to_dict()
 
 
-def _counting_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def _counting_batches() -> tuple[list[int], type[batch.BatchFeed]]:
+    """The sizes of the batches fed, and read_into's `feeder` that lists them."""
     sizes: list[int] = []
-    process = batch.BatchFeed.process
 
-    def counted(self: batch.BatchFeed, cols: Any) -> None:
-        sizes.append(len(cols))
-        process(self, cols)
+    class Counting(batch.BatchFeed):
+        def process(self, cols: Any) -> None:
+            sizes.append(len(cols))
+            super().process(cols)
 
-    monkeypatch.setattr(batch.BatchFeed, "process", counted)
-    return sizes
+    return sizes, Counting
 
 
-def test_a_file_read_with_an_interrupt_handler_still_goes_in_batches(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_read_with_an_interrupt_handler_still_goes_in_batches() -> None:
     """`report --jobs 1` passes an interrupt handler; files must still take the columnar
     path (they once went frame by frame whenever one was passed), with the same report."""
-    sizes = _counting_batches(monkeypatch)
+    sizes, counting = _counting_batches()
     with_handler = Analysis()
-    summary = read_into(with_handler, str(BULK), interrupt=_Interrupt())
+    summary = read_into(with_handler, str(BULK), interrupt=_Interrupt(), feeder=counting)
     assert summary.error is None
     assert sum(sizes) == summary.packets > 0
     plain = Analysis()
@@ -390,14 +385,15 @@ def test_an_interrupt_ends_a_file_between_two_batches(monkeypatch: pytest.Monkey
     # several batches in the file
     monkeypatch.setattr(capture, "READ_SIZE", 64 << 10)
     monkeypatch.setattr(capture, "BATCH_READ", 64 << 10)
-    sizes = _counting_batches(monkeypatch)
+    sizes, counting = _counting_batches()
     interrupt = _Interrupt()
 
     def progress(frames: int, offset: int) -> None:
         interrupt.requested = True  # as the signal handler does
 
     analysis = Analysis()
-    summary = read_into(analysis, str(BULK), interrupt=interrupt, on_progress=progress)
+    summary = read_into(analysis, str(BULK), interrupt=interrupt, on_progress=progress,
+                        feeder=counting)
     assert len(sizes) == 1 and summary.packets == sizes[0]
     total = read_into(Analysis(), str(BULK)).packets
     assert 0 < summary.packets < total
@@ -461,8 +457,7 @@ def test_an_interrupt_while_a_pipe_is_waited_for_keeps_every_frame_read(
     assert analysis.segments == summary.tcp_segments
 
 
-def test_a_fifo_is_read_in_batches_of_what_it_holds(monkeypatch: pytest.MonkeyPatch,
-                                                    tmp_path: Path) -> None:
+def test_a_fifo_is_read_in_batches_of_what_it_holds(tmp_path: Path) -> None:
     """A named pipe (`<(tcpdump -w -)`) may be a live stream: what the pipe holds when
     read is analysed at once, never waiting for more (a few frames one at a time), and a
     capture sent through it whole goes in batches of columns, with the file's report."""
@@ -471,7 +466,7 @@ def test_a_fifo_is_read_in_batches_of_what_it_holds(monkeypatch: pytest.MonkeyPa
     import threading
     import time
 
-    sizes = _counting_batches(monkeypatch)
+    sizes, counting = _counting_batches()
     fifo = tmp_path / "live.pcap"
     os.mkfifo(fifo)
     data = BULK.read_bytes()
@@ -500,7 +495,8 @@ def test_a_fifo_is_read_in_batches_of_what_it_holds(monkeypatch: pytest.MonkeyPa
     writer.start()
     analysis = Analysis()
     summary = read_into(analysis, str(fifo), interrupt=_Interrupt(),
-                        on_progress=lambda frames, _: analysed.append(frames))
+                        on_progress=lambda frames, _: analysed.append(frames),
+                        feeder=counting)
     writer.join(10)
     # each piece was analysed as it came, while the rest had not been sent
     assert waited == [100, 200] and analysed[:2] == [100, 200]
@@ -514,24 +510,22 @@ def test_a_fifo_is_read_in_batches_of_what_it_holds(monkeypatch: pytest.MonkeyPa
     assert _whole(analysis, summary) == _whole(whole, summary)
 
 
-def test_bulk_runs_leave_nothing_for_the_cyclic_collector(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bulk_runs_leave_nothing_for_the_cyclic_collector() -> None:
     """read_into makes cyclic collections rare; a bulk run's per-direction arrays must be
     freed when the run is applied, not kept (and the heap fragmented) until one happens."""
     import gc
 
     runs = [0]
-    quiet_prefix = batch.BatchFeed._quiet_prefix
 
-    def counted(self: batch.BatchFeed, conn: Any, idx: Any) -> int:
-        runs[0] += 1
-        return quiet_prefix(self, conn, idx)
+    class Counting(batch.BatchFeed):
+        def _quiet_prefix(self, conn: Any, idx: Any) -> int:
+            runs[0] += 1
+            return super()._quiet_prefix(conn, idx)
 
-    monkeypatch.setattr(batch.BatchFeed, "_quiet_prefix", counted)
     gc.collect()
     gc.disable()
     try:
-        read_into(Analysis(), str(MINI))
+        read_into(Analysis(), str(MINI), feeder=Counting)
         left = [o for o in gc.get_objects() if isinstance(o, batch._Side)]
     finally:
         gc.enable()

@@ -21,11 +21,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tcpanalyze.batch as batch
-from tcpanalyze.analysis import Analysis, build_report, read_into
+from tcpanalyze.analysis import build_report, read_into
 from tcpanalyze.capture import open_capture
 from tcpanalyze.decode import Decoder
 from tcpanalyze.segment import ACK, Segment
-from tests.test_batch import _snapshot
+from tests.test_batch import ClosingAnalysis, watched
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -74,27 +74,11 @@ def _both_ways(path: Path) -> tuple[Any, Any, int]:
     results = []
     short = 0
     for use_batch in (False, True):
-        closed: dict[int, Any] = {}
         feeders: list[batch.BatchFeed] = []
-        close, init = Analysis._close, batch.BatchFeed.__init__
-
-        def recording_close(self: Analysis, conn: Any, *args: Any, _closed: dict[int, Any]
-                            = closed, _close: Any = close, **kwargs: Any) -> Any:
-            _closed[conn.id] = _snapshot(conn)
-            return _close(self, conn, *args, **kwargs)
-
-        def recording_init(self: batch.BatchFeed, *args: Any, _feeders: list[Any] = feeders,
-                           _init: Any = init, **kwargs: Any) -> None:
-            _init(self, *args, **kwargs)
-            _feeders.append(self)
-
-        with pytest.MonkeyPatch.context() as m:
-            m.setattr(Analysis, "_close", recording_close)
-            m.setattr(batch.BatchFeed, "__init__", recording_init)
-            analysis = Analysis()
-            summary = read_into(analysis, str(path), batch=use_batch)
-            analysis.finish()
-        results.append((build_report([summary], analysis).to_dict(), closed))
+        analysis = ClosingAnalysis()
+        summary = read_into(analysis, str(path), batch=use_batch, feeder=watched(feeders))
+        analysis.finish()
+        results.append((build_report([summary], analysis).to_dict(), analysis.closed))
         if use_batch:
             short = feeders[0].whole_segments
     return results[0], results[1], short
