@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any, BinaryIO, NamedTuple
 
+from tcpanalyze.records import record_offsets
+
 __all__ = ["MAX_BLOCK_LEN", "MAX_CAPLEN", "CaptureError", "CaptureReader", "Frame",
            "capture_batches", "open_capture"]
 
@@ -406,34 +408,22 @@ class CaptureReader:
 
     def _record_batches(self, most: int) -> Iterator[tuple[bytes, list[int], int]]:
         head = 16 + self._extra
-        caplen_at = struct.Struct(self._endian + "I").unpack_from
+        little = self._endian == "<"
         while True:
             buf = self._buf
-            pos = self._pos
-            end = len(buf)
-            need = head
-            offsets: list[int] = []
-            append = offsets.append
             first = self.frames_read + 1
-            limit = end - head
-            for _ in range(most):  # (a bounded for: cheaper than counting each record)
-                if pos > limit:
-                    break
-                caplen = caplen_at(buf, pos + 8)[0]
-                stop = pos + head + caplen
-                if stop > end or caplen > MAX_CAPLEN:
-                    if caplen > MAX_CAPLEN:
-                        self._pos = pos
-                        if offsets:
-                            self.frames_read += len(offsets)
-                            yield buf, offsets, first
-                        raise self._error(
-                            f"record length {caplen} is absurd (limit {MAX_CAPLEN}); "
-                            "corrupt file", self._base + pos, self.frames_read + 1)
-                    need = head + caplen
-                    break
-                append(pos)
-                pos = stop
+            offsets, pos, caplen = record_offsets(buf, self._pos, head, little, most,
+                                                  MAX_CAPLEN)
+            if caplen > MAX_CAPLEN:
+                self._pos = pos
+                if offsets:
+                    self.frames_read += len(offsets)
+                    yield buf, offsets, first
+                raise self._error(
+                    f"record length {caplen} is absurd (limit {MAX_CAPLEN}); "
+                    "corrupt file", self._base + pos, self.frames_read + 1)
+            # (what the next batch needs at least: the header, or the record it stopped at)
+            need = head + caplen if caplen >= 0 else head
             self._pos = pos
             if offsets:
                 self.frames_read += len(offsets)
