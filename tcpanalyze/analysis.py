@@ -18,7 +18,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -67,9 +67,9 @@ class ZeekRecord:
                 "history": self.view.history(), "orig_pkts": o_pkts, "resp_pkts": r_pkts,
                 "orig_bytes": o_bytes, "resp_bytes": r_bytes}
 
-_KIND_ORDER = {kind: i for i, kind in enumerate(FINDING_KINDS)}
+_KIND_ORDER: Final = {kind: i for i, kind in enumerate(FINDING_KINDS)}
 
-LINKTYPE_NAMES = {
+LINKTYPE_NAMES: Final = {
     0: "NULL", 1: "EN10MB", 9: "PPP", 12: "RAW", 14: "RAW", 101: "RAW", 104: "C_HDLC",
     108: "LOOP", 113: "LINUX_SLL", 228: "IPV4", 229: "IPV6", 239: "NFLOG",
     276: "LINUX_SLL2",
@@ -80,7 +80,7 @@ def flags_seen_text(flags: int) -> str:
     return _FLAGS_SEEN_TEXT[flags & (SYN | ACK | FIN | RST)]
 
 
-_FLAGS_SEEN_TEXT = {
+_FLAGS_SEEN_TEXT: Final = {
     flags: "".join(letter for bit, letter in ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"))
                    if flags & bit)
     for flags in range((SYN | ACK | FIN | RST) + 1)
@@ -428,7 +428,7 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
 
 # Fewer frames than this, read from a pipe at once, are fed one at a time: a batch of
 # columns costs 0.2-0.6 ms however small (decoding, flows), a frame ~5 us
-_FEW_FRAMES = 128
+_FEW_FRAMES: Final = 128
 
 
 def _feed_frames(frames: Iterable[Any], decode: Callable[[Any], Segment | None],

@@ -36,7 +36,7 @@ import heapq
 from collections.abc import Callable
 from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from mypy_extensions import mypyc_attr
@@ -58,15 +58,15 @@ MIN_RUN = 48  # shorter quiet runs are only tested whole (whole_runs.py), longer
 SHORT_RUN = 2  # for their quiet prefix (_Side); runs shorter than this go one at a time
 _BACK_OFF = 16  # segments taken one at a time after a run was found not quiet (doubling)
 _WINDOW = 256  # segments tested at once, doubling while they are all quiet
-_MAX_WINDOW = 8192
-_MASK = 0xFFFFFFFF
-_HALF = 0x80000000
-_HIST_DATA = 0x10
-_HIST_ACK = 0x20
+_MAX_WINDOW: Final = 8192
+_MASK: Final = 0xFFFFFFFF
+_HALF: Final = 0x80000000
+_HIST_DATA: Final = 0x10
+_HIST_ACK: Final = 0x20
 
 
 # the NamedTuple Segment without its Python-level __new__ (the same object, made faster)
-_new_tuple = tuple.__new__
+_new_tuple: Final = tuple.__new__
 
 
 def sweep_rows(ts: np.ndarray, next_sweep: float | None) -> tuple[list[int], float | None]:
@@ -130,7 +130,7 @@ class BatchRows:
     def tcp_keys(self, tcp: np.ndarray) -> tuple[list[Any], np.ndarray]:
         """The flow table's key of each TCP segment `tcp`, as (distinct keys, index of
         each segment's key): for parallel.Assignment."""
-        keys = [self._key(f) for f in range(len(self.keys))]
+        keys = list(self._flow_keys())
         kid = self.flow[tcp].copy()
         if self.odd:
             extra: dict[Any, int] = {}
@@ -169,6 +169,7 @@ class BatchRows:
             keys = np.empty((0, 2), dtype=np.int64)
         self.flow = flow
         self.keys = keys
+        self.key_tuples: list[tuple[bytes, int, bytes, int]] | None = None  # (_flow_keys)
         # a flow that also has odd segments (IP options, say) is never bulk-applied
         self.mixed = np.zeros(len(keys), dtype=bool)
         if self.odd and len(keys):
@@ -187,9 +188,18 @@ class BatchRows:
         self.quiet = quiet
 
     def _key(self, f: int) -> tuple[bytes, int, bytes, int]:
-        lo, hi = self.keys[f].tolist()
-        return ((lo >> 16).to_bytes(4, "big"), lo & 0xFFFF, (hi >> 16).to_bytes(4, "big"),
-                hi & 0xFFFF)
+        """Flow `f`'s key in the flow table."""
+        return self._flow_keys()[f]
+
+    def _flow_keys(self) -> list[tuple[bytes, int, bytes, int]]:
+        """Every flow's key, made at the first one asked for (at once: one at a time,
+        from the array, each costs as much as all of them together take per flow)."""
+        keys = self.key_tuples
+        if keys is None:
+            keys = self.key_tuples = [
+                ((lo >> 16).to_bytes(4, "big"), lo & 0xFFFF, (hi >> 16).to_bytes(4, "big"),
+                 hi & 0xFFFF) for lo, hi in self.keys.tolist()]
+        return keys
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # (tests watch it: read_into's feeder)
@@ -257,7 +267,7 @@ class BatchFeed(BatchRows):
 
     # -- per segment -------------------------------------------------------------------
     def _lists(self, cols: Columns) -> None:
-        self.l_ts = cols.ts.tolist()
+        self.l_ts: list[float] = cols.ts.tolist()
         # a row's integer fields, taken out one row at a time by `_one`: most rows go in
         # runs and never need them as Python values
         self.fields = np.stack((cols.data_at, cols.sport, cols.dport, cols.seq, cols.ack,
@@ -267,8 +277,9 @@ class BatchFeed(BatchRows):
         seg = self.odd.get(i) if self.odd else None
         if seg is None:  # the Segment, built here (`_segments` builds the events' at once)
             cols = self.cols
-            at, sport, dport, seq, ack, flags, window, plen, thl = self.fields[i].tolist()
-            buf = cols.buf
+            row: list[int] = self.fields[i].tolist()
+            at, sport, dport, seq, ack, flags, window, plen, thl = row
+            buf: bytes = cols.buf
             seg = _new_tuple(Segment, (
                 cols.numbers[i], self.l_ts[i], buf[at + 26:at + 30], buf[at + 30:at + 34],
                 sport, dport, seq, ack, flags, window, plen,
@@ -290,16 +301,22 @@ class BatchFeed(BatchRows):
         """The Segments `_one` would build for batch rows `rows`, built at once: the
         events of a stretch (~2 us a segment one at a time, a third of that here)."""
         cols = self.cols
-        at, sport, dport, seq, ack, flags, window, plen, thl = self.fields[rows].T.tolist()
-        buf = cols.buf
-        numbers = cols.numbers
-        l_ts = self.l_ts
+        fields: list[list[int]] = self.fields[rows].T.tolist()
+        # (typed: compiled, the offsets are added and the buffer sliced as C ints and
+        # bytes, not as objects)
+        at = fields[0]
+        thl = fields[8]
+        buf: bytes = cols.buf
+        numbers: list[int] = cols.numbers
+        l_ts: list[float] = self.l_ts
+        _, sport, dport, seq, ack, flags, window, plen, _ = fields
         segs = list(map(_new_tuple, repeat(Segment), zip(
             [numbers[i] for i in rows], [l_ts[i] for i in rows],
             [buf[a + 26:a + 30] for a in at], [buf[a + 30:a + 34] for a in at],
             sport, dport, seq, ack, flags, window, plen,
-            # (no options: thl 20, an empty slice)
-            [buf[a + 54:a + 34 + t] for a, t in zip(at, thl, strict=True)],
+            # (compiled, a slice that ends before it starts is an error, not b"": an odd
+            # row's fields are anything, and with no options thl is 20)
+            [buf[a + 54:a + 34 + t] if t > 20 else b"" for a, t in zip(at, thl, strict=True)],
             strict=True)))
         odd = self.odd
         if odd:
@@ -352,11 +369,11 @@ class BatchFeed(BatchRows):
         long_run = g_len >= MIN_RUN
         whole_run = g_len >= SHORT_RUN  # tested whole first (whole_runs.py)
         short_run = whole_run & ~long_run
+        # (typed lists, and methods called as methods: compiled, C calls and C ints)
+        rows: list[int] = pos.tolist()
         if not long_run.any() and not short_run.any():
-            rows = pos.tolist()
-            built = self._built
             for i, seg in zip(rows, self._segments(rows), strict=True):
-                built(i, seg)
+                self._built(i, seg)
             return
         # runs: their segments (positions in `pos`), and what comes before them
         starts = np.flatnonzero(run_start & long_run)
@@ -391,7 +408,7 @@ class BatchFeed(BatchRows):
                     after_short[j] = w
                 else:
                     first_short.append(w)
-        events = np.flatnonzero(~in_run).tolist()
+        events: list[int] = np.flatnonzero(~in_run).tolist()
         # forced: (index in pos, run, offset of the next segment in the run or -1)
         forced: list[tuple[int, int, int]] = []
         self._pos = pos
@@ -406,20 +423,17 @@ class BatchFeed(BatchRows):
                 applied |= self._short_run(whole, w)
         ev = 0
         n_events = len(events)
-        one = self._one
-        built = self._built
-        rows = pos.tolist()
         ev_rows = [rows[j] for j in events]
         ev_segs = self._segments(ev_rows)
         while ev < n_events or forced:
             if forced and (ev >= n_events or forced[0][0] < events[ev]):
                 j, r, nxt = heapq.heappop(forced)
-                one(rows[j])
+                self._one(rows[j])
                 if nxt >= 0:
                     applied |= self._try_run(r, nxt)
                 continue
             j = events[ev]
-            built(ev_rows[ev], ev_segs[ev])
+            self._built(ev_rows[ev], ev_segs[ev])
             ev += 1
             after_r = after.get(j)
             if after_r is not None:

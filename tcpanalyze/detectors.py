@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -37,7 +37,7 @@ from tcpanalyze.tracker import (
     Note,
 )
 
-SEVERITY = {
+SEVERITY: Final = {
     "syn_flood": "high",
     "port_scan": "high",
     "close_wait_leak": "high",
@@ -60,14 +60,14 @@ SEVERITY = {
 }
 
 # Kinds whose truth depends on the other side having been captured.
-_NEEDS_BOTH_SIDES = frozenset({"half_open", "missing_third_ack", "close_wait_leak",
+_NEEDS_BOTH_SIDES: Final = frozenset({"half_open", "missing_third_ack", "close_wait_leak",
                                "fin_wait_2_stuck", "last_ack_stuck"})
 # Kinds absorbed by an aggregate finding when the connection belongs to a flood or scan.
-ABSORBED = frozenset({"half_open", "missing_third_ack", "connection_refused",
+ABSORBED: Final = frozenset({"half_open", "missing_third_ack", "connection_refused",
                        "syn_retransmission", "rst_teardown"})
-_MAX_FRAMES = 10
+_MAX_FRAMES: Final = 10
 # States a connection can be stuck in (see _from_states).
-_STUCK = frozenset({CLOSE_WAIT, FIN_WAIT_2, LAST_ACK, CLOSING})
+_STUCK: Final = frozenset({CLOSE_WAIT, FIN_WAIT_2, LAST_ACK, CLOSING})
 
 
 def _dur(seconds: float) -> str:
@@ -367,14 +367,14 @@ def _rst_reason(state: str, note: Note) -> str:
 
 # -- aggregates -------------------------------------------------------------------------
 
-_MAX_SOURCES = 65536  # distinct sources remembered per target; more are counted, not stored
-_MAX_TARGETS = 4096  # ports/hosts remembered per scanning source
+_MAX_SOURCES: Final = 65536  # distinct sources remembered per target; more are counted, not stored
+_MAX_TARGETS: Final = 4096  # ports/hosts remembered per scanning source
 # A source's ports per host (hosts per port) are a tuple while this few (most clients
 # talk to one or two servers on one port: 48 bytes instead of a 216-byte set), then a set.
-_SMALL_GROUP = 8
+_SMALL_GROUP: Final = 8
 # Live runs keep per-second SYN counts for this long (capture time) behind the newest
 # second; older seconds leave only their peak (a bounded memory for an endless stream).
-RATE_HISTORY = 300
+RATE_HISTORY: Final = 300
 
 
 def _add_member(groups: dict[Any, Any], key: Any, member: Any) -> None:
@@ -411,7 +411,7 @@ class _Target:
     peak_dropped: int = 0  # highest count among the seconds dropped from per_second
 
 
-_MAX_ONCE = 262_144  # seen-once sources remembered (about 100 bytes each)
+_MAX_ONCE: Final = 262_144  # seen-once sources remembered (about 100 bytes each)
 
 
 class _Once:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from tcpanalyze.flows import FlowTable
 from tcpanalyze.report import Finding
@@ -30,13 +30,13 @@ from tcpanalyze.zeek import TOO_LARGE_SEQ_DELTA, ZeekView
 
 __all__ = ["make_feed"]
 
-_CONTROL = SYN | FIN | RST | ACK
-_HIST_DATA = 0x10  # zeek._HIST_DATA / _HIST_ACK (the responder's shifted by 16)
-_HIST_ACK = 0x20
-_TS_OPTION = b"\x01\x01\x08\x0a"  # NOP NOP TS: what Linux puts on every segment
-_tsval = struct.Struct("!I").unpack_from
-_HALF = 0x80000000
-_MASK = 0xFFFFFFFF
+_CONTROL: Final = SYN | FIN | RST | ACK
+_HIST_DATA: Final = 0x10  # zeek._HIST_DATA / _HIST_ACK (the responder's shifted by 16)
+_HIST_ACK: Final = 0x20
+_TS_OPTION: Final = b"\x01\x01\x08\x0a"  # NOP NOP TS: what Linux puts on every segment
+_tsval: Final = struct.Struct("!I").unpack_from
+_HALF: Final = 0x80000000
+_MASK: Final = 0xFFFFFFFF
 
 
 def make_feed(analysis: Any) -> Callable[[Segment], list[Finding]]:

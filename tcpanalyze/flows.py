@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -41,26 +42,27 @@ from tcpanalyze.tracker import (
 )
 
 # Ports that say "server" when a capture starts mid-connection (no SYN to tell us).
-_SERVICE_PORT_LIMIT = 1024
-_EPHEMERAL_START = 32768
+_SERVICE_PORT_LIMIT: Final = 1024
+_EPHEMERAL_START: Final = 32768
 
 Key = tuple[bytes, int, bytes, int]
 
 # A closed connection stays in the table this long (capture time) so that stragglers
 # (retransmissions, RSTs answering in-flight data) are not taken for a new connection.
-CLOSE_LINGER = 5.0
+CLOSE_LINGER: Final = 5.0
 # A handshake that never completed has no in-flight data to straggle in: its attempt
 # leaves after a shorter linger (a spoofed-source flood brings thousands per second).
-EMBRYONIC_LINGER = 1.0
+EMBRYONIC_LINGER: Final = 1.0
 # A connection nothing happens to is still looked at this often (capture time), so that
 # evidence-based findings (a peer that vanished) appear during a live run.
-QUIET_RECHECK = 60.0
+QUIET_RECHECK: Final = 60.0
 # New evidence on a connection is looked at within a second, at most this often.
-EVIDENCE_RECHECK = 10.0
+EVIDENCE_RECHECK: Final = 10.0
 # Timer arithmetic in floats: look a hair after the deadline so `expire` sees it passed.
-_EPSILON = 1e-6
+_EPSILON: Final = 1e-6
 # The states with a timer of their own (see next_check).
-_TIMED = frozenset({TIME_WAIT, FIN_WAIT_2, CLOSE_WAIT, LAST_ACK, CLOSING, SYN_SENT, SYN_RCVD})
+_TIMED: Final = frozenset({TIME_WAIT, FIN_WAIT_2, CLOSE_WAIT, LAST_ACK, CLOSING, SYN_SENT,
+                          SYN_RCVD})
 
 
 def flow_key(seg: Segment) -> Key:

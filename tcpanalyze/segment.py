@@ -10,19 +10,19 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-ECE = 0x40
-CWR = 0x80
-NS = 0x100  # the AE/NS bit from the data-offset byte, kept above the classic eight
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
+NS: Final = 0x100  # the AE/NS bit from the data-offset byte, kept above the classic eight
 
-SEQ_MOD = 1 << 32
+SEQ_MOD: Final = 1 << 32
 
 
 class Segment(NamedTuple):
@@ -50,8 +50,8 @@ class TcpOptions(NamedTuple):
     fastopen: bytes | None = None  # TFO cookie (may be empty: a cookie request)
 
 
-_u16 = struct.Struct("!H").unpack_from
-_u32_pair = struct.Struct("!II").unpack_from
+_u16: Final = struct.Struct("!H").unpack_from
+_u32_pair: Final = struct.Struct("!II").unpack_from
 
 
 def parse_options(raw: bytes) -> TcpOptions:
@@ -130,9 +130,19 @@ def seq_diff(a: int, b: int) -> int:
 
 
 def format_addr(packed: bytes) -> str:
-    if len(packed) == 4:
-        return socket.inet_ntop(socket.AF_INET, packed)
-    return socket.inet_ntop(socket.AF_INET6, packed)
+    # (remembered: a capture has few addresses and many connections between them, and
+    # inet_ntop's argument parsing costs more than the formatting)
+    text = _ADDR_TEXT.get(packed)
+    if text is None:
+        if len(_ADDR_TEXT) >= _ADDR_TEXTS:  # (a flood of spoofed sources: start over)
+            _ADDR_TEXT.clear()
+        family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
+        text = _ADDR_TEXT[packed] = socket.inet_ntop(family, packed)
+    return text
+
+
+_ADDR_TEXT: Final[dict[bytes, str]] = {}
+_ADDR_TEXTS: Final = 65536
 
 
 def format_endpoint(packed: bytes, port: int) -> str:
@@ -149,7 +159,7 @@ def parse_endpoint(text: str) -> tuple[bytes, int]:
     return ipaddress.ip_address(host).packed, int(port)
 
 
-_FLAG_LETTERS = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "."),
+_FLAG_LETTERS: Final = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "."),
                  (URG, "U"), (ECE, "E"), (CWR, "W"))
 
 

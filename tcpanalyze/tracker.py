@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from typing import Any
+from typing import Any, Final
 
 from tcpanalyze.segment import (
     ACK,
@@ -37,40 +37,40 @@ from tcpanalyze.segment import (
 from tcpanalyze.settings import Settings
 
 # RFC 793 states, named as `ss` and the spec name them, plus UNKNOWN for "cannot be inferred".
-CLOSED = "CLOSED"
-LISTEN = "LISTEN"
-SYN_SENT = "SYN_SENT"
-SYN_RCVD = "SYN_RCVD"
-ESTABLISHED = "ESTABLISHED"
-FIN_WAIT_1 = "FIN_WAIT_1"
-FIN_WAIT_2 = "FIN_WAIT_2"
-CLOSING = "CLOSING"
-TIME_WAIT = "TIME_WAIT"
-CLOSE_WAIT = "CLOSE_WAIT"
-LAST_ACK = "LAST_ACK"
-UNKNOWN = "UNKNOWN"
+CLOSED: Final = "CLOSED"
+LISTEN: Final = "LISTEN"
+SYN_SENT: Final = "SYN_SENT"
+SYN_RCVD: Final = "SYN_RCVD"
+ESTABLISHED: Final = "ESTABLISHED"
+FIN_WAIT_1: Final = "FIN_WAIT_1"
+FIN_WAIT_2: Final = "FIN_WAIT_2"
+CLOSING: Final = "CLOSING"
+TIME_WAIT: Final = "TIME_WAIT"
+CLOSE_WAIT: Final = "CLOSE_WAIT"
+LAST_ACK: Final = "LAST_ACK"
+UNKNOWN: Final = "UNKNOWN"
 
-STATES = (CLOSED, LISTEN, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2,
+STATES: Final = (CLOSED, LISTEN, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2,
           CLOSING, TIME_WAIT, CLOSE_WAIT, LAST_ACK, UNKNOWN)
 
 # States in which an endpoint has received the peer's SYN and may carry data.
-SYNCHRONIZED = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAIT,
+SYNCHRONIZED: Final = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAIT,
                           CLOSE_WAIT, LAST_ACK})
 # States after this endpoint has sent its FIN.
-FIN_SENT_STATES = frozenset({FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAIT, LAST_ACK})
-GONE = frozenset({CLOSED, TIME_WAIT})
+FIN_SENT_STATES: Final = frozenset({FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAIT, LAST_ACK})
+GONE: Final = frozenset({CLOSED, TIME_WAIT})
 # States the tracker assumed without the endpoint saying anything (see final_states).
-_GUESSED = frozenset({LISTEN, UNKNOWN})
+_GUESSED: Final = frozenset({LISTEN, UNKNOWN})
 
-NOTE_CAP = 32  # notes kept per kind and connection
+NOTE_CAP: Final = 32  # notes kept per kind and connection
 
-CLIENT = "client"
-SERVER = "server"
+CLIENT: Final = "client"
+SERVER: Final = "server"
 
-_MASK = 0xFFFFFFFF
-_HALF = 0x80000000  # serial-number arithmetic: a is after b when 0 < (a - b) mod 2^32 < this
-_TS_OPTION = b"\x01\x01\x08\x0a"  # NOP NOP timestamps: all Linux puts on a data segment
-_tsval = struct.Struct("!I").unpack_from
+_MASK: Final = 0xFFFFFFFF
+_HALF: Final = 0x80000000  # serial-number arithmetic: a is after b when 0 < (a - b) mod 2^32 < this
+_TS_OPTION: Final = b"\x01\x01\x08\x0a"  # NOP NOP timestamps: all Linux puts on a data segment
+_tsval: Final = struct.Struct("!I").unpack_from
 
 
 class Note:
@@ -110,9 +110,9 @@ class Change:
 # capture time): a live table holds tens of thousands of connections with ~8 changes
 # each, and a Change object with its boxed frame and time costs ~130 bytes, a packed
 # change 24. The (role, old, new, reason) combinations form a small, bounded set.
-_KIND_CODES: dict[tuple[str, str, str, str], int] = {}
-_KINDS: list[tuple[str, str, str, str]] = []
-CHANGE_KINDS = _KINDS  # read by other modules (packed timelines), written only here
+_KIND_CODES: Final[dict[tuple[str, str, str, str], int]] = {}
+_KINDS: Final[list[tuple[str, str, str, str]]] = []
+CHANGE_KINDS: Final = _KINDS  # read by other modules (packed timelines), written only here
 
 
 def _kind_code(role: str, old: str, new: str, reason: str) -> int:

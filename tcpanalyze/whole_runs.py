@@ -25,7 +25,7 @@ is intricate (an ack of 0, numbers that wrap), the run is refused.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 from mypy_extensions import mypyc_attr
@@ -36,10 +36,10 @@ from tcpanalyze.zeek import ZeekEndpoint, ZeekView
 
 __all__ = ["HOLED", "TIGHT", "Run", "RunSide", "WholeRuns", "numbers_shape", "zeek_sides"]
 
-_MASK = 0xFFFFFFFF
-_HALF = 0x80000000
-_HIST_DATA = 0x10  # zeek._HIST_DATA / _HIST_ACK (the responder's shifted by 16)
-_HIST_ACK = 0x20
+_MASK: Final = 0xFFFFFFFF
+_HALF: Final = 0x80000000
+_HIST_DATA: Final = 0x10  # zeek._HIST_DATA / _HIST_ACK (the responder's shifted by 16)
+_HIST_ACK: Final = 0x20
 TIGHT, HOLED = 1, 2  # the shapes of a side's numbers that bulk updates model
 
 

@@ -24,37 +24,38 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
+from typing import Final
 
 from tcpanalyze.segment import ACK, FIN, RST, SYN, Segment
 
-INACTIVE = 0  # (the three handshake states are the lowest numbers: see _set_state)
-SYN_SENT = 1
-SYN_ACK_SENT = 2
-PARTIAL = 3
-ESTABLISHED = 4
-CLOSED = 5
-RESET = 6
-STATE_NAMES = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED",
+INACTIVE: Final = 0  # (the three handshake states are the lowest numbers: see _set_state)
+SYN_SENT: Final = 1
+SYN_ACK_SENT: Final = 2
+PARTIAL: Final = 3
+ESTABLISHED: Final = 4
+CLOSED: Final = 5
+RESET: Final = 6
+STATE_NAMES: Final = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED",
                "CLOSED", "RESET")
 
 # Zeek's script-level defaults (init-bare.zeek), in seconds.
-TCP_SYN_TIMEOUT = 5.0
-TCP_SESSION_TIMER = 6.0
-TCP_CONNECTION_LINGER = 5.0
-TCP_ATTEMPT_DELAY = 5.0
-TCP_CLOSE_DELAY = 5.0
-TCP_PARTIAL_CLOSE_DELAY = 3.0
-TCP_INACTIVITY_TIMEOUT = 300.0
+TCP_SYN_TIMEOUT: Final = 5.0
+TCP_SESSION_TIMER: Final = 6.0
+TCP_CONNECTION_LINGER: Final = 5.0
+TCP_ATTEMPT_DELAY: Final = 5.0
+TCP_CLOSE_DELAY: Final = 5.0
+TCP_PARTIAL_CLOSE_DELAY: Final = 3.0
+TCP_INACTIVITY_TIMEOUT: Final = 300.0
 # The TCP analyzer starts a connection with the UDP inactivity timeout and switches
 # to the TCP one when the first endpoint leaves the handshake states.
-INITIAL_INACTIVITY_TIMEOUT = 60.0
+INITIAL_INACTIVITY_TIMEOUT: Final = 60.0
 
-TOO_LARGE_SEQ_DELTA = 1048576
+TOO_LARGE_SEQ_DELTA: Final = 1048576
 
 # Ports that Zeek's default (non-bare) scripts put into `likely_server_ports`
 # (each protocol analyzer registers its well-known ports there). Used only to
 # orient a connection whose first packet is neither a SYN nor a SYN-ACK.
-LIKELY_SERVER_PORTS: frozenset[int] = frozenset({
+LIKELY_SERVER_PORTS: Final[frozenset[int]] = frozenset({
     21, 22, 23, 25, 53, 80, 81, 88, 110, 111, 135, 139, 143, 389, 443, 445, 465,
     502, 514, 563, 585, 587, 614, 636, 989, 990, 992, 993, 994, 995, 1080, 1723,
     1812, 2049, 2811, 3128, 3306, 3389, 5060, 5222, 5223, 5269, 5432, 5672,
@@ -62,23 +63,23 @@ LIKELY_SERVER_PORTS: frozenset[int] = frozenset({
 })
 
 # Per-direction history bits; the responder's are shifted up 16 bits (as in Zeek).
-_HIST_SYN = 0x1
-_HIST_FIN = 0x2
-_HIST_RST = 0x4
-_HIST_FIN_RST = 0x8
-_HIST_DATA = 0x10
-_HIST_ACK = 0x20
-_HIST_MULTI_FLAG = 0x40
+_HIST_SYN: Final = 0x1
+_HIST_FIN: Final = 0x2
+_HIST_RST: Final = 0x4
+_HIST_FIN_RST: Final = 0x8
+_HIST_DATA: Final = 0x10
+_HIST_ACK: Final = 0x20
+_HIST_MULTI_FLAG: Final = 0x40
 
-_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+_RSTOS0: Final = re.compile(r"\^?S[^HAFGIQ]*R.*")
 
 # The logarithmic letters (C G T W) are written at the 1st, 10th, 100th ... occurrence.
-_LOG_MARKS = frozenset(10 ** k for k in range(40))
-_MASK = 0xFFFFFFFF
-_HALF = 0x80000000
-_WRAP = 1 << 32
-_CONTROL = SYN | FIN | RST
-_INF = float("inf")  # sorts after every block end: [x, _INF] bisects right of [x, e]
+_LOG_MARKS: Final = frozenset(10 ** k for k in range(40))
+_MASK: Final = 0xFFFFFFFF
+_HALF: Final = 0x80000000
+_WRAP: Final = 1 << 32
+_CONTROL: Final = SYN | FIN | RST
+_INF: Final = float("inf")  # sorts after every block end: [x, _INF] bisects right of [x, e]
 
 
 def seq_delta(a: int, b: int) -> int:
