@@ -25,7 +25,6 @@ from tcpanalyze.decode import MAX_TIMESTAMP
 __all__ = ["Columns", "capture_columns", "capture_sources", "decode_blocks", "decode_frames",
            "decode_records"]
 
-_PAD = bytes(128)  # gathers past a short last record read zeros, masked out afterwards
 _REACH = 70  # bytes past a frame's start the gathers read (the SACK option's length)
 _TS_OPTION = 0x0101080A  # NOP NOP TS(10): what Linux puts on every segment
 _EXACT = 2 ** 53  # integers up to here are exact in float64
@@ -73,16 +72,15 @@ def decode_records(buf: bytes, offsets: Any, first: int, *, endian: str,
                    keys_only: bool = False) -> Columns:
     """pcap records at `offsets` of `buf` (CaptureReader.record_batches), numbered from
     `first` on, or `numbers` (some records of a batch: a `--jobs` worker's)."""
-    a = np.frombuffer(buf + _PAD, dtype=np.uint8)
     rec = np.asarray(offsets, dtype=np.int64)
     # the record headers: seconds, fraction, captured and original length
-    head = sliding_window_view(a, 16)[rec].view(endian + "u4").astype(np.int64)
+    head = _rows(buf, rec, 16).view(endian + "u4").astype(np.int64)
     # sec + frac / divisor, as capture.py computes it (both exact in float64, one rounding
     # for the division and one for the sum, as in Python)
     ts = head[:, 0].astype(np.float64) + head[:, 1].astype(np.float64) / float(divisor)
     if numbers is None:
         numbers = list(range(first, first + len(offsets)))
-    return _decode(a, buf, rec + 16 + extra, head[:, 2], head[:, 3], ts,
+    return _decode(buf, rec + 16 + extra, head[:, 2], head[:, 3], ts,
                    numbers, linktype == 1 and not verify_checksums, linktype, keys_only)
 
 
@@ -92,10 +90,9 @@ def decode_blocks(buf: bytes, offsets: Any, first: int, *, endian: str, divisor:
     """pcapng Enhanced Packet Blocks of one interface at `offsets` of `buf`
     (CaptureReader.block_batches), numbered from `first` on, or `numbers` (a `--jobs`
     worker's blocks)."""
-    a = np.frombuffer(buf + _PAD, dtype=np.uint8)
     rec = np.asarray(offsets, dtype=np.int64)
     # type, length, interface, time high and low, captured and original length
-    head = sliding_window_view(a, 28)[rec].view(endian + "u4").astype(np.uint64)
+    head = _rows(buf, rec, 28).view(endian + "u4").astype(np.uint64)
     units = (head[:, 3] << np.uint64(32)) | head[:, 4]
     # ((high << 32) | low) / divisor + offset, as capture.py computes it: Python divides
     # the integers exactly (one rounding); so does float64 while both are below 2**53
@@ -103,7 +100,7 @@ def decode_blocks(buf: bytes, offsets: Any, first: int, *, endian: str, divisor:
         ts = units.astype(np.float64) / float(divisor) + float(offset)
     else:
         ts = np.array([int(u) / divisor + offset for u in units.tolist()], dtype=np.float64)
-    return _decode(a, buf, rec + 28, head[:, 5].astype(np.int64), head[:, 6].astype(np.int64),
+    return _decode(buf, rec + 28, head[:, 5].astype(np.int64), head[:, 6].astype(np.int64),
                    ts, list(range(first, first + len(offsets))) if numbers is None else numbers,
                    linktype == 1 and not verify_checksums, linktype, keys_only)
 
@@ -163,8 +160,7 @@ def decode_frames(frames: list[Frame], verify_checksums: bool) -> Columns:
     ts = np.fromiter((f.ts for f in frames), dtype=np.float64, count=len(frames))
     linktypes = [f.linktype for f in frames]
     ethernet = np.fromiter((lt == 1 for lt in linktypes), dtype=bool, count=len(frames))
-    a = np.frombuffer(buf + _PAD, dtype=np.uint8)
-    cols = _decode(a, buf, data_at, caplen, wirelen, ts, [f.number for f in frames],
+    cols = _decode(buf, data_at, caplen, wirelen, ts, [f.number for f in frames],
                    not verify_checksums, linktypes)
     cols.fast &= ethernet
     return cols
@@ -183,15 +179,30 @@ _HEADERS = np.dtype({
     "itemsize": _REACH})
 
 
-def _decode(a: np.ndarray, buf: bytes, d: np.ndarray, caplen: np.ndarray,
+def _rows(buf: bytes, starts: np.ndarray, width: int) -> np.ndarray:
+    """The `width` bytes of `buf` from each of `starts`, one row each, zeros past the end
+    of `buf` (a short last frame: the fields read there are masked out afterwards). The
+    buffer itself is not copied: only the few rows that reach past its end are made apart."""
+    a = np.frombuffer(buf, dtype=np.uint8)
+    whole = starts <= len(buf) - width
+    if whole.all():
+        return sliding_window_view(a, width)[starts]
+    rows = np.zeros((len(starts), width), dtype=np.uint8)
+    if len(buf) >= width:
+        rows[whole] = sliding_window_view(a, width)[starts[whole]]
+    for i in np.flatnonzero(~whole).tolist():
+        tail = a[int(starts[i]):]
+        rows[i, :len(tail)] = tail
+    return rows
+
+
+def _decode(buf: bytes, d: np.ndarray, caplen: np.ndarray,
             wirelen: np.ndarray, ts: np.ndarray, numbers: list[int], allowed: bool,
             linktype: int | list[int], keys_only: bool = False) -> Columns:
     n = len(d)
     # The fields below are gathered for every record (cheap) and trusted only where the
     # record passes Decoder.decode's fast-path test.
-    last = len(buf) + len(_PAD) - _REACH
-    g = np.minimum(d, last)  # keep gathers inside the padded buffer
-    h = sliding_window_view(a, _REACH)[g].view(_HEADERS).reshape(-1)
+    h = _rows(buf, d, _REACH).view(_HEADERS).reshape(-1)
 
     def field(name: str) -> np.ndarray:
         return h[name].astype(np.int64)
