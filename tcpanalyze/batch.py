@@ -667,9 +667,21 @@ def _pairs(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     structured dtype (several times slower). Each value is ranked on its own, and the
     pair of ranks, which fits in one int64, is made unique."""
     u_lo, r_lo = np.unique(lo, return_inverse=True)
+    r_lo = r_lo.reshape(-1)
+    if len(hi):
+        # (when the rank of lo times the span of hi fits, the pair needs no rank of hi:
+        # one sort fewer, the usual case)
+        hi_min = int(hi.min())
+        span = int(hi.max()) - hi_min + 1
+        if len(u_lo) * span < 1 << 62:
+            pair, inverse = np.unique(r_lo * span + (hi - hi_min), return_inverse=True)
+            keys = np.empty((len(pair), 2), dtype=np.int64)
+            keys[:, 0] = u_lo[pair // span]
+            keys[:, 1] = pair % span + hi_min
+            return keys, inverse.reshape(-1)
     u_hi, r_hi = np.unique(hi, return_inverse=True)
     width = len(u_hi)
-    pair, inverse = np.unique(r_lo.reshape(-1) * width + r_hi.reshape(-1),
+    pair, inverse = np.unique(r_lo * width + r_hi.reshape(-1),
                               return_inverse=True)
     keys = np.empty((len(pair), 2), dtype=np.int64)
     keys[:, 0] = u_lo[pair // width]

@@ -548,3 +548,26 @@ def test_flow_pairs_are_numpys_unique_rows(n: int) -> None:
     assert keys.tolist() == want_keys.tolist()
     assert inverse.tolist() == want_inverse.reshape(-1).tolist()
     assert keys[inverse].tolist() == np.stack([lo, hi], axis=1).tolist()
+
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_flow_pairs_take_both_ways(wide: bool) -> None:
+    """batch._pairs sorts once when the rank of lo times the span of hi fits in 62 bits,
+    and ranks both sides when not (20,000 addresses and ports against a 48-bit span):
+    both give np.unique(axis=0)'s rows and inverse."""
+    import numpy as np
+
+    rng = np.random.default_rng(int(wide))
+    n = 20000
+    lo = rng.integers(0, 1 << 48, n, dtype=np.int64)
+    hi = rng.integers(0, 1 << (48 if wide else 16), n, dtype=np.int64)
+    lo[-2000:], hi[-2000:] = lo[:2000], hi[:2000]  # pairs seen twice
+    fits = len(np.unique(lo)) * (int(hi.max()) - int(hi.min()) + 1) < 1 << 62
+    assert fits is not wide  # each case takes the way it is named for
+    keys, inverse = batch._pairs(lo, hi)
+    want_keys, want_inverse = np.unique(np.stack([lo, hi], axis=1), axis=0,
+                                        return_inverse=True)
+    assert keys.tolist() == want_keys.tolist()
+    assert inverse.tolist() == want_inverse.reshape(-1).tolist()
+    assert len(keys) == n - 2000
