@@ -1,8 +1,8 @@
 """Build: the per-segment core compiled with mypyc where it can be, else pure Python.
 
-The same source runs either way. Compiled (tcpanalyze.COMPILED_MODULES: the tracker,
-Zeek view, flow table, detectors, fast path and bulk runs), one process analyses the
-bench capture about 1.65x faster (bench/RESULTS.md). Compiling needs a C compiler and the
+The same source runs either way. Compiled (tcpanalyze.COMPILED_MODULES: every module a
+segment passes through, from the record walk to the analysis loop), one process analyses
+the bench capture about 2.2x faster (bench/RESULTS.md). Compiling needs a C compiler and the
 Python headers (Debian: gcc, python3-dev) and takes under a minute. Without them, with
 TCPANALYZE_PURE=1, or for an editable install (`pip install -e .`: the source tree must
 stay what runs, so an edit is never hidden by a stale compiled module), the package is
