@@ -3,10 +3,10 @@
 A pcap file says where its next record starts only in the record before it (its
 captured length), so the walk is one record at a time and cannot be done as arrays.
 Compiled (COMPILED_MODULES), a loop of integer arithmetic on the buffer's bytes costs
-~60 ns a record, against ~140 ns for a `struct` loop in Python: a sixth of a second on
+~60 ns a record, against ~140 ns for a `struct` loop in Python: a fifth of a second on
 two million packets. Interpreted, that same byte loop is twice as slow as the `struct`
 one, so `record_offsets` is whichever of the two is faster in the build that runs; both
-walk by the same rules (tests/test_columns.py compares them on real and broken files).
+walk by the same rules (tests/test_records.py compares them on real and broken files).
 """
 
 from __future__ import annotations
