@@ -57,10 +57,8 @@ def test_both_walks_find_the_frames_the_reader_reads(path: Path) -> None:
     frames = list(open_capture(str(path)))
     assert len(offsets) == len(frames) > 0
     assert (pos, caplen) == (len(data), -1)  # the whole file, nothing left over
-    endian = "<" if little else ">"
     for at, frame in zip(offsets, frames, strict=True):
-        length = struct.unpack_from(endian + "I", data, at + 8)[0]
-        assert data[at + 16:at + 16 + length] == frame.data
+        assert _frame(data, at, little) == frame.data
 
 
 @pytest.mark.parametrize("path", PCAPS, ids=lambda p: f"{p.parent.name}/{p.name}")
