@@ -50,6 +50,7 @@ from itertools import repeat
 from typing import Any
 
 from tcpanalyze.analysis import Analysis
+from tcpanalyze.assignment import Assignment
 from tcpanalyze.capture import CaptureError, open_capture
 from tcpanalyze.decode import Decoder
 from tcpanalyze.detectors import AggregateDetector, _Source, _Target
@@ -66,98 +67,6 @@ from tcpanalyze.summaries import ID_AT, from_row, summary_row
 from tcpanalyze.tracker import CHANGE_KINDS, Connection
 
 __all__ = ["Assignment", "analyze_parallel", "read_into_parallel"]
-
-# Forget a five-tuple's worker once it has been silent this much longer than the idle
-# timeout: its connection has left its worker's table by then (memory stays bounded by
-# the connections of the recent past, not by the capture).
-_FORGET_MARGIN = 120.0
-_DECAY_EVERY = 8192  # segments between halvings of the recent-load counters
-
-
-class Assignment:
-    """Which worker owns a five-tuple. Every worker runs the same assignment on the same
-    segments, so all agree without talking: a five-tuple seen for the first time goes to
-    the worker with the least recent load (segments, halved every 8192), ties to the
-    lowest number, and stays there. Unlike a hash, this keeps a few concurrent bulk
-    transfers (which carry most packets of many captures) on different workers."""
-
-    def __init__(self, jobs: int, idle_timeout: float) -> None:
-        self.jobs = jobs
-        self.owner: dict[tuple[bytes, int, bytes, int], list[Any]] = {}  # key -> [worker, ts]
-        self.load = [0] * jobs
-        self.count = 0
-        self.forget_after = 2 * idle_timeout + _FORGET_MARGIN
-
-    def worker(self, src: bytes, sport: int, dst: bytes, dport: int, ts: float) -> int:
-        key = (src, sport, dst, dport) if (src, sport) <= (dst, dport) else (
-            dst, dport, src, sport)
-        entry = self.owner.get(key)
-        load = self.load
-        if entry is None:
-            w = load.index(min(load))
-            self.owner[key] = [w, ts]
-        else:
-            w = entry[0]
-            entry[1] = ts
-        load[w] += 1
-        self.count += 1
-        if self.count >= _DECAY_EVERY:
-            self._decay(ts)
-        return w
-
-    def workers(self, keys: list[tuple[bytes, int, bytes, int]], kid: Any, ts: Any) -> Any:
-        """`worker` for a batch of segments at once (numpy): segment j has the flow key
-        keys[kid[j]] and time ts[j]; returns each segment's worker, exactly as calling
-        `worker` on them in order would, and leaves the same state."""
-        import numpy as np
-
-        jobs = self.jobs
-        owner = self.owner
-        w_of = np.array([owner[k][0] if k in owner else -1 for k in keys], dtype=np.int64)
-        out = np.empty(len(kid), dtype=np.int64)
-        load = np.array(self.load, dtype=np.int64)
-        pos, n = 0, len(kid)
-        while pos < n:
-            end = min(n, pos + _DECAY_EVERY - self.count)
-            span = kid[pos:end]
-            new = np.flatnonzero(w_of[span] < 0)
-            if len(new):
-                fresh, first = np.unique(span[new], return_index=True)
-                # the load just before each new key's first segment, counted on from the
-                # previous one (every segment in between has an owner by then)
-                cur = load.copy()
-                done = 0
-                for at, k in sorted(zip(new[first].tolist(), fresh.tolist(), strict=True)):
-                    cur += np.bincount(w_of[span[done:at]], minlength=jobs)[:jobs]
-                    done = at
-                    w_of[k] = int(np.argmin(cur))  # ties: the lowest number, as index(min)
-            ws = w_of[span]
-            out[pos:end] = ws
-            load += np.bincount(ws, minlength=jobs)[:jobs]
-            # owner entries with the time each key was last seen in the span
-            seen, back = np.unique(span[::-1], return_index=True)
-            times = ts[pos:end][len(span) - 1 - back]
-            for k, t in zip(seen.tolist(), times.tolist(), strict=True):
-                entry = owner.get(keys[k])
-                if entry is None:
-                    owner[keys[k]] = [int(w_of[k]), t]
-                else:
-                    entry[1] = t
-            self.count += end - pos
-            self.load = load.tolist()
-            if self.count >= _DECAY_EVERY:
-                self._decay(float(ts[end - 1]))
-                load = np.array(self.load, dtype=np.int64)
-            pos = end
-        return out
-
-    def _decay(self, now: float) -> None:
-        self.count = 0
-        self.load = [n >> 1 for n in self.load]
-        if len(self.owner) > 65536:
-            limit = now - self.forget_after
-            for key in [k for k, (_, ts) in self.owner.items() if ts < limit]:
-                del self.owner[key]
 
 
 def _write_rows(summaries: Iterable[ConnectionSummary]) -> tuple[str | None, Any, Any]:

@@ -71,6 +71,37 @@ def test_assignment_keeps_a_connection_together_and_spreads_bulk_transfers() -> 
     assert by_port[50001] == {1}  # not on the busy worker
 
 
+@pytest.mark.parametrize("size", [5000, 10**6])
+def test_assignment_forgets_silent_five_tuples_the_same_in_batches(size: int) -> None:
+    """Past 65536 five-tuples, a decay forgets those silent for 2 x idle + 120 s; one
+    that comes again is new (least load). The batch method must forget and reassign
+    exactly as the one-at-a-time method, with decays inside its batches, and (one batch
+    of all) five-tuples forgotten and seen again within one batch."""
+    import numpy as np
+
+    server = (bytes([10, 82, 0, 1]), 80)
+    clients = [(bytes([10, 81, i >> 8 & 0xFF, i & 0xFF]), 1024 + i % 50000)
+               for i in range(70000)]
+    keys = [(*c, *server) for c in clients]  # canonical: 10.81... < 10.82...
+    # every five-tuple once, 10 ms apart; a busy one in between (uneven loads); then the
+    # first 3000 again, 700 s later: long forgotten (forget_after = 2 x 30 + 120 s)
+    kid = [k for i in range(70000) for k in ((i, 0) if i % 3 else (i,))] + list(range(3000))
+    ts = [n * 0.01 for n in range(len(kid))]
+    ts[-3000:] = [ts[-3001] + 1.0 + n * 0.01 for n in range(3000)]
+    one, many = Assignment(3, 30.0), Assignment(3, 30.0)
+    expected = [one.worker(*keys[k], t) for k, t in zip(kid, ts, strict=True)]
+    got: list[int] = []
+    for start in range(0, len(kid), size):
+        span = np.array(kid[start:start + size], dtype=np.int64)
+        distinct, local = np.unique(span, return_inverse=True)
+        got += many.workers([keys[k] for k in distinct.tolist()], local,
+                            np.array(ts[start:start + size])).tolist()
+    assert len(one.owner) < 60000  # silent ones were forgotten: the test means something
+    assert got == expected
+    assert (many.load, many.count) == (one.load, one.count)
+    assert many.owner == one.owner
+
+
 def test_cli_json_is_byte_identical() -> None:
     def run(jobs: str) -> bytes:
         return subprocess.run([sys.executable, "-m", "tcpanalyze", "report", "--format",
