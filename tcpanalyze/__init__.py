@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 # compiler is available (the rest is numpy, I/O, or runs once per capture).
 COMPILED_MODULES = (
     "segment", "tracker", "zeek", "flows", "detectors", "fastpath", "whole_runs", "analysis",
-    "batch", "records", "settings", "assignment")
+    "batch", "records", "settings", "assignment", "ledger")
 
 
 def core() -> str:

@@ -24,6 +24,7 @@ from mypy_extensions import mypyc_attr
 
 from tcpanalyze.detectors import ABSORBED, RATE_HISTORY, AggregateDetector, ConnectionDetector
 from tcpanalyze.flows import FlowTable
+from tcpanalyze.ledger import Ledger
 from tcpanalyze.report import (
     FINDING_KINDS,
     PACKET_CLASSES,
@@ -87,7 +88,6 @@ _FLAGS_SEEN_TEXT: Final = {
 }
 
 
-# (a `--jobs` worker hooks `_emit` on a Python subclass: parallel._WorkerAnalysis)
 @mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass
 class Analysis:
@@ -115,6 +115,9 @@ class Analysis:
         # Findings of the end already decided when the workers' evidence was replayed
         # (parallel._replay_aggregates): finish() hands them out with its own.
         self.found_at_end: list[Finding] = []
+        # a --jobs worker's (parallel.py): where its connections are created, its table
+        # changes size and its findings are emitted
+        self.ledger: Ledger | None = None
 
     # -- streaming API ----------------------------------------------------------------
 
@@ -128,6 +131,8 @@ class Analysis:
             self.last_ts = ts
         table = self.table
         conn, _, _ = table.add(seg)
+        if self.ledger is not None:
+            self.ledger.added(conn.id)
         client = conn.client
         if self.zeek_view:
             view = conn.zeek
@@ -259,6 +264,10 @@ class Analysis:
             finding.capture = self.capture
             self.findings.append(finding)
             out.append(finding)
+        if self.ledger is not None and out:
+            attempt = None if conn is None or not conn.client.syn_count else (
+                conn.client.addr, conn.server.addr, conn.server.port)
+            self.ledger.emitted(len(out), conn.id if conn is not None else 0, attempt)
         return out
 
     def _summarize(self, conn: Connection, kinds: list[str]) -> ConnectionSummary:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import numpy as np
-
 __all__ = ["Assignment"]
 
 # Forget a five-tuple's worker once it has been silent this much longer than the idle
@@ -62,6 +60,8 @@ class Assignment:
         keys[kid[j]] and time ts[j] (numpy arrays); returns each segment's worker (an
         int64 array), exactly as calling `worker` on them in order would, and leaves the
         same state."""
+        import numpy as np  # (here: a live run, which never deals, does without numpy)
+
         kids: list[int] = kid.tolist()
         w_of: list[int] = [self._known(key) for key in keys]  # -1: not assigned yet
         out: list[int] = [0] * len(kids)
@@ -98,6 +98,8 @@ class Assignment:
         """Write the keys of segments start..stop-1 into `owner`, each with the time of
         its last segment there (what a decay reads: written before each, and at the end;
         found with numpy, not kept segment by segment in the loop)."""
+        import numpy as np
+
         if stop <= start:
             return
         last = np.full(len(keys), -1, dtype=np.int64)

@@ -45,6 +45,7 @@ from tcpanalyze.capture import Frame
 from tcpanalyze.columns import Columns
 from tcpanalyze.fastpath import make_feed
 from tcpanalyze.flows import flow_key
+from tcpanalyze.ledger import Ledger
 from tcpanalyze.report import Finding
 from tcpanalyze.segment import FIN, SYN, Segment
 from tcpanalyze.tracker import ESTABLISHED
@@ -210,10 +211,11 @@ class BatchFeed(BatchRows):
                  on_finding: Callable[[Finding], Any] | None = None,
                  share: Any = None) -> None:
         """`share` (parallel.py's worker): `owned(feed, tcp)` says which segments are
-        this process's, `foreign(ts)` moves the clock for another worker's segment,
-        `after()` runs after each segment fed one at a time; `feed.frame` is the frame
-        being fed."""
+        this process's, `foreign(ts)` moves the clock for another worker's segment; the
+        worker's `analysis.ledger` is told of each segment fed one at a time; `feed.frame`
+        is the frame being fed."""
         self.share = share
+        self.ledger: Ledger | None = getattr(analysis, "ledger", None)
         self.frame = 0
         self.row = 0  # the batch row being fed (frame: its number)
         self.analysis = analysis
@@ -262,8 +264,12 @@ class BatchFeed(BatchRows):
         else:
             self.frame = self.cols.numbers[i]
             self.row = i
+            ledger = self.ledger
+            if ledger is not None:
+                ledger.at(i)
             self.share.foreign(self.l_ts[i])
-            self.share.after()
+            if ledger is not None:
+                ledger.settled()
 
     # -- per segment -------------------------------------------------------------------
     def _lists(self, cols: Columns) -> None:
@@ -290,12 +296,15 @@ class BatchFeed(BatchRows):
         """Feed batch row `i`, whose Segment is `seg` (`_one`, `_segments`)."""
         self.frame = seg.frame
         self.row = i
+        ledger = self.ledger
+        if ledger is not None:
+            ledger.at(i)
         new = self.feed(seg)
         if new and self.on_finding is not None:
             for finding in new:
                 self.on_finding(finding)
-        if self.share is not None:
-            self.share.after()
+        if ledger is not None:
+            ledger.settled()
 
     def _segments(self, rows: list[int]) -> list[Segment]:
         """The Segments `_one` would build for batch rows `rows`, built at once: the

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Final
 from mypy_extensions import mypyc_attr
 
 from tcpanalyze.ids import Ids
+from tcpanalyze.ledger import Ledger
 from tcpanalyze.report import Finding
 from tcpanalyze.segment import format_addr, format_endpoint
 from tcpanalyze.settings import Settings
@@ -482,10 +483,16 @@ class AggregateDetector:
         self._changed_targets: set[tuple[bytes, int]] = set()
         self._changed_sources: set[bytes] = set()
         self._looked = False
+        # a --jobs worker's (parallel.py): the evidence below is also written there, for
+        # the parent to replay in one process's order
+        self.ledger: Ledger | None = None
 
     def on_attempt(self, conn: Connection, frame: int, ts: float) -> None:
         """A client's first SYN of a connection."""
-        self.attempt(conn.client.addr, conn.server.addr, conn.server.port, conn.id, frame, ts)
+        client, server, port = conn.client.addr, conn.server.addr, conn.server.port
+        if self.ledger is not None:
+            self.ledger.attempt(client, server, port, conn.id, frame, ts)
+        self.attempt(client, server, port, conn.id, frame, ts)
 
     # The evidence as plain values (what on_attempt, on_completed and on_connection_end
     # take from a connection): a --jobs worker records these calls for the parent, which
@@ -543,6 +550,8 @@ class AggregateDetector:
 
     def on_completed(self, conn: Connection) -> None:
         """A client's handshake completed (it spoke after its SYN)."""
+        if self.ledger is not None:
+            self.ledger.completion(conn.client.addr, conn.server.addr, conn.server.port)
         self.completion(conn.client.addr, conn.server.addr, conn.server.port)
 
     def completion(self, client: bytes, server: bytes, port: int) -> None:
@@ -561,9 +570,13 @@ class AggregateDetector:
         done = not conn.completion_counted and (
             conn.handshake_seen or conn.client.packets > conn.client.syn_count)
         kinds = {n.kind for n in conn.notes}
-        self.outcome(conn.client.addr, conn.server.addr, conn.server.port, done,
-                     conn.server.synack_count, "synack_without_options" in kinds,
-                     "syn_cookie" in kinds, "connection_refused" in kinds)
+        client, server, port = conn.client.addr, conn.server.addr, conn.server.port
+        synacks = conn.server.synack_count
+        hint, cookie, refused = ("synack_without_options" in kinds, "syn_cookie" in kinds,
+                                 "connection_refused" in kinds)
+        if self.ledger is not None:
+            self.ledger.outcome(client, server, port, done, synacks, hint, cookie, refused)
+        self.outcome(client, server, port, done, synacks, hint, cookie, refused)
 
     def outcome(self, client: bytes, server: bytes, port: int, done: bool, synacks: int,
                 cookie_hint: bool, cookie: bool, refused: bool) -> None:

@@ -43,7 +43,6 @@ import re
 import signal
 import tempfile
 import time
-from array import array
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from itertools import repeat
@@ -54,8 +53,7 @@ from tcpanalyze.assignment import Assignment
 from tcpanalyze.capture import CaptureError, open_capture
 from tcpanalyze.decode import Decoder
 from tcpanalyze.detectors import AggregateDetector, _Source, _Target
-from tcpanalyze.fastpath import make_feed
-from tcpanalyze.flows import FlowTable
+from tcpanalyze.ledger import ATTEMPT, COMPLETION, EMISSION, LOOK, OUTCOME, Ledger
 from tcpanalyze.report import (
     PACKET_CLASSES,
     CaptureSummary,
@@ -64,7 +62,7 @@ from tcpanalyze.report import (
 )
 from tcpanalyze.settings import Settings
 from tcpanalyze.summaries import ID_AT, from_row, summary_row
-from tcpanalyze.tracker import CHANGE_KINDS, Connection
+from tcpanalyze.tracker import CHANGE_KINDS
 
 __all__ = ["Assignment", "analyze_parallel", "read_into_parallel"]
 
@@ -169,25 +167,24 @@ class _Remap:
         raise KeyError(local)
 
 
-# An event of a worker's aggregate evidence: (position, phase, kind, ...). At one
-# position (the frame being fed) one process counts an attempt or completion first (phase
-# 0: as the segment is added), then looks at the aggregates (phase 1: a timer sweep), then
-# closes connections and emits their findings (phase 2); the end comes after every frame.
-_ATTEMPT, _COMPLETION, _OUTCOME, _LOOK, _EMISSION = range(5)
+# An event of a worker's aggregate evidence: (position, phase, kind, ...), as the
+# worker's ledger writes them (ledger.py)
+_ATTEMPT, _COMPLETION, _OUTCOME, _LOOK, _EMISSION = ATTEMPT, COMPLETION, OUTCOME, LOOK, EMISSION
 _EVENTS_AT_ONCE = 8192  # events a worker holds in memory (~1 MB); more go to its file
 
 
 class _EventLog:
-    """A worker's aggregate events in the order they happened, spilled to a temporary
-    file in pickled chunks (a long flood is millions of attempts: not kept in memory)."""
+    """A worker's aggregate events in the order they happened (its ledger's, taken after
+    each batch), spilled to a temporary file in pickled chunks (a long flood is millions
+    of attempts: not kept in memory)."""
 
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
         self.file: Any = None  # False: none could be made (all kept in memory)
         self.chunks = 0
 
-    def add(self, event: tuple[Any, ...]) -> None:
-        self.events.append(event)
+    def extend(self, events: list[tuple[Any, ...]]) -> None:
+        self.events += events
         if len(self.events) >= _EVENTS_AT_ONCE and self.file is not False:
             self._spill()
 
@@ -229,53 +226,17 @@ def _read_events(written: tuple[str | None, int, list[tuple[Any, ...]]]
 
 
 class _CountingAggregates(AggregateDetector):
-    """A worker's aggregate detector: counts, never decides. It logs its evidence with
-    the position at which it came (`where()`): when the summed counters show that a flood
-    or scan may have been reported at some time, the parent replays the logs in one
-    process's order (_replay_aggregates). Its own counts judge SYN cookies at a close
-    (Analysis._close) with this worker's evidence only."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.log = _EventLog()
-        self.where: Callable[[], int] = lambda: 0
-
-    def attempt(self, client: bytes, server: bytes, port: int, conn_id: int, frame: int,
-                ts: float) -> None:
-        self.log.add((self.where(), 0, _ATTEMPT, client, server, port, conn_id, frame, ts))
-        super().attempt(client, server, port, conn_id, frame, ts)
-
-    def completion(self, client: bytes, server: bytes, port: int) -> None:
-        self.log.add((self.where(), 0, _COMPLETION, client, server, port))
-        super().completion(client, server, port)
-
-    def outcome(self, client: bytes, server: bytes, port: int, done: bool, synacks: int,
-                cookie_hint: bool, cookie: bool, refused: bool) -> None:
-        self.log.add((self.where(), 2, _OUTCOME, client, server, port, done, synacks,
-                      cookie_hint, cookie, refused))
-        super().outcome(client, server, port, done, synacks, cookie_hint, cookie, refused)
+    """A worker's aggregate detector: counts, never decides. Its evidence goes to the
+    worker's ledger (AggregateDetector.ledger) with the position at which it came: when
+    the summed counters show that a flood or scan may have been reported at some time,
+    the parent replays the logs in one process's order (_replay_aggregates). Its own
+    counts judge SYN cookies at a close (Analysis._close) with this worker's evidence
+    only."""
 
     def findings(self, final: bool = False) -> list[Finding]:
-        self.log.add((self.where(), 1, _LOOK))
+        assert self.ledger is not None
+        self.ledger.look()
         return []
-
-    def counters(self) -> dict[str, Any]:
-        """The log as its file (`written()`), and this detector without it, ready to be
-        pickled to the parent. (Not `__getstate__`: a compiled AggregateDetector pickles
-        its own attributes, which a subclass's state would replace.)"""
-        events = self.log.written()
-        del self.log, self.where
-        return {"aggregates": self, "events": events}
-
-
-class _WorkerTable(FlowTable):
-    """A worker's flow table. A plain Python subclass, because `_work` wraps `add` on the
-    instance, which a compiled FlowTable (no instance dictionary) would refuse."""
-
-
-class _WorkerAnalysis(Analysis):
-    """A worker's Analysis, a plain Python subclass for the same reason: `_work` wraps
-    `_emit` on the instance."""
 
 
 def _worker(path: str, settings: Settings, me: int, jobs: int, options: dict[str, Any],
@@ -286,7 +247,7 @@ def _worker(path: str, settings: Settings, me: int, jobs: int, options: dict[str
     # batches). This process's own setting: the parent keeps its defaults.
     gc.set_threshold(100_000, 50, 100)
     try:
-        results.put((me, _work(_WorkerAnalysis, path, settings, me, jobs, options, progress,
+        results.put((me, _work(Analysis, path, settings, me, jobs, options, progress,
                                inbox)))
     except BaseException as exc:  # the parent must hear about it, not wait forever
         results.put((me, exc))
@@ -302,48 +263,10 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
     # a later Analysis field (live runs switch the Zeek view off); absent is on
     analysis.zeek_view = options["zeek_view"]
     aggregates = analysis.aggregates = _CountingAggregates(settings)
-    table = analysis.table = _WorkerTable(settings)
-    active = table.active
-    # Positions count frames in the order they are analysed (time order, which for a
-    # multi-interface pcapng is not frame-number order). Flat arrays, 8 bytes an entry.
-    created = array("q")  # (position, local id) of each connection this worker created
-    # (position, phase, tracked): this worker's table size whenever it changed, right
-    # after the flow table's add (phase 1, where one process checks its peak) or at the
-    # end of the frame (phase 2, after timers); the parent adds them up for the peak.
-    sizes = array("q")
-    tracked = 0
-    last_id = 0
-    position = 0
-    add = table.add
-
-    def counted_add(seg: Any) -> Any:
-        nonlocal tracked, last_id
-        out = add(seg)
-        conn_id = out[0].id
-        if conn_id > last_id:  # ids only grow: a new connection
-            last_id = conn_id
-            created.extend((position, conn_id))
-        if len(active) != tracked:
-            tracked = len(active)
-            sizes.extend((position, 1, tracked))
-        return out
-
-    emitted_at = array("q")  # position at which each of analysis.findings was emitted
-    emit = analysis._emit
-
-    def positioned_emit(findings: Iterable[Finding], conn: Connection | None = None
-                        ) -> list[Finding]:
-        out = emit(findings, conn)
-        count = len(analysis.findings) - len(emitted_at)
-        if count:
-            emitted_at.extend([position] * count)
-            # what one process asks before it keeps them: is the connection an attempt
-            # toward a reported flood or from a reported scanner (its client's SYN seen)
-            attempt = None if conn is None or not conn.client.syn_count else (
-                conn.client.addr, conn.server.addr, conn.server.port)
-            aggregates.log.add((position, 2, _EMISSION, conn.id if conn is not None else 0,
-                                count, attempt))
-        return out
+    table = analysis.table
+    dealt = inbox is not None
+    ledger = analysis.ledger = aggregates.ledger = Ledger(table, dealt)
+    log = _EventLog()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -371,57 +294,27 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
     from tcpanalyze.batch import BatchFeed
     from tcpanalyze.columns import capture_columns
 
-    share = _BatchShare(assignment, me, foreign)
-    feeder = BatchFeed(analysis, dec, share=share)
-    # The position of the frame being fed: in a dealt read, from the batch's `order`
-    # (the frames' numbers, or their positions where time order differs); else counted
-    # from `base`, the frames analysed before its batch (a multi-interface pcapng is
-    # analysed in time order, not in the order of its numbers). Written out in each
-    # closure below: they run for every segment fed one at a time.
-    base = 0
-    dealt = inbox is not None
-    order: list[int] = []
+    feeder = BatchFeed(analysis, dec, share=_BatchShare(assignment, me, foreign))
 
-    def after() -> None:
-        nonlocal tracked, position
-        position = order[feeder.row] if dealt else base + feeder.row + 1
-        if len(active) != tracked:
-            tracked = len(active)
-            sizes.extend((position, 2, tracked))
+    def logged() -> None:  # the batch's evidence, to the log (its file past a few MB)
+        if ledger.events:
+            log.extend(ledger.events)
+            ledger.events = []
 
-    share.after = after
-    share.feeder = feeder
-    # table.add and _emit record `position`: the frame being fed
-    def batch_add(seg: Any) -> Any:
-        nonlocal position
-        position = order[feeder.row] if dealt else base + feeder.row + 1
-        return counted_add(seg)
-
-    def batch_emit(findings: Iterable[Finding], conn: Connection | None = None
-                   ) -> list[Finding]:
-        nonlocal position
-        position = order[feeder.row] if dealt else base + feeder.row + 1
-        return positioned_emit(findings, conn)
-
-    feeding = True  # (then the end: `position` is past every frame)
-
-    def where() -> int:  # the aggregates' evidence comes at `batch_emit`'s position
-        return (order[feeder.row] if dealt else base + feeder.row + 1) if feeding \
-            else position
-
-    aggregates.where = where
-
-    table.add = batch_add
-    analysis._emit = batch_emit
-    feeder.feed = make_feed(analysis)  # bound to the wrapped table.add
+    # Positions (the ledger's): in a dealt read, from the batch's `order` (the frames'
+    # numbers, or their positions where time order differs); else counted from `base`,
+    # the frames analysed before its batch (a multi-interface pcapng is analysed in time
+    # order, not in the order of its numbers).
+    position = 0
     if inbox is not None:  # a dealt read: the parent reads, this worker tracks
         for cols, mine, positions, last, at in _dealt(inbox, path, options["layout"],
                                                       dec.verify_checksums,
                                                       options["room"][me]):
             if cols is not None:
-                share.dealt = mine
-                order = cols.numbers if positions is None else positions.tolist()
+                feeder.share.dealt = mine
+                ledger.order = cols.numbers if positions is None else positions.tolist()
                 feeder.process(cols)
+                logged()
             position = last
             if progress is not None:
                 progress[0] = position
@@ -429,9 +322,10 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
     else:
         try:
             for cols in capture_columns(reader, dec.verify_checksums):
-                base = position
+                ledger.base = position
                 feeder.process(cols)
-                position = base + len(cols)
+                logged()
+                position += len(cols)
                 if progress is not None:
                     progress[0] = position
                     progress[1] = reader.position
@@ -439,14 +333,13 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
             reader.error = exc
         position = reader.frames_read
     frames = position
-    table.add, analysis._emit = counted_add, positioned_emit
-    feeding = False
-    position += 1  # the end comes after every frame, as one process's finish() does
+    ledger.position = frames + 1  # the end comes after every frame, as in finish()
     # finish() without the aggregate decisions: sweep, then close what is left
     end = analysis.last_ts if analysis.last_ts is not None else 0.0
     analysis._sweep(end)
     for conn in table.drain(end):
         analysis._close(conn, end)
+    logged()
     if progress is not None:
         progress[0] = frames
     if reader is None:  # a dealt read: the parent read the file and says what it held
@@ -455,13 +348,17 @@ def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
         read = {"counts": dict(dec.counts), "format": reader.format,
                 "linktypes": sorted(reader.linktypes),
                 "error": str(reader.error) if reader.error is not None else None}
+    # the detector goes to the parent without its ledger (a compiled AggregateDetector
+    # pickles its own attributes)
+    aggregates.ledger = None
     return {
         "frames": frames, **read,
         "first_ts": analysis.first_ts, "last_ts": analysis.last_ts,
         "connections": _write_rows(analysis.connections), "findings": analysis.findings,
         "total": analysis.connections_total, "evicted": table.evicted,
-        **aggregates.counters(), "created": created,
-        "idled": getattr(table, "idled", 0), "sizes": sizes, "emitted_at": emitted_at,
+        "aggregates": aggregates, "events": log.written(), "created": ledger.created,
+        "idled": getattr(table, "idled", 0), "sizes": ledger.sizes,
+        "emitted_at": ledger.emitted_at,
     }
 
 
@@ -473,8 +370,6 @@ class _BatchShare:
         self.assignment = assignment
         self.me = me
         self.foreign = foreign
-        self.after: Callable[[], None] = lambda: None
-        self.feeder: Any = None
         self.dealt: Any = None  # a dealt batch: which of its segments are this worker's
 
     def owned(self, feeder: Any, tcp: Any) -> Any:
