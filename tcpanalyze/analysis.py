@@ -88,6 +88,7 @@ _FLAGS_SEEN_TEXT: Final = {
 }
 
 
+# (tests watch it through subclasses: ClosingAnalysis in tests/test_batch.py)
 @mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass
 class Analysis:

@@ -53,7 +53,7 @@ from tcpanalyze.assignment import Assignment
 from tcpanalyze.capture import CaptureError, open_capture
 from tcpanalyze.decode import Decoder
 from tcpanalyze.detectors import AggregateDetector, _Source, _Target
-from tcpanalyze.ledger import ATTEMPT, COMPLETION, EMISSION, LOOK, OUTCOME, Ledger
+from tcpanalyze.ledger import ATTEMPT, COMPLETION, LOOK, OUTCOME, Ledger
 from tcpanalyze.report import (
     PACKET_CLASSES,
     CaptureSummary,
@@ -167,9 +167,6 @@ class _Remap:
         raise KeyError(local)
 
 
-# An event of a worker's aggregate evidence: (position, phase, kind, ...), as the
-# worker's ledger writes them (ledger.py)
-_ATTEMPT, _COMPLETION, _OUTCOME, _LOOK, _EMISSION = ATTEMPT, COMPLETION, OUTCOME, LOOK, EMISSION
 _EVENTS_AT_ONCE = 8192  # events a worker holds in memory (~1 MB); more go to its file
 
 
@@ -247,19 +244,18 @@ def _worker(path: str, settings: Settings, me: int, jobs: int, options: dict[str
     # batches). This process's own setting: the parent keeps its defaults.
     gc.set_threshold(100_000, 50, 100)
     try:
-        results.put((me, _work(Analysis, path, settings, me, jobs, options, progress,
-                               inbox)))
+        results.put((me, _work(path, settings, me, jobs, options, progress, inbox)))
     except BaseException as exc:  # the parent must hear about it, not wait forever
         results.put((me, exc))
 
 
-def _work(analysis_cls: Any, path: str, settings: Settings, me: int, jobs: int,
-          options: dict[str, Any], progress: Any, inbox: Any = None) -> dict[str, Any]:
+def _work(path: str, settings: Settings, me: int, jobs: int, options: dict[str, Any],
+          progress: Any, inbox: Any = None) -> dict[str, Any]:
     """Track this worker's connections: from the whole file, or (`inbox`: a dealt read)
     from the batches the parent deals out."""
-    analysis = analysis_cls(settings, capture=options["capture"],
-                            keep_connections=options["keep_connections"],
-                            zeek_records=options["zeek_records"])
+    analysis = Analysis(settings, capture=options["capture"],
+                        keep_connections=options["keep_connections"],
+                        zeek_records=options["zeek_records"])
     # a later Analysis field (live runs switch the Zeek view off); absent is on
     analysis.zeek_view = options["zeek_view"]
     aggregates = analysis.aggregates = _CountingAggregates(settings)
@@ -871,14 +867,14 @@ def _replay_aggregates(analysis: Any, parts: list[dict[str, Any]], ids: list[_Re
     tagged = [zip(repeat(k), _read_events(part["events"])) for k, part in enumerate(parts)]
     for k, event in heapq.merge(*tagged, key=_event_order):
         position, kind = event[0], event[2]
-        if kind == _ATTEMPT:
+        if kind == ATTEMPT:
             client, server, port, local, frame, ts = event[3:]
             detector.attempt(client, server, port, ids[k][local], frame, ts)
-        elif kind == _COMPLETION:
+        elif kind == COMPLETION:
             detector.completion(*event[3:])
-        elif kind == _OUTCOME:
+        elif kind == OUTCOME:
             detector.outcome(*event[3:])
-        elif kind == _LOOK:
+        elif kind == LOOK:
             if position == looked:
                 continue  # every worker looks at the same positions
             looked = position
@@ -888,7 +884,7 @@ def _replay_aggregates(analysis: Any, parts: list[dict[str, Any]], ids: list[_Re
                     at_end.append(finding)
                 else:
                     kept.append((position, (True, 0), finding))
-        else:  # _EMISSION: the next `count` findings of worker k
+        else:  # EMISSION: the next `count` findings of worker k
             local, count, attempt = event[3:]
             in_reported = attempt is not None and reported and (
                 ("flood", attempt[1:]) in reported or ("scan", attempt[0]) in reported)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tcpanalyze.analysis import analyze
+from tcpanalyze.ledger import LOOK
 from tcpanalyze.parallel import Assignment, analyze_parallel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,7 +230,7 @@ def test_an_event_log_spills_to_a_file_and_reads_back_in_order(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(parallel, "_EVENTS_AT_ONCE", 64)
     log = parallel._EventLog()
-    events = [(i, i % 3, parallel._LOOK) for i in range(1000)]
+    events = [(i, i % 3, LOOK) for i in range(1000)]
     for start in range(0, 1000, 50):  # a batch's events at a time
         log.extend(events[start:start + 50])
     written = log.written()
@@ -573,7 +574,7 @@ def test_a_worker_failing_while_the_parent_deals_is_reported_not_waited_for(
     work = parallel._work
 
     def failing(*args: object) -> object:
-        if args[3] == 1:  # worker 1, before it reads anything
+        if args[2] == 1:  # worker 1, before it reads anything
             raise RuntimeError("worker 1 broke")
         return work(*args)  # type: ignore[arg-type]
 
