@@ -7,7 +7,10 @@ once, in the order below), so that a machine whose speed drifts over minutes (a 
 often does, by 10-20 %) skews every tool alike rather than whichever ran in its slow
 minutes; `--sequential` runs each tool's runs back to back instead. The table shows
 the median wall time, packets per second (capinfos' packet count / median time) and peak
-memory, then the ratios the issue sets targets for. Peak memory is the kernel's
+memory, then the ratios the issue sets targets for: from the medians, and in rounds
+also their range round by round (the two tools' runs of one round compared: a ratio
+whose range straddles its target is not met or missed by the code, but by the minute).
+Peak memory is the kernel's
 ru_maxrss of the process (wait4) for one-process tools; for `tcpanalyze --jobs N` the
 workers are forked children, so it is the sampled peak (every 250 ms) of the summed PSS
 of the whole process tree (PSS splits pages shared after fork instead of counting them
@@ -197,11 +200,19 @@ def main() -> None:
     print(f"load after {os.getloadavg()[0]:.2f}")
 
     def ratio(a: str, b: str, key: str = "pps") -> str:
-        if a in results and b in results:
-            return f"{results[a][key] / results[b][key]:.2f}"
-        return "n/a"
+        """a's figure over b's, from the medians; for speed in rounds, also the range of
+        the ratio round by round (the VM drifts over minutes, and a round runs every
+        tool within them: this range says how far the medians' ratio can be trusted)."""
+        if a not in results or b not in results:
+            return "n/a"
+        text = f"{results[a][key] / results[b][key]:.2f}"
+        if key == "pps" and not args.sequential and args.runs > 1:
+            rounds = [tb / ta for ta, tb in zip(results[a]["runs"], results[b]["runs"],
+                                                  strict=True)]
+            text += f"  (round by round {min(rounds):.2f}-{max(rounds):.2f})"
+        return text
 
-    for kind in ([""] if compiled is None else ["", " pure"]):
+    for kind in ([" pure"] if compiled is None else ["", " pure"]):
         single, multi = f"tcpanalyze{kind} --jobs 1", f"tcpanalyze{kind} --jobs {args.jobs}"
         if single not in results:
             continue
