@@ -31,9 +31,8 @@ class Assignment:
     """Which worker owns a five-tuple (see the module's note)."""
 
     def __init__(self, jobs: int, idle_timeout: float) -> None:
-        self.jobs = jobs
         self.owner: dict[Any, list[Any]] = {}  # key -> [worker, time last seen]
-        self.load: list[int] = [0] * jobs
+        self.load: list[int] = [0] * jobs  # one per worker
         self.count = 0
         self.forget_after = 2 * idle_timeout + FORGET_MARGIN
 
