@@ -41,6 +41,7 @@ from typing import Any, Final
 import numpy as np
 from mypy_extensions import mypyc_attr
 
+from tcpanalyze.assignment import bucket_of, buckets
 from tcpanalyze.capture import Frame
 from tcpanalyze.columns import Columns
 from tcpanalyze.fastpath import make_feed
@@ -96,9 +97,9 @@ def sweep_rows(ts: np.ndarray, next_sweep: float | None) -> tuple[list[int], flo
 @mypyc_attr(allow_interpreted_subclasses=True)  # (as BatchFeed, below)
 class BatchRows:
     """A batch's TCP segments and their flows: which records hold TCP (the odd ones
-    decoded by `decoder`, which also counts every record), and each fast-decoded
-    segment's flow as integers. What the `--jobs` parent needs to deal segments out
-    (parallel.py), and the start of `BatchFeed`'s work."""
+    decoded by `decoder`, which also counts every record) and each segment's assignment
+    bucket, what the `--jobs` parent needs to deal segments out (parallel.py); and each
+    fast-decoded segment's flow as integers, the start of `BatchFeed`'s work."""
 
     def __init__(self, decoder: Any) -> None:
         self.decoder = decoder
@@ -128,35 +129,25 @@ class BatchRows:
         self.odd = odd
         return tcp
 
-    def tcp_keys(self, tcp: np.ndarray) -> tuple[list[Any], np.ndarray]:
-        """The flow table's key of each TCP segment `tcp`, as (distinct keys, index of
-        each segment's key): for parallel.Assignment."""
-        keys = list(self._flow_keys())
-        kid = self.flow[tcp].copy()
-        if self.odd:
-            extra: dict[Any, int] = {}
+    def tcp_buckets(self, tcp: np.ndarray) -> tuple[list[int], np.ndarray]:
+        """The assignment's bucket of each TCP segment `tcp`, as (distinct buckets, index
+        of each segment's): for parallel.Assignment. Needs no `_flows`."""
+        cols = self.cols
+        ka = (cols.src[tcp] << 16) | cols.sport[tcp]
+        kb = (cols.dst[tcp] << 16) | cols.dport[tcp]
+        bucket = buckets(np.minimum(ka, kb), np.maximum(ka, kb))
+        if self.odd:  # (their columns are not decoded: their own addresses)
             for j, i in enumerate(tcp.tolist()):
                 seg = self.odd.get(i)
                 if seg is not None:
-                    key = flow_key(seg)
-                    k = extra.get(key)
-                    if k is None:
-                        k = extra[key] = len(keys)
-                        keys.append(key)
-                    kid[j] = k
-            # an odd segment's key may equal a fast one's: one key, one id
-            first: dict[Any, int] = {}
-            remap = np.arange(len(keys))
-            for k, key in enumerate(keys):
-                remap[k] = first.setdefault(key, k)
-            kid = remap[kid]
-        return keys, kid
+                    bucket[j] = bucket_of(seg.src, seg.sport, seg.dst, seg.dport)
+        distinct, kid = np.unique(bucket, return_inverse=True)
+        return distinct.tolist(), kid.reshape(-1)
 
     # -- flows of a batch -------------------------------------------------------------------
-    def _flows(self, cols: Columns, tcp: np.ndarray, runs: bool = True) -> None:
+    def _flows(self, cols: Columns, tcp: np.ndarray) -> None:
         """Flow numbers for the fast-decoded segments: the FlowTable's key, as integers;
-        with `runs`, also which segments may go in quiet runs (`quiet`: a `--jobs`
-        dealer, which has keys-only columns, needs none)."""
+        and which segments may go in quiet runs (`quiet`)."""
         ka = (cols.src << 16) | cols.sport
         kb = (cols.dst << 16) | cols.dport
         lo = np.minimum(ka, kb)
@@ -182,8 +173,6 @@ class BatchRows:
                     f = lookup.get((min(x, y), max(x, y)))
                     if f is not None:
                         self.mixed[f] = True
-        if not runs:
-            return
         quiet = cols.fast & cols.plain_options & ((cols.flags & 0x17) == 0x10) & (
             cols.window != 0)
         self.quiet = quiet

@@ -371,7 +371,7 @@ class _BatchShare:
     def owned(self, feeder: Any, tcp: Any) -> Any:
         if self.dealt is not None:
             return self.dealt[tcp]
-        keys, kid = feeder.tcp_keys(tcp)
+        keys, kid = feeder.tcp_buckets(tcp)
         return self.assignment.workers(keys, kid, feeder.cols.ts[tcp]) == self.me
 
 
@@ -575,8 +575,7 @@ class _Dealer:
         tcp = rows.tcp_rows(cols)
         if not len(tcp):
             return [None] * self.jobs
-        rows._flows(cols, tcp, runs=False)
-        keys, kid = rows.tcp_keys(tcp)
+        keys, kid = rows.tcp_buckets(tcp)
         ts = cols.ts[tcp]
         owner = self.assignment.workers(keys, kid, ts)
         cuts, self.next_sweep = sweep_rows(ts, self.next_sweep)

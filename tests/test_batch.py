@@ -304,11 +304,13 @@ def test_parallel_batches_equal_one_process_frame_by_frame(path: Path, tiny_runs
 def test_assignment_in_batches_equals_one_at_a_time() -> None:
     import numpy as np
 
+    from tcpanalyze.assignment import bucket_of
     from tcpanalyze.capture import open_capture
     from tcpanalyze.columns import decode_records
     from tcpanalyze.decode import Decoder
     from tcpanalyze.parallel import Assignment
 
+    flows: set[tuple[bytes, int, bytes, int]] = set()
     one = Assignment(3, 30.0)
     many = Assignment(3, 30.0)
     analysis = Analysis()
@@ -321,18 +323,18 @@ def test_assignment_in_batches_equals_one_at_a_time() -> None:
         feeder = batch.BatchFeed(analysis, Decoder())
         feeder.cols, feeder.odd = cols, {}
         tcp = np.flatnonzero(cols.fast)
-        feeder._flows(cols, tcp)
-        keys, kid = feeder.tcp_keys(tcp)
+        keys, kid = feeder.tcp_buckets(tcp)
         got.extend(many.workers(keys, kid, cols.ts[tcp]).tolist())
         for j, i in enumerate(tcp.tolist()):
             src, dst = cols.src[i].item(), cols.dst[i].item()
-            expected.append(one.worker(src.to_bytes(4, "big"), int(cols.sport[i]),
-                                       dst.to_bytes(4, "big"), int(cols.dport[i]),
-                                       float(cols.ts[i])))
-            lo, hi = sorted([(src.to_bytes(4, "big"), int(cols.sport[i])),
-                             (dst.to_bytes(4, "big"), int(cols.dport[i]))])
-            assert keys[kid[j]] == (*lo, *hi)
+            ends = (src.to_bytes(4, "big"), int(cols.sport[i]), dst.to_bytes(4, "big"),
+                    int(cols.dport[i]))
+            expected.append(one.worker(*ends, float(cols.ts[i])))
+            # the columns' bucket is the one of the addresses and ports, either way round
+            assert keys[kid[j]] == bucket_of(*ends) == bucket_of(*ends[2:], *ends[:2])
+            flows.add(ends if ends[:2] <= ends[2:] else (*ends[2:], *ends[:2]))
     assert len(set(expected)) == 3  # all workers used: the comparison means something
+    assert len(flows) > 100 and len({bucket_of(*f) for f in flows}) > 0.99 * len(flows)
     assert got == expected
     assert (many.load, many.count) == (one.load, one.count)
     assert many.owner == one.owner

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tcpanalyze.analysis import analyze
+from tcpanalyze.assignment import bucket_of
 from tcpanalyze.ledger import LOOK
 from tcpanalyze.parallel import Assignment, analyze_parallel
 
@@ -92,11 +93,13 @@ def test_assignment_forgets_silent_five_tuples_the_same_in_batches(size: int) ->
     one, many = Assignment(3, 30.0), Assignment(3, 30.0)
     expected = [one.worker(*keys[k], t) for k, t in zip(kid, ts, strict=True)]
     got: list[int] = []
+    bucket = np.array([bucket_of(*key) for key in keys], dtype=np.int64)
     for start in range(0, len(kid), size):
-        span = np.array(kid[start:start + size], dtype=np.int64)
+        span = bucket[np.array(kid[start:start + size], dtype=np.int64)]
         distinct, local = np.unique(span, return_inverse=True)
-        got += many.workers([keys[k] for k in distinct.tolist()], local,
+        got += many.workers(distinct.tolist(), local.reshape(-1),
                             np.array(ts[start:start + size])).tolist()
+    assert len(set(bucket.tolist())) > 65536  # more than are kept before any is forgotten
     assert len(one.owner) < 60000  # silent ones were forgotten: the test means something
     assert got == expected
     assert (many.load, many.count) == (one.load, one.count)
