@@ -60,6 +60,7 @@ def buckets(lo: Any, hi: Any) -> Any:
     return ((h ^ (h >> np.uint64(_SHIFT))) & np.uint64((1 << BUCKET_BITS) - 1)).astype(
         np.int64)
 
+
 # Forget a bucket's worker once it has been silent this much longer than the idle
 # timeout: its connection has left its worker's table by then (memory stays bounded by
 # the connections of the recent past, not by the capture).
