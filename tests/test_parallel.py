@@ -691,3 +691,37 @@ def test_sweep_rows_follow_the_rule_of_a_segment_at_a_time() -> None:
         rows_b, after = sweep_rows(ts[cut:], carry)
         assert rows_a + [cut + r for r in rows_b] == expected
         assert after == next_sweep
+
+
+
+def test_a_five_tuple_decoded_both_ways_stays_in_one_worker(tmp_path: Path) -> None:
+    """A five-tuple whose frames are decoded partly by the columns and partly by the
+    per-frame decoder (here every third TCP frame carries an 802.1Q tag) gets one bucket
+    either way, so one worker: the reports of --jobs 2 and 3 are one process's. Were the
+    two buckets unrelated, about half the connections would be split between workers."""
+    import gzip
+    import struct
+
+    data = gzip.decompress(MINI.read_bytes())
+    parts, at, count = [data[:24]], 24, 0
+    seen: dict[tuple[int, int], set[bool]] = {}  # ports -> tagged or not, of its frames
+    while at < len(data):
+        head = data[at:at + 16]
+        caplen, wirelen = struct.unpack_from("<II", head, 8)
+        frame = data[at + 16:at + 16 + caplen]
+        at += 16 + caplen
+        if frame[12:14] == b"\x08\x00" and frame[23] == 6 and len(frame) >= 38:
+            tag = count % 3 == 2
+            count += 1
+            seen.setdefault(tuple(sorted(struct.unpack_from("!HH", frame, 34))), set()).add(tag)
+            if tag:
+                frame = frame[:12] + b"\x81\x00\x00\x07" + frame[12:]
+                head = head[:8] + struct.pack("<II", caplen + 4, wirelen + 4)
+        parts += [head, frame]
+    tagged = tmp_path / "tagged.pcap"
+    tagged.write_bytes(b"".join(parts))
+    assert sum(len(ways) == 2 for ways in seen.values()) > 100  # both ways, many flows
+    one = analyze(str(tagged)).to_dict()
+    assert one["capture"]["tcp_segments"] == count  # every tagged frame decoded as TCP
+    assert analyze_parallel(str(tagged), jobs=2).to_dict() == one
+    assert analyze_parallel(str(tagged), jobs=3).to_dict() == one
