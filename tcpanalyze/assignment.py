@@ -6,8 +6,9 @@ its two ends (`bucket_of`, or `buckets` for a batch's columns: the same numbers)
 bucket seen for the first time goes to the worker with the least recent load (segments,
 halved every 8192), ties to the lowest number, and stays there. Unlike a plain hash
 modulo the workers, this keeps a few concurrent bulk transfers (which carry most packets
-of many captures) on different workers; with 2**20 buckets, two five-tuples share one
-rarely (and then just share a worker).
+of many captures) on different workers (the bench capture's segments, 2 workers: a plain
+hash 61 % / 39 %, four of its six downloads on one side; this 50.3 % / 49.7 %); with
+2**20 buckets, two five-tuples share one rarely (and then just share a worker).
 
 The dealer asks for every TCP segment of the capture, so `workers` is a plain loop over a
 batch's segments, compiled (COMPILED_MODULES): on the bench capture 0.16 s for 2.08
