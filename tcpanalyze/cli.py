@@ -30,7 +30,7 @@ from tcpanalyze.gate import (
     read_baseline,
     write_baseline,
 )
-from tcpanalyze.report import CaptureSummary, Finding, Report
+from tcpanalyze.report import PACKET_CLASSES, CaptureSummary, Finding, Report
 from tcpanalyze.settings import Settings
 from tcpanalyze.summaries import SummaryList
 
@@ -43,7 +43,8 @@ class InputFailed(Exception):
 
 
 def _err(message: str) -> None:
-    click.echo(f"tcpanalyze: {message}", err=True)
+    for line in message.splitlines():
+        click.echo(f"tcpanalyze: {line}", err=True)
 
 
 # -- shared options ------------------------------------------------------------------------
@@ -194,6 +195,7 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
     stats: dict[str, Any] = {"connections": 0, "evicted": 0, "idle_closed": 0,
                              "peak_tracked": 0}
     many = len(paths) > 1
+    unread: list[CaptureSummary] = []
     next_id = 0
     interrupt = Interrupt()
     jobs = _jobs(streaming=on_finding is not None)
@@ -231,7 +233,16 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
             except BrokenPipeError:
                 raise
             except _open_errors() as exc:
-                raise InputFailed(str(exc)) from None
+                if not many:
+                    raise InputFailed(str(exc)) from None
+                # one capture of several that cannot be read at all: the others are still
+                # analysed and reported, this one is listed with its error (exit 2)
+                unread.append(CaptureSummary(
+                    path=path, format="", linktypes=[], packets=0, tcp_segments=0,
+                    skipped={name: 0 for name in PACKET_CLASSES if name != "tcp"},
+                    first_ts=None, last_ts=None, error=str(exc)))
+                captures.append(unread[-1])  # (in the order given)
+                continue
         for finding in analysis.finish():
             if on_finding is not None:
                 on_finding(finding)
@@ -259,6 +270,8 @@ def run_analysis(paths: list[str], config: Config, *, decoder: str, verify_check
                 stats[key] += part.stats.get(key, 0)
         if interrupt.requested:
             break  # Ctrl-C ends the whole run, not just this capture
+    if unread and len(unread) == len(captures):
+        raise InputFailed("\n".join(c.error or c.path for c in unread))
     return Report(captures=captures,
                   connections=connections if connections is not None else SummaryList(),
                   findings=findings, tool_version=__version__, stats=stats)
@@ -276,7 +289,13 @@ def _retry_with_tshark(analysis: Analysis, summary: CaptureSummary, path: str,
     from tcpanalyze.tshark import tshark_available
 
     count = _undecoded(summary)
-    if path == "-" or not tshark_available():
+    if path == "-":  # (named as read errors name it)
+        _err(f"<stdin>: {count} packet(s) not decoded (tunnels or unsupported link types); "
+             "a pipe can be read only once: give --decoder tshark to read the stream with "
+             "tshark" + ("" if tshark_available() else " (apt-get install tshark)")
+             + ", or save it to a file")
+        return analysis, summary
+    if not tshark_available():
         _err(f"{path}: {count} packet(s) not decoded (tunnels or unsupported link types); "
              "install tshark (apt-get install tshark) and use --decoder tshark to read them")
         return analysis, summary
@@ -309,22 +328,45 @@ def _read_errors(report: Report) -> list[str]:
 
 
 def _write_outputs(report: Report, fmt: str, outputs: tuple[str, ...],
-                   options: output.RenderOptions, skip_stdout: bool = False) -> None:
+                   options: output.RenderOptions, skip_stdout: bool = False,
+                   chosen: str | None = None, gate: bool = False) -> list[str]:
+    """The report on stdout and into each -o FILE (`chosen`: the --format given, for a
+    file whose name implies none). A file that cannot be written stops neither the others
+    nor stdout: its one-line error is returned, and the run exits 2. The terminal's last
+    line says PASS or FAIL only where the policy decides the exit status (`gate`: check);
+    elsewhere it just counts."""
+    failed: list[str] = []
     for path in outputs:
         try:
-            out_fmt = output.format_for_path(path)
-        except output.UnknownFormat as exc:
-            raise click.UsageError(str(exc)) from None
-        with open(path, "w", encoding="utf-8") as stream:
-            _render_to(stream, out_fmt, report, options)
-    if skip_stdout:
-        return
-    if fmt == "terminal":
-        from tcpanalyze.output.terminal import make_console, print_report
+            with open(path, "w", encoding="utf-8") as stream:
+                _render_to(stream, _file_format(path, chosen), report, options)
+        except OSError as exc:
+            failed.append(f"{path}: cannot write the report: {exc.strerror or exc}")
+    if not skip_stdout:
+        if fmt == "terminal":
+            from tcpanalyze.output.terminal import make_console, print_report
 
-        print_report(report, make_console(), options.policy, max_rows=options.max_rows)
-    else:
-        _render_to(sys.stdout, fmt, report, options)
+            print_report(report, make_console(), options.policy if gate else None,
+                         max_rows=options.max_rows)
+        else:
+            _render_to(sys.stdout, fmt, report, options)
+    return failed
+
+
+def _file_format(path: str, chosen: str | None) -> str:
+    """An -o FILE's format: from its extension, else the --format given; else a usage
+    error (checked for every FILE before any reading: `_check_outputs`)."""
+    try:
+        return output.format_for_path(path)
+    except output.UnknownFormat as exc:
+        if chosen is not None:
+            return chosen
+        raise click.UsageError(str(exc)) from None
+
+
+def _check_outputs(outputs: tuple[str, ...], chosen: str | None) -> None:
+    for path in outputs:
+        _file_format(path, chosen)
 
 
 def _render_to(stream: Any, fmt: str, report: Report, options: output.RenderOptions) -> None:
@@ -388,7 +430,7 @@ def main() -> None:
                    "Repeatable.")
 @click.option("--no-timeline", is_flag=True, help="JSON: leave out each connection's "
               "state changes.")
-@click.option("--max-rows", type=int, default=40, show_default=True,
+@click.option("--max-rows", type=click.IntRange(min=0), default=40, show_default=True,
               help="Terminal/markdown: connections and findings listed at most.")
 @click.option("--live", is_flag=True,
               help="While reading, show the watch view (rates, connections by state, "
@@ -413,7 +455,9 @@ def report(captures: tuple[str, ...], fmt: str | None, outputs: tuple[str, ...],
     could not be read completely (what was read is still reported) or on usage errors.
     """
     config = _load(config_path, overrides)
-    fmt = fmt or config.format or "terminal"
+    chosen = fmt or config.format
+    fmt = chosen or "terminal"
+    _check_outputs(outputs, chosen)
     if live and fmt != "terminal":
         raise click.UsageError("--live shows terminal tables; it cannot be combined with "
                                f"--format {fmt} (write that with -o FILE instead)")
@@ -443,12 +487,13 @@ def report(captures: tuple[str, ...], fmt: str | None, outputs: tuple[str, ...],
     if live_ndjson:
         from tcpanalyze.output.ndjson import summary_line
 
-        _write_outputs(result, fmt, outputs, options, skip_stdout=True)
+        unwritten = _write_outputs(result, fmt, outputs, options, skip_stdout=True,
+                                   chosen=chosen)
         sys.stdout.write(summary_line(result))
         sys.stdout.flush()
     else:
-        _write_outputs(result, fmt, outputs, options)
-    errors = _read_errors(result)
+        unwritten = _write_outputs(result, fmt, outputs, options, chosen=chosen)
+    errors = _read_errors(result) + unwritten
     for error in errors:
         _err(error)
     sys.exit(ExitCode.ERROR if errors else ExitCode.OK)
@@ -487,7 +532,7 @@ def _watch(paths: list[str], config: Config, *, decoder: str, zeek_records: bool
 @click.option("-o", "--output", "outputs", multiple=True, metavar="FILE",
               help="Also write the final report to a file (format from the extension, as "
                    "for `report`). Repeatable.")
-@click.option("--max-rows", type=int, default=40, show_default=True,
+@click.option("--max-rows", type=click.IntRange(min=0), default=40, show_default=True,
               help="Final report: connections and findings listed at most.")
 @_common
 @_quiet_pipe
@@ -505,6 +550,7 @@ def watch(capture: str, outputs: tuple[str, ...], max_rows: int, config_path: st
       dumpcap -i eth0 -w - | tcpanalyze watch -
     """
     config = _load(config_path, overrides)
+    _check_outputs(outputs, None)
     try:
         result = _watch([capture], config, decoder=decoder,
                         zeek_records=_wants_zeek(None, outputs),
@@ -513,8 +559,7 @@ def watch(capture: str, outputs: tuple[str, ...], max_rows: int, config_path: st
         _err(str(exc))
         sys.exit(ExitCode.ERROR)
     options = output.RenderOptions(policy=config.policy, max_rows=max_rows)
-    _write_outputs(result, "terminal", outputs, options)
-    errors = _read_errors(result)
+    errors = _read_errors(result) + _write_outputs(result, "terminal", outputs, options)
     for error in errors:
         _err(error)
     sys.exit(ExitCode.ERROR if errors else ExitCode.OK)
@@ -523,7 +568,9 @@ def watch(capture: str, outputs: tuple[str, ...], max_rows: int, config_path: st
 @main.command(context_settings=CONTEXT)
 @click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
 @click.option("-f", "--format", "fmt", type=click.Choice(["terminal", "json", "csv", "zeek"]),
-              default="terminal", show_default=True)
+              default="terminal", show_default=True,
+              help="Output format on stdout: a table, the report's JSON connections, one CSV "
+                   "row per connection, or Zeek's conn.log.")
 @_common
 @_quiet_pipe
 def flows(captures: tuple[str, ...], fmt: str, config_path: str | None, decoder: str,
@@ -601,6 +648,7 @@ def check_command(captures: tuple[str, ...], fail_on: tuple[str, ...], ignores: 
         raise click.UsageError(str(exc)) from None
     config = _load(config_path, overrides, fail_on=list(fail_on) or None, ignore=rules,
                    baseline=baseline)
+    _check_outputs(outputs, fmt or config.format)
     try:
         policy = config.policy
         known = read_baseline(config.baseline) if config.baseline and not write_baseline \
@@ -615,18 +663,26 @@ def check_command(captures: tuple[str, ...], fail_on: tuple[str, ...], ignores: 
         _err(str(exc))
         sys.exit(ExitCode.ERROR)
     if write_baseline:
-        with open(write_baseline, "w", encoding="utf-8") as stream:
-            write_baseline_fn(result, stream)
-        _err(f"wrote {len(result.findings)} finding(s) to {write_baseline}")
-        sys.exit(ExitCode.ERROR if _read_errors(result) else ExitCode.OK)
+        errors = _read_errors(result)
+        try:
+            with open(write_baseline, "w", encoding="utf-8") as stream:
+                write_baseline_fn(result, stream)
+            _err(f"wrote {len(result.findings)} finding(s) to {write_baseline}")
+        except OSError as exc:
+            errors.append(f"{write_baseline}: cannot write the baseline: "
+                          f"{exc.strerror or exc}")
+        for error in errors:
+            _err(error)
+        sys.exit(ExitCode.ERROR if errors else ExitCode.OK)
     gate = check(result, policy, config.ignore, known)
     gated = Report(captures=result.captures, connections=result.connections,
                    findings=gate.considered, tool_version=result.tool_version,
                    stats=dict(result.stats, ignored=len(gate.ignored),
                               baseline_known=len(gate.known)))
     options = output.RenderOptions(policy=policy)
-    _write_outputs(gated, fmt or config.format or "terminal", outputs, options)
-    errors = _read_errors(result)
+    chosen = fmt or config.format
+    errors = _read_errors(result) + _write_outputs(gated, chosen or "terminal", outputs,
+                                                   options, chosen=chosen, gate=True)
     for error in errors:
         _err(error)
     if errors:
@@ -640,8 +696,8 @@ write_baseline_fn = write_baseline
 @main.command(context_settings=CONTEXT)
 @click.argument("capture", metavar="CAPTURE")
 @click.option("-f", "--format", "fmt", type=click.Choice(["terminal", "json"]),
-              default="terminal", show_default=True)
-@click.option("--limit", type=int, default=50, show_default=True,
+              default="terminal", show_default=True, help="Output format on stdout.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Disagreements listed at most.")
 def crosscheck(capture: str, fmt: str, limit: int) -> None:
     """Decode a capture with dpkt and with tshark and compare, frame by frame, the
@@ -649,10 +705,14 @@ def crosscheck(capture: str, fmt: str, limit: int) -> None:
     length, options) and the connections found.
 
     Exit status: 0 the decoders agree, 1 they disagree, 2 the capture could not be
-    read or tshark is missing.
+    read completely (what was read is still compared) or tshark is missing.
     """
     from tcpanalyze.crosscheck import crosscheck_capture
 
+    if capture == "-":
+        raise click.UsageError("crosscheck reads the capture twice, once with each decoder, "
+                               "so it needs a file, not '-' (save the stream first: "
+                               "tcpdump -w trace.pcap)")
     try:
         result = crosscheck_capture(capture, limit=limit)
     except _open_errors() as exc:
@@ -677,7 +737,11 @@ def crosscheck(capture: str, fmt: str, limit: int) -> None:
                 table.add_row(str(d.frame), d.field, str(d.left), str(d.right))
             console.print(table)
         for diff in result.connection_differences[:limit]:
-            console.print(f"connection {diff}")
+            console.print(f"connection {diff.describe(result.left_name, result.right_name)}",
+                          markup=False, highlight=False)
+    if result.error is not None:  # (what was read before the fault is compared above)
+        _err(result.error)
+        sys.exit(ExitCode.ERROR)
     sys.exit(ExitCode.OK if result.agree else ExitCode.FINDINGS)
 
 

@@ -70,7 +70,7 @@ def find_config(start: str | os.PathLike[str] | None = None) -> Path | None:
             try:
                 with pyproject.open("rb") as stream:
                     data = tomllib.load(stream)
-            except (OSError, tomllib.TOMLDecodeError):
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
                 continue  # someone else's broken pyproject is not our configuration
             if isinstance(data.get("tool"), dict) and "tcpanalyze" in data["tool"]:
                 return pyproject
@@ -94,8 +94,14 @@ def load_config(
         raise ConfigError(source, None, f"cannot read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(source, None, f"not valid TOML: {e}") from None
-    if found.name == PYPROJECT:
-        tool = data.get("tool", {})
+    except UnicodeDecodeError as e:
+        raise ConfigError(source, None, f"not valid TOML: not UTF-8 text (byte {e.start})"
+                          ) from None
+    # pyproject.toml keeps its settings under [tool.tcpanalyze]; any other file may hold
+    # the keys plainly or the same table (README's snippet pasted as it is)
+    tool = data.get("tool")
+    if found.name == PYPROJECT or (set(data) == {"tool"} and isinstance(tool, dict)
+                                   and "tcpanalyze" in tool):
         table = tool.get("tcpanalyze", {}) if isinstance(tool, dict) else {}
         if not isinstance(table, dict):
             raise ConfigError(source, "tool.tcpanalyze", "must be a table")
@@ -117,7 +123,14 @@ def _check_number(source: str, key: str, value: Any, kind: type) -> float | int:
         raise ConfigError(source, key, f"must be finite, not {value!r}")
     if value < 0:
         raise ConfigError(source, key, f"must not be negative, got {value!r}")
+    least = _LEAST.get(key.replace("-", "_"), 0)
+    if value < least:
+        raise ConfigError(source, key, f"must be at least {least}, got {value!r}")
     return kind(value)
+
+
+# settings for which 0 means nothing sensible (no connection could be tracked at all)
+_LEAST = {"max_connections": 1}
 
 
 def parse_config(data: Mapping[str, Any], source: str, base_dir: str | None = None) -> Config:

@@ -70,6 +70,10 @@ class ConnectionDifference:
     def to_dict(self) -> dict[str, Any]:
         return {"connection": format_key(self.key), "left": self.left, "right": self.right}
 
+    def describe(self, left_name: str, right_name: str) -> str:
+        return (f"{format_key(self.key)}: {self.left} segment(s) from {left_name}, "
+                f"{self.right} from {right_name}")
+
 
 @dataclass
 class CrosscheckResult:
@@ -84,6 +88,7 @@ class CrosscheckResult:
     connections_left: int = 0  # distinct unordered 4-tuples
     connections_right: int = 0
     connection_differences: list[ConnectionDifference] = field(default_factory=list)
+    error: str | None = None  # the capture's fault, where reading stopped early
 
     @property
     def agree(self) -> bool:
@@ -103,6 +108,7 @@ class CrosscheckResult:
             "connections": {self.left_name: self.connections_left,
                             self.right_name: self.connections_right,
                             "differences": [c.to_dict() for c in self.connection_differences]},
+            **({"error": self.error} if self.error is not None else {}),
         }
 
     def summary(self) -> str:
@@ -176,20 +182,27 @@ def compare_segments(left: Iterable[Segment], right: Iterable[Segment], *,
     return result
 
 
-def dpkt_segments(path: str) -> Iterator[Segment]:
-    """The dpkt decoder's segments of one capture file (capture.py + decode.py)."""
+def dpkt_segments(path: str, errors: list[str] | None = None) -> Iterator[Segment]:
+    """The dpkt decoder's segments of one capture file (capture.py + decode.py); a fault
+    that ends the reading early goes into `errors`."""
     from .capture import open_capture
     from .decode import Decoder
 
     decoder = Decoder()
-    for frame in open_capture(path):
+    reader = open_capture(path)
+    for frame in reader:
         segment = decoder.decode(frame)
         if segment is not None:
             yield segment
+    if reader.error is not None and errors is not None:
+        errors.append(str(reader.error))
 
 
 def crosscheck_capture(path: str, limit: int = 1000) -> CrosscheckResult:
     """Decode one capture file with both decoders and compare (needs tshark)."""
     from .tshark import tshark_segments
 
-    return compare_segments(dpkt_segments(path), tshark_segments(path), limit=limit)
+    errors: list[str] = []
+    result = compare_segments(dpkt_segments(path, errors), tshark_segments(path), limit=limit)
+    result.error = errors[0] if errors else None
+    return result

@@ -363,10 +363,16 @@ def read_baseline(path: str) -> Baseline:
     try:
         with open(path, encoding="utf-8") as stream:
             data = json.load(stream)
+    except FileNotFoundError as e:
+        raise GateError(f"{path}: cannot read baseline: {e.strerror} (record one with "
+                        "--write-baseline)") from e
     except OSError as e:
         raise GateError(f"{path}: cannot read baseline: {e.strerror}") from e
     except json.JSONDecodeError as e:
         raise GateError(f"{path}: baseline is not valid JSON: {e}") from e
+    except UnicodeDecodeError as e:
+        raise GateError(f"{path}: baseline is not valid JSON: not UTF-8 text "
+                        f"(byte {e.start})") from e
     return baseline_from_dict(data, path)
 
 

@@ -59,6 +59,11 @@ def verdict(report: Report, policy: FailPolicy | None) -> tuple[bool, str]:
     total = len(report.findings)
     conns = len(report.connections)
     where = f"{conns} connection{'s' if conns != 1 else ''}"
+    # `check`'s findings set aside by --ignore rules or its --baseline: not judged
+    aside = report.stats.get("ignored", 0) + report.stats.get("baseline_known", 0)
+    if aside:
+        where += (f" ({aside} more set aside: {report.stats.get('ignored', 0)} ignored, "
+                  f"{report.stats.get('baseline_known', 0)} in the baseline)")
     if total == 0:
         return False, f"OK: no findings in {where}"
     by_severity = ", ".join(
@@ -70,7 +75,8 @@ def verdict(report: Report, policy: FailPolicy | None) -> tuple[bool, str]:
     bad = sum(1 for f in report.findings if policy.fails(f))
     if bad:
         return True, (
-            f"FAIL: {bad} of {total} {noun} fail the policy ({policy.describe()}): {by_severity}"
+            f"FAIL: {bad} of {total} {noun} {'fails' if bad == 1 else 'fail'} the policy "
+            f"({policy.describe()}): {by_severity}"
         )
     return False, (
         f"PASS: {total} {noun} ({by_severity}), none fails the policy ({policy.describe()})"

@@ -127,14 +127,24 @@ def problem_connections_table(
         return None
     table = _table("Connections with findings", ascii_only)
     arrow = _arrow(ascii_only)
+    # `check`: findings its --ignore rules or --baseline set aside are still the
+    # connection's, shown dimmed and marked, as the verdict does not count them
+    judged = ({(f.connection, f.kind) for f in report.findings}
+              if report.stats.get("ignored") or report.stats.get("baseline_known") else None)
     table.add_column("id", justify="right", no_wrap=True)
     table.add_column(f"client {arrow} server\nfindings", overflow="fold", ratio=1)
     table.add_column("client\nstate", no_wrap=True)
     table.add_column("server\nstate", no_wrap=True)
     table.add_column("conn_state\nhistory", overflow="fold")
     for conn in problems[:max_rows]:
-        connection = Text(f"{conn.client}\n{arrow} {conn.server}")
-        connection.append("\n" + ", ".join(conn.findings), style="yellow")
+        connection = Text(f"{conn.client}\n{arrow} {conn.server}\n")
+        for i, kind in enumerate(conn.findings):
+            if i:
+                connection.append(", ")
+            if judged is None or (conn.id, kind) in judged:
+                connection.append(kind, style="yellow")
+            else:
+                connection.append(f"{kind} (set aside)", style="dim")
         table.add_row(
             str(conn.id),
             connection,
