@@ -71,6 +71,28 @@ _MAX_FRAMES: Final = 10
 _STUCK: Final = frozenset({CLOSE_WAIT, FIN_WAIT_2, LAST_ACK, CLOSING})
 
 
+def _back_in_syn_rcvd(conn: Connection, note: Note) -> str:
+    """The server's SYN_RCVD from the SYN-ACK retransmission `note` on, as far as seen:
+    a finding made at a sweep stands in the report however the connection ends, so it
+    says what happened (back to SYN_RCVD at that frame, and when it left if it had),
+    not a state that may no longer hold (the client's data may still complete the
+    handshake; cf. the report's server_state)."""
+    text = f"which went back to SYN_RCVD at frame {note.frame}"
+    if conn.server.state == SYN_RCVD:
+        return text
+    back = False  # past the server's move back to SYN_RCVD at that retransmission
+    for change in conn.timeline:
+        if change.role != "server":
+            continue
+        if change.new == SYN_RCVD and change.frame == note.frame:
+            back = True
+        elif back and change.old == SYN_RCVD:
+            when = f"at frame {change.frame}" if change.frame else \
+                f"{change.ts - note.ts:.3f} s later"
+            return f"{text} and left it {when} ({change.reason})"
+    return text
+
+
 def _dur(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
@@ -170,12 +192,12 @@ class ConnectionDetector:
                 [note.data.get("time_wait_frame", 0), note.frame], note.ts, c,
                 severity=sev, previous=note.data["previous"], time_wait_age=age,
                 isn_advances=note.data["isn_advances"], ts_advances=note.data["ts_advances"])
-        if "third_ack_lost" in by_kind:
+        if "third_ack_lost" in by_kind and "missing_third_ack" not in (conn.emitted or ()):
             note = by_kind["third_ack_lost"][0]
             add("missing_third_ack",
                 f"{c.name}'s handshake ACK was on the wire but {s.name} retransmitted its "
                 f"SYN-ACK {s.synack_count - 1} time(s): the third ACK was lost between the "
-                f"capture point and the server, which stays in SYN_RCVD.",
+                f"capture point and the server, {_back_in_syn_rcvd(conn, note)}.",
                 [s.syn_frame or note.frame, note.frame], note.ts, s)
         if "simultaneous_open" in by_kind:
             note = by_kind["simultaneous_open"][0]

@@ -7,6 +7,8 @@ RSTs with wrong sequence numbers, captures that start mid-stream or see one dire
 
 from __future__ import annotations
 
+import pytest
+
 from tcpanalyze.analysis import Analysis
 from tcpanalyze.flows import FlowTable
 from tcpanalyze.segment import ACK, FIN, PSH, RST, SYN, Segment
@@ -139,6 +141,28 @@ def test_third_ack_lost_after_capture_point() -> None:
     a = run(w)
     assert states(a) == ("ESTABLISHED", "SYN_RCVD")
     assert "missing_third_ack" in kinds(a)
+    (finding,) = [f for f in a.findings if f.kind == "missing_third_ack"]
+    assert finding.summary.endswith("which went back to SYN_RCVD at frame 4.")
+
+
+@pytest.mark.parametrize("rto, tail", [
+    # made at the sweep after the retransmission, while the server was in SYN_RCVD: it
+    # says when the server went back there, not that it stays (it ends CLOSED)
+    (1.0, ""),
+    # made at the end: when the server left SYN_RCVD too
+    (0.2, " and left it at frame 6 (its SYN-ACK was acknowledged by a data segment)"),
+])
+def test_third_ack_lost_then_data_completes_the_handshake(rto: float, tail: str) -> None:
+    # The SYN-ACK retransmission (frame 4) shows the third ACK was lost; the client's
+    # data (frame 6) acknowledges the SYN-ACK too and takes the server out of SYN_RCVD.
+    w = handshake(Wire())
+    w.s(SYN | ACK, SI, CI + 1, dt=rto).c(ACK, CI + 1, SI + 1)
+    w.c(ACK | PSH, CI + 1, SI + 1, 50).s(ACK, SI + 1, CI + 51)
+    w.c(FIN | ACK, CI + 51, SI + 1).s(FIN | ACK, SI + 1, CI + 52).c(ACK, CI + 52, SI + 2)
+    a = run(w)
+    assert states(a) == ("TIME_WAIT", "CLOSED")
+    (finding,) = [f for f in a.findings if f.kind == "missing_third_ack"]
+    assert finding.summary.endswith(f"which went back to SYN_RCVD at frame 4{tail}.")
 
 
 def test_data_completes_a_handshake_whose_third_ack_was_lost() -> None:
