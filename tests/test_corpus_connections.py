@@ -56,3 +56,89 @@ def test_every_packet_counted_against_capinfos() -> None:
         line = next(ln for ln in info.splitlines() if ln.startswith("Number of packets"))
         packets = int(line.split(":")[1].strip().split()[0].replace(",", ""))
         assert analyze(str(capture)).capture.packets == packets, item.name
+
+
+# --- VLAN tags and the connection key --------------------------------------------------
+# The key is the five-tuple without VLAN ids, as in Zeek's default key and tshark's
+# tcp.stream. The captures below are read with dpkt here, not with our decoder.
+
+def _tagged_frames(capture: Path) -> list[tuple[int, tuple[int, ...], bytes]]:
+    """(frame number, VLAN ids outer first, bytes from the IP header on) per frame."""
+    import dpkt
+
+    out = []
+    with capture.open("rb") as f:
+        reader = dpkt.pcapng.Reader(f) if capture.suffix == ".pcapng" else dpkt.pcap.Reader(f)
+        for number, (_, data) in enumerate(reader, 1):
+            at, tags = 14, []
+            etype = int.from_bytes(data[12:14], "big")
+            while etype in (0x8100, 0x88A8, 0x9100):
+                tags.append(int.from_bytes(data[at:at + 2], "big") & 0x0FFF)
+                etype = int.from_bytes(data[at + 2:at + 4], "big")
+                at += 4
+            out.append((number, tuple(tags), data[at:]))
+    return out
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is not beside the repo")
+def test_vlan_collisions_is_one_connection_copied_on_three_vlans() -> None:
+    import dpkt
+
+    item = CORPUS / "zeek" / "vlan-collisions"
+    frames = _tagged_frames(item / "capture.pcap")
+    by_tags: dict[tuple[int, ...], list[bytes]] = {}
+    for _, tags, ip in frames:
+        by_tags.setdefault(tags, []).append(ip)
+    # untagged, VLAN 42, QinQ 10/20: the same 14 IP packets each (IP ids, sequence
+    # numbers and TTLs included), i.e. one connection's packets three times
+    assert sorted(by_tags) == [(), (10, 20), (42,)]
+    assert by_tags[()] == by_tags[(42,)] == by_tags[(10, 20)]
+    assert len(by_tags[()]) == 14
+    # The key ignores VLAN ids: one connection of 21 + 21 packets, Zeek's default-key
+    # record (zeek-conn.log; the VLAN-aware key's log has three records of 7 + 7).
+    rows = [ln.split("\t") for ln in (item / "zeek-conn.log").read_text().splitlines()
+            if ln[:1].isdigit() or ln.startswith("XXXX")]
+    assert [(r[-3], r[-2]) for r in rows] == [("21", "21")]
+    report = analyze(str(item / "capture.pcap"))
+    (conn,) = report.connections
+    assert (conn.packets_client, conn.packets_server) == (21, 21)
+    # Merged, the VLAN 42 copy's SYN-ACK looks like a retransmission (the third ACK
+    # lost) and that copy's request like the data that completed the handshake. The
+    # finding says when the server went back to SYN_RCVD and left it, not that it
+    # stays there (the server ends CLOSED).
+    tcp = [(n, tags, dpkt.ip.IP(ip).data) for n, tags, ip in frames]
+    synacks = [n for n, _, t in tcp if t.flags & 0x12 == 0x12]
+    again = synacks[1]
+    left = next(n for n, _, t in tcp if n > again and t.dport == 80 and len(t.data))
+    (finding,) = [f for f in report.findings if f.kind == "missing_third_ack"]
+    assert conn.server_state != "SYN_RCVD"
+    assert finding.summary.endswith(
+        f"which went back to SYN_RCVD at frame {again} and left it at frame {left} "
+        "(its SYN-ACK was acknowledged by a data segment).")
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is not beside the repo")
+@pytest.mark.parametrize("item, client_tags, server_tags", [
+    # Suricata's test runs with vlan.use-for-tracking=false to see one flow (closed)
+    ("suricata-verify/syn-retransmit-ts-vlan", (3136,), ()),
+    # Zeek logs one record, history ShADadgtFr
+    ("zeek/ldap-gap-multi-if-pcapng", (81,), (80,)),
+])
+def test_one_connection_whose_directions_have_different_vlans(
+        item: str, client_tags: tuple[int, ...], server_tags: tuple[int, ...]) -> None:
+    # A key with VLAN ids would split these into two one-sided connections.
+    capture = next((CORPUS / item).glob("capture.pcap*"))
+    frames = _tagged_frames(capture)
+    import dpkt
+
+    ip_class = {4: dpkt.ip.IP, 6: dpkt.ip6.IP6}
+    sides = {}
+    for _, tags, ip in frames:
+        tcp = ip_class[ip[0] >> 4](ip).data
+        sides.setdefault(tcp.sport, set()).add(tags)
+    report = analyze(str(capture))
+    (conn,) = report.connections
+    client_port = int(conn.client.rsplit(":", 1)[1])
+    server_port = int(conn.server.rsplit(":", 1)[1])
+    assert sides == {client_port: {client_tags}, server_port: {server_tags}}
+    assert conn.packets_client and conn.packets_server
