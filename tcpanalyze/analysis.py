@@ -1,7 +1,9 @@
 """Wiring the stages: segments in, findings and a report out.
 
-`Analysis` is sans-I/O: `feed(segment)` returns the findings that became certain with
-that segment (so a live stream can print them at once) and `finish()` closes the books.
+`Analysis` is sans-I/O: `feed(segment)` returns the findings decided at that segment (new
+evidence is looked at by the sweep of capture time, once a second) and `finish()` closes
+the books. A live pipe also calls `settle()` whenever its input pauses: the findings the
+segments fed so far decide come out then, not when a later packet runs the next sweep.
 `analyze()` is the thin loop that drives it from a capture reader and decoder.
 
 Live runs (a pipe that may never end) use `keep_connections=False` and `zeek_view=False`:
@@ -186,6 +188,34 @@ class Analysis:
                                           f.connection or 0))
         self.connections.sort(key=lambda c: c.id)
         return sorted((f for f in new if not self.aggregates.absorbs(f)), key=_stream_order)
+
+    def track_pauses(self) -> None:
+        """The input is a live pipe that may pause: collect the connections that get new
+        evidence, for `settle()` (a file never pauses and collects nothing)."""
+        if self.table.evident is None:
+            self.table.evident = {}
+
+    def settle(self) -> list[Finding]:
+        """The input paused (a pipe with nothing more to read now): the findings that
+        the packets fed so far already decide, without waiting for a later packet to run
+        the next sweep. Connections with new evidence since the last pause are looked at
+        as of the last packet's time, the aggregates first (as a sweep does: a flood's or
+        scan's members are then absorbed, not printed). Timers are not run: what needs
+        capture time to pass (a CLOSE_WAIT threshold, a SYN nobody answers) still waits
+        for a packet that shows it has."""
+        evident = self.table.evident
+        if not evident or self.last_ts is None:
+            return []
+        self.table.evident = {}
+        now = self.last_ts
+        new = self._emit(self.aggregates.findings())
+        detector = self.connection_detector
+        for conn in evident.values():
+            if not conn.finished:  # (a closed one was looked at as it closed)
+                new.extend(self._emit(detector.findings(conn, now, final=False), conn))
+        if len(new) > 1:
+            new.sort(key=_stream_order)
+        return new
 
     # -- internals --------------------------------------------------------------------
 
@@ -410,6 +440,8 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
     frames = 0
     # a pipe's few new frames (a live stream) go one at a time: cheaper than columns
     small = _FEW_FRAMES if reader.is_pipe else 0
+    if small:  # a pipe: what the packets read so far decide is found when it pauses
+        analysis.track_pauses()
     try:
         for batch in capture_batches(reader, small=small):
             if batch[0] == "frames" and len(batch[1]) < small:
@@ -426,6 +458,13 @@ def _read_batches(analysis: Analysis, reader: Any, dec: Any,
                 cols, _ = decode_columns(batch, reader, dec.verify_checksums)
                 batch_feed.process(cols)
                 frames += len(cols)
+            if small and reader.paused():
+                # Nothing more to read now: findings that wait only for the next sweep (a
+                # later packet's time) are decided now, not when the next packet comes.
+                found = analysis.settle()
+                if found and on_finding is not None:
+                    for finding in found:
+                        on_finding(finding)
             if on_progress is not None:
                 on_progress(frames, reader.position)
             if interrupt is not None and interrupt.requested:

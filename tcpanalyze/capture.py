@@ -240,6 +240,11 @@ class CaptureReader:
         """The input is a pipe, FIFO or socket (maybe a live stream), not a file."""
         return self._ready is not None
 
+    def paused(self) -> bool:
+        """A pipe with nothing to read now: the next read would wait (a live stream
+        between packets). False for a file, and at the end of a pipe's input."""
+        return self._ready is not None and not self._ready()
+
     def input_idle(self) -> bool:
         """A pipe with nothing more to read now: what is held should be analysed."""
         return self._ready is not None and len(self._buf) == self._pos and not self._ready()

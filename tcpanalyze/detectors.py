@@ -1,9 +1,10 @@
 """Detectors: the tracker's notes and states become findings a person can act on.
 
 Per-connection findings are decided when a connection is looked at (at a timer sweep,
-when it leaves the flow table, or at the end of the capture); each kind is reported
-once per connection. Aggregate detectors (SYN flood, port scan) keep bounded counters
-per target / per source and report one finding each with their numbers.
+when a live input pauses, when it leaves the flow table, or at the end of the capture);
+each kind is reported once per connection. Aggregate detectors (SYN flood, port scan)
+keep bounded counters per target / per source and report one finding each with their
+numbers.
 
 Context before alarms: a finding that needs a side of the conversation the capture did
 not show is downgraded to info and says so.

@@ -134,6 +134,10 @@ class FlowTable:
         # not be kept alive by its heap entry until its deadline.
         self._deadlines: list[tuple[float, int]] = []
         self._by_id: dict[int, Connection] = {}
+        # A live pipe's (Analysis.track_pauses): the connections that got new evidence
+        # (notes) since the input last paused, looked at when it does (Analysis.settle).
+        # None for a file: nothing is collected.
+        self.evident: dict[int, Connection] | None = None
 
     def __len__(self) -> int:
         return len(self.active)
@@ -171,15 +175,22 @@ class FlowTable:
                 self.peak = len(active)
             changes, new_notes = conn.step(seg)
             self._schedule(conn, ts, new=True)
+            if (new_notes or notes) and self.evident is not None:
+                self.evident[conn.id] = conn
         else:
             active.move_to_end(key)
             changes, new_notes = conn.step(seg)
-            if new_notes and ts - conn.evidence_check >= EVIDENCE_RECHECK:
-                # new evidence (a reset, a retransmission): look at it at the next sweep,
-                # so a live run reports it within a second of capture time; at most every
-                # few seconds per connection (the detectors read all of its notes)
-                conn.evidence_check = ts
-                self._schedule(conn, ts, soon=True)
+            if new_notes:
+                if ts - conn.evidence_check >= EVIDENCE_RECHECK:
+                    # new evidence (a reset, a retransmission): look at it at the next
+                    # sweep, so a run reports it within a second of capture time; at most
+                    # every few seconds per connection (the detectors read all its notes)
+                    conn.evidence_check = ts
+                    self._schedule(conn, ts, soon=True)
+                elif changes:
+                    self._schedule(conn, ts)
+                if self.evident is not None:  # a live pipe: also when the input pauses
+                    self.evident[conn.id] = conn
             elif changes:
                 self._schedule(conn, ts)
         if notes:

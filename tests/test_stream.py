@@ -105,6 +105,69 @@ def test_finding_appears_before_input_ends_with_pieces_and_pauses() -> None:
     assert expected <= found
 
 
+@pytest.mark.parametrize(("capture", "kind"), [
+    ("refused.pcap", "connection_refused"),  # the RST answering the SYN decides it
+    ("reset-linger0.pcap", "rst_teardown"),
+    ("time-wait-reuse.pcap", "time_wait_violation"),  # the new SYN on the ports decides it
+])
+def test_finding_decided_by_the_packets_read_comes_while_the_pipe_stays_open(
+        capture: str, kind: str) -> None:
+    """The whole capture written at once, the pipe held open: no later packet comes to
+    move capture time on (a sweep), yet the finding those packets decide is printed when
+    the input pauses, not at the end of the input."""
+    truth = _truth(capture.removesuffix(".pcap"))
+    expected = {(f["kind"], f["server"]) for f in truth["expected_findings"]}
+    assert kind in {k for k, _ in expected}
+    proc = _cli("report", "--format", "ndjson", "-")
+    assert proc.stdin is not None and proc.stdout is not None
+    out = _Lines(proc.stdout)
+    try:
+        proc.stdin.write((SAMPLES / capture).read_bytes())
+        proc.stdin.flush()
+        seen = out.wait_for(f'"kind":"{kind}"'.encode(), timeout=8.0)
+        assert seen is not None, f"no {kind} line while the pipe was open"
+        assert proc.poll() is None  # still waiting for packets
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out.thread.join(5)
+    records = [json.loads(line) for _, line in out.lines]
+    assert records[-1]["type"] == "summary"
+    findings = [r for r in records if r["type"] == "finding"]
+    assert expected <= {(r["kind"], r["server"]) for r in findings}
+    # printed once: the look at the pause and the later ones do not repeat it
+    assert [r["kind"] for r in findings].count(kind) == 1
+    assert records[-1]["findings"] == len(findings)
+
+
+def test_settle_looks_only_at_new_evidence_and_only_on_a_pipe() -> None:
+    """The sans-I/O side: `settle()` (a pause of the input) reports what the segments fed
+    so far decide; a file's run never collects evidence for it."""
+    from tcpanalyze.capture import open_capture
+    from tcpanalyze.decode import Decoder
+
+    def segments(name: str) -> list[Segment]:
+        dec = Decoder()
+        return [s for s in map(dec.decode, open_capture(str(SAMPLES / name))) if s]
+
+    live = Analysis(Settings(), keep_connections=False, zeek_view=False)
+    live.track_pauses()
+    syn, rst = segments("refused.pcap")
+    assert live.feed(syn) == [] and live.settle() == []  # a SYN alone decides nothing
+    assert live.feed(rst) == []  # (a file's run would decide it at the next sweep)
+    assert [f.kind for f in live.settle()] == ["connection_refused"]
+    assert live.settle() == []  # nothing new since
+    assert [f.kind for f in live.finish()] == []  # decided once, not again at the end
+    assert [f.kind for f in live.findings] == ["connection_refused"]
+
+    whole = Analysis(Settings())
+    read_into(whole, str(SAMPLES / "refused.pcap"))
+    assert whole.table.evident is None  # a file: nothing collected per segment
+    assert whole.settle() == []
+
+
 @pytest.mark.parametrize(("capture", "pause", "columns"), [
     (CLOSE_WAIT, 0.05, False),  # a quiet live stream: a few frames at each read
     (SAMPLES / "bulk-loss.pcap", 0.0, True),  # a file sent through the pipe at once
