@@ -131,3 +131,45 @@ def test_tcpdump_pipe_gives_the_findings_of_the_saved_file(tmp_path: Path) -> No
     # the watch's final report (terminal tables) shows the leak it had seen by then
     text = w_out.decode()
     assert "close_wait_leak" in text and "10.80.2.2:8082" in text
+
+
+def test_a_refused_connection_is_printed_while_tcpdump_still_runs() -> None:
+    """A real kernel's RST answering a SYN decides connection_refused: the ndjson line
+    comes while tcpdump still runs and no later TCP packet has moved capture time on
+    (the link stays quiet after the refusal)."""
+    import threading
+
+    from lab.netns import Lab
+
+    with Lab(prefix="tca-live-", net4="10.80", net6="fd80", replace_stale=True) as lab:
+        report = None
+        try:
+            cap = lab.capture("router", "s0", "-", bpf="tcp")
+            report = _analyser(["report", "--format", "ndjson", "-"], cap.stdout)
+            assert report.stdout is not None
+            lines: list[bytes] = []
+            reader = threading.Thread(target=lambda: lines.extend(iter(
+                report.stdout.readline, b"")), daemon=True)  # type: ignore[union-attr]
+            reader.start()
+            client = lab.endpoint_program("client", [
+                "connect", "--addr", lab.addr("server"), "--port", "9",
+                "--local-port", "40020", "--do", "close"])
+            client.expect("ERR connect ECONNREFUSED")
+            deadline = time.monotonic() + 8.0
+            while time.monotonic() < deadline and not any(
+                    b'"connection_refused"' in line for line in lines):
+                time.sleep(0.05)
+            assert any(b'"connection_refused"' in line for line in lines), lines
+            assert report.poll() is None  # still reading the live stream
+            cap.stop()  # EOF: the summary line, then the reader thread ends
+            reader.join(20)
+            assert report.wait(timeout=20) == 0, report.stderr.read().decode()  # type: ignore[union-attr]
+        finally:
+            if report is not None and report.poll() is None:
+                report.kill()
+                report.wait()
+    records = [json.loads(line) for line in lines]
+    assert records[-1]["type"] == "summary"
+    refused = [r for r in records if r["type"] == "finding"]
+    assert [(r["kind"], r["subject"]) for r in refused] == [
+        ("connection_refused", "10.80.1.2:40020 -> 10.80.2.2:9")]
