@@ -94,6 +94,12 @@ def _back_in_syn_rcvd(conn: Connection, note: Note) -> str:
     return text
 
 
+def _refresh(known: Finding, now: Finding) -> None:
+    """A finding already emitted, brought up to date; it keeps the time it was found."""
+    known.summary, known.frames, known.details = now.summary, now.frames, now.details
+    known.severity, known.confidence = now.severity, now.confidence
+
+
 def _dur(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
@@ -110,21 +116,26 @@ class ConnectionDetector:
         def add(kind: str, summary: str, frames: list[int], time: float,
                 about: Endpoint | None = None, **details: Any) -> None:
             emitted = conn.emitted
-            if emitted is None:  # most connections never have a finding: no empty set
-                emitted = conn.emitted = set()
+            if emitted is None:  # most connections never have a finding: no empty dict
+                emitted = conn.emitted = {}
             elif kind in emitted:
+                if final:  # the connection's end: the finding made earlier (at a sweep)
+                    # gets the numbers of the whole connection (a later retransmission...)
+                    _refresh(emitted[kind],
+                             self._finding(conn, kind, summary, frames, time, about, details))
                 return
-            emitted.add(kind)
-            out.append(self._finding(conn, kind, summary, frames, time, about, details))
+            finding = emitted[kind] = self._finding(conn, kind, summary, frames, time, about,
+                                                    details)
+            out.append(finding)
 
         if conn.notes:  # (every finding _from_notes makes needs a note)
-            self._from_notes(conn, add)
+            self._from_notes(conn, add, final)
         self._from_states(conn, now, final, add)
         return out
 
     # -- evidence recorded by the tracker -----------------------------------------------
 
-    def _from_notes(self, conn: Connection, add: Any) -> None:
+    def _from_notes(self, conn: Connection, add: Any, final: bool) -> None:
         c, s = conn.client, conn.server
         by_kind: dict[str, list[Note]] = {}
         for note in conn.notes:
@@ -193,13 +204,16 @@ class ConnectionDetector:
                 [note.data.get("time_wait_frame", 0), note.frame], note.ts, c,
                 severity=sev, previous=note.data["previous"], time_wait_age=age,
                 isn_advances=note.data["isn_advances"], ts_advances=note.data["ts_advances"])
-        if "third_ack_lost" in by_kind and "missing_third_ack" not in (conn.emitted or ()):
+        if "third_ack_lost" in by_kind and (final or "missing_third_ack" not in
+                                             (conn.emitted or ())):
             note = by_kind["third_ack_lost"][0]
             add("missing_third_ack",
                 f"{c.name}'s handshake ACK was on the wire but {s.name} retransmitted its "
                 f"SYN-ACK {s.synack_count - 1} time(s): the third ACK was lost between the "
                 f"capture point and the server, {_back_in_syn_rcvd(conn, note)}.",
-                [s.syn_frame or note.frame, note.frame], note.ts, s)
+                [s.syn_frame or note.frame, note.frame,
+                 *(n.frame for n in by_kind.get("synack_retransmission", ())
+                   if n.role == "server")], note.ts, s)
         if "simultaneous_open" in by_kind:
             note = by_kind["simultaneous_open"][0]
             add("simultaneous_open",
@@ -260,7 +274,7 @@ class ConnectionDetector:
                         "idle connection.", [n.frame for n in notes], notes[0].ts, who)
             if who.rexmit_count >= self.s.retransmission_min:
                 notes = [n for n in by_kind.get("retransmission", []) if n.role == role]
-                if notes and "retransmission" not in (conn.emitted or ()):
+                if notes and (final or "retransmission" not in (conn.emitted or ())):
                     add("retransmission",
                         f"{role} {who.name} retransmitted {who.rexmit_count} data segment(s) "
                         f"({who.data_segments} sent in all): loss between it and {other.name}"

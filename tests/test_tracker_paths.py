@@ -145,14 +145,14 @@ def test_third_ack_lost_after_capture_point() -> None:
     assert finding.summary.endswith("which went back to SYN_RCVD at frame 4.")
 
 
-@pytest.mark.parametrize("rto, tail", [
-    # made at the sweep after the retransmission, while the server was in SYN_RCVD: it
-    # says when the server went back there, not that it stays (it ends CLOSED)
-    (1.0, ""),
-    # made at the end: when the server left SYN_RCVD too
-    (0.2, " and left it at frame 6 (its SYN-ACK was acknowledged by a data segment)"),
+@pytest.mark.parametrize("rto", [
+    # found at the sweep after the retransmission, while the server was in SYN_RCVD;
+    # brought up to date when the connection ends
+    1.0,
+    # found at the end
+    0.2,
 ])
-def test_third_ack_lost_then_data_completes_the_handshake(rto: float, tail: str) -> None:
+def test_third_ack_lost_then_data_completes_the_handshake(rto: float) -> None:
     # The SYN-ACK retransmission (frame 4) shows the third ACK was lost; the client's
     # data (frame 6) acknowledges the SYN-ACK too and takes the server out of SYN_RCVD.
     w = handshake(Wire())
@@ -162,7 +162,47 @@ def test_third_ack_lost_then_data_completes_the_handshake(rto: float, tail: str)
     a = run(w)
     assert states(a) == ("TIME_WAIT", "CLOSED")
     (finding,) = [f for f in a.findings if f.kind == "missing_third_ack"]
-    assert finding.summary.endswith(f"which went back to SYN_RCVD at frame 4{tail}.")
+    # either way the report says when the server went back to SYN_RCVD and when it left
+    # it, not that it stays there (it ends CLOSED)
+    assert finding.summary.endswith("which went back to SYN_RCVD at frame 4 and left it at "
+                                    "frame 6 (its SYN-ACK was acknowledged by a data "
+                                    "segment).")
+    assert finding.frames == [4]  # the one SYN-ACK retransmission
+
+
+def test_a_finding_made_at_a_sweep_gets_the_whole_connections_numbers() -> None:
+    # Two SYN-ACK retransmissions 1 s and 3 s after the first (Linux's RTO doubling): a
+    # sweep finds the lost third ACK after the first; the report counts both.
+    w = handshake(Wire())
+    w.s(SYN | ACK, SI, CI + 1, dt=1.0).c(ACK, CI + 1, SI + 1)
+    w.s(SYN | ACK, SI, CI + 1, dt=2.0).c(ACK, CI + 1, SI + 1)
+    analysis = Analysis(Settings())
+    early = [f for seg in w.segments[:5] for f in analysis.feed(seg)]
+    (finding,) = [f for f in analysis.findings if f.kind == "missing_third_ack"]
+    assert "retransmitted its SYN-ACK 1 time(s)" in finding.summary  # as of the sweep
+    assert early == [finding]  # emitted while reading, not at the end
+    for seg in w.segments[5:]:
+        analysis.feed(seg)
+    analysis.finish()
+    (final,) = [f for f in analysis.findings if f.kind == "missing_third_ack"]
+    assert final is finding  # the same finding, not a second one
+    assert "retransmitted its SYN-ACK 2 time(s)" in final.summary
+    assert final.frames == [4, 6]  # both retransmissions
+    assert final.time == w.segments[3].ts  # still found at the first
+
+
+def test_the_real_dropped_third_ack_counts_both_retransmissions() -> None:
+    # The shipped capture (tcpdump -nr): the server's SYN-ACK is frame 4 and is sent
+    # again as frames 7 (+1 s) and 9 (+3 s); the capture ends with the server in SYN_RCVD.
+    from pathlib import Path
+
+    from tcpanalyze.analysis import analyze
+
+    path = Path(__file__).resolve().parents[1] / "sample_pcaps" / "dropped-third-ack.pcap"
+    report = analyze(str(path))
+    (finding,) = [f for f in report.findings if f.kind == "missing_third_ack"]
+    assert "retransmitted its SYN-ACK 2 time(s)" in finding.summary
+    assert finding.frames == [7, 9]
 
 
 def test_data_completes_a_handshake_whose_third_ack_was_lost() -> None:
