@@ -509,7 +509,7 @@ def _watch(paths: list[str], config: Config, *, decoder: str, zeek_records: bool
     if not console.is_terminal:
         from rich.console import Console
 
-        console = Console(stderr=True, highlight=False)
+        console = Console(stderr=True, highlight=False, markup=False)
     views: list[WatchView] = []
 
     def on_finding(finding: Finding) -> None:

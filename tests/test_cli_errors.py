@@ -214,3 +214,22 @@ def test_crosscheck_of_a_cut_capture_compares_what_was_read_and_exits_2(
     data = json.loads(result.stdout)
     assert data["frames_both"] > 0 and "byte offset" in data["error"]
     assert error_lines(result) == [f"tcpanalyze: {data['error']}"]
+
+
+# -- what the terminal shows -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["report", "flows", "check"])
+def test_ipv6_endpoints_are_shown_whole(command: str) -> None:
+    # tcpdump -nr: fd77:1::2.40022 > fd77:2::2.9 (refused), fd77:1::2.40023 > fd77:2::2.8080
+    # (reset); rich markup would have taken "[fd77:1::2]" for a style and dropped it
+    import os
+
+    result = subprocess.run([sys.executable, "-m", "tcpanalyze", command, "-j", "1",
+                             str(SAMPLES / "ipv6-refused-reset.pcap")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert "[fd77:1::2]:40023" in result.stdout
+    assert "[fd77:2::2]:9" in result.stdout
+    if command != "flows":  # a finding's summary names both ends
+        assert "[fd77:2::2]:9 refused [fd77:1::2]:40022's connection" in result.stdout

@@ -48,7 +48,9 @@ def make_console(
         kwargs["no_color"] = True
     elif color is True:
         kwargs["force_terminal"] = True
-    return Console(file=file or sys.stdout, width=width, highlight=False, **kwargs)
+    # markup off: our cells hold data, and an IPv6 endpoint's "[fd77:1::2]" is not a style
+    return Console(file=file or sys.stdout, width=width, highlight=False, markup=False,
+                   **kwargs)
 
 
 def _box(ascii_only: bool) -> box.Box:
