@@ -157,6 +157,16 @@ def test_one_unreadable_capture_among_several(tmp_path: Path, command: str) -> N
         assert "error" in captures[0] and "error" not in captures[1]
 
 
+def test_report_files_say_which_capture_was_not_read(tmp_path: Path) -> None:
+    text = tmp_path / "notes.pcap"
+    text.write_text("not a capture\n")
+    md, xml = tmp_path / "r.md", tmp_path / "r.xml"
+    assert run("report", "-j", "1", "-o", md, "-o", xml, REFUSED, text).returncode == 2
+    why = f"{text}: byte offset 0: not a pcap or pcapng file (magic 0x6e6f7420)"
+    assert f"- `notes.pcap`: not read: {why}" in md.read_text()
+    assert f"<system-err>capture not read: {why}</system-err>" in xml.read_text()
+
+
 def test_when_no_capture_can_be_read_nothing_is_reported(tmp_path: Path) -> None:
     result = run("report", "-f", "json", tmp_path / "a.pcap", tmp_path / "b.pcap")
     assert result.returncode == 2

@@ -108,7 +108,8 @@ def render(report: Report, policy: FailPolicy | None = None) -> str:
             suite.insert(0, props)
             if capture.error:
                 err = ET.SubElement(suite, "system-err")
-                err.text = _text(f"capture read stopped early: {capture.error}")
+                what = "capture read stopped early" if capture.format else "capture not read"
+                err.text = _text(f"{what}: {capture.error}")
         total_tests += len(kinds)
         total_failures += failures
     root.set("tests", str(total_tests))

@@ -50,8 +50,12 @@ def render(
             if capture.first_ts is not None and capture.last_ts is not None
             else "-"
         )
+        name = os.path.basename(capture.path) or capture.path
+        if capture.error and not capture.format:  # refused: not a capture it could open
+            lines.append(f"- `{name}`: not read: {cell(capture.error)}")
+            continue
         lines.append(
-            f"- `{os.path.basename(capture.path) or capture.path}` ({capture.format}): "
+            f"- `{name}` ({capture.format}): "
             f"{capture.packets} packets, {capture.tcp_segments} TCP segments, {span}"
         )
         if capture.error:
