@@ -239,7 +239,8 @@ class Analysis:
                                                              final=True), conn)
         self.connections_total += 1
         emitted = conn.emitted
-        kinds = sorted(emitted, key=lambda k: _KIND_ORDER.get(k, 99)) if emitted else []
+        kinds = sorted({kind for kind, _ in emitted},
+                       key=lambda k: (_KIND_ORDER.get(k, 99), k)) if emitted else []
         if conn.absorbed:
             kinds = [k for k in kinds if k not in ABSORBED]
         if self.keep_connections or kinds:

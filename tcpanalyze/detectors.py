@@ -94,6 +94,16 @@ def _back_in_syn_rcvd(conn: Connection, note: Note) -> str:
     return text
 
 
+# kinds found for each endpoint on its own: both ends may retransmit, probe or close
+# their window, and each gets its finding (the others: one finding per connection)
+_PER_ENDPOINT: Final = frozenset({"retransmission", "keepalive", "zero_window"})
+
+
+def _key(kind: str, about: Endpoint | None) -> tuple[str, str]:
+    """What a connection reports once: a kind, or a kind for one endpoint."""
+    return (kind, about.role if about is not None and kind in _PER_ENDPOINT else "")
+
+
 def _refresh(known: Finding, now: Finding) -> None:
     """A finding already emitted, brought up to date; it keeps the time it was found."""
     known.summary, known.frames, known.details = now.summary, now.frames, now.details
@@ -116,16 +126,17 @@ class ConnectionDetector:
         def add(kind: str, summary: str, frames: list[int], time: float,
                 about: Endpoint | None = None, **details: Any) -> None:
             emitted = conn.emitted
+            key = _key(kind, about)
             if emitted is None:  # most connections never have a finding: no empty dict
                 emitted = conn.emitted = {}
-            elif kind in emitted:
+            elif key in emitted:
                 if final:  # the connection's end: the finding made earlier (at a sweep)
                     # gets the numbers of the whole connection (a later retransmission...)
-                    _refresh(emitted[kind],
+                    _refresh(emitted[key],
                              self._finding(conn, kind, summary, frames, time, about, details))
                 return
-            finding = emitted[kind] = self._finding(conn, kind, summary, frames, time, about,
-                                                    details)
+            finding = emitted[key] = self._finding(conn, kind, summary, frames, time, about,
+                                                   details)
             out.append(finding)
 
         if conn.notes:  # (every finding _from_notes makes needs a note)
@@ -204,7 +215,7 @@ class ConnectionDetector:
                 [note.data.get("time_wait_frame", 0), note.frame], note.ts, c,
                 severity=sev, previous=note.data["previous"], time_wait_age=age,
                 isn_advances=note.data["isn_advances"], ts_advances=note.data["ts_advances"])
-        if "third_ack_lost" in by_kind and (final or "missing_third_ack" not in
+        if "third_ack_lost" in by_kind and (final or ("missing_third_ack", "") not in
                                              (conn.emitted or ())):
             note = by_kind["third_ack_lost"][0]
             add("missing_third_ack",
@@ -217,13 +228,14 @@ class ConnectionDetector:
         if "simultaneous_open" in by_kind:
             note = by_kind["simultaneous_open"][0]
             add("simultaneous_open",
-                f"{c.name} and {s.name} both sent a SYN (simultaneous open): both passed "
-                "through SYN_RCVD before ESTABLISHED.", [c.syn_frame, note.frame], note.ts)
+                f"{c.name} and {s.name} both sent a SYN before either had the other's "
+                "(simultaneous open, RFC 793 figure 8).", [c.syn_frame, note.frame], note.ts)
         if "simultaneous_close" in by_kind:
             note = by_kind["simultaneous_close"][0]
             add("simultaneous_close",
-                f"{c.name} and {s.name} sent their FINs at the same time (simultaneous "
-                "close): both went through CLOSING to TIME_WAIT.",
+                f"{c.name} and {s.name} sent their FINs before either had the other's "
+                f"(simultaneous close: each goes through CLOSING to TIME_WAIT once the "
+                f"other's FIN and ACK arrive; client {c.state}, server {s.state} as seen).",
                 [c.fin_frame, s.fin_frame], note.ts)
         if "invalid_flags" in by_kind:
             notes = by_kind["invalid_flags"]
@@ -258,7 +270,7 @@ class ConnectionDetector:
             if longest >= self.s.zero_window_threshold:
                 tail = " and was still closed at the end" if still else ""
                 add("zero_window",
-                    f"{who.role} {who.name} advertised a zero receive window "
+                    f"{who.role} {who.name} closed its receive window (advertised zero) "
                     f"{who.zero_windows} time(s) (longest {_dur(longest)}){tail}: its application "
                     "is not reading fast enough, so the peer had to stop sending.",
                     [n.frame for n in notes], notes[0].ts, who, count=who.zero_windows,
@@ -274,7 +286,7 @@ class ConnectionDetector:
                         "idle connection.", [n.frame for n in notes], notes[0].ts, who)
             if who.rexmit_count >= self.s.retransmission_min:
                 notes = [n for n in by_kind.get("retransmission", []) if n.role == role]
-                if notes and (final or "retransmission" not in (conn.emitted or ())):
+                if notes and (final or ("retransmission", role) not in (conn.emitted or ())):
                     add("retransmission",
                         f"{role} {who.name} retransmitted {who.rexmit_count} data segment(s) "
                         f"({who.data_segments} sent in all): loss between it and {other.name}"
@@ -357,9 +369,12 @@ class ConnectionDetector:
                 why = (f" {other.name} acknowledged the FIN and has been silent since: it "
                        "either never closed its socket or is gone." if other.state == CLOSE_WAIT
                        else "")
+                # a FIN on the wire that the waiting side never acknowledged did not arrive
+                came = (f"sent at frame {other.fin_frame} but never acknowledged"
+                        if other.fin_frame else "which never came")
                 add("fin_wait_2_stuck",
                     f"{who.role} {who.name} has waited in FIN_WAIT_2 for {_dur(age)} for "
-                    f"{other.name}'s FIN, which never came.{why}", [who.fin_frame], who.since,
+                    f"{other.name}'s FIN, {came}.{why}", [who.fin_frame], who.since,
                     who, duration=age)
             elif who.state in (LAST_ACK, CLOSING) and age >= st.last_ack_threshold:
                 add("last_ack_stuck",

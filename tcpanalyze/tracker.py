@@ -312,7 +312,8 @@ class Connection:
         self.due = math.inf  # flows: capture time of this connection's live heap entry
         self.evidence_check = -math.inf  # flows: when new evidence was last scheduled
         self.evicted = False  # flows: pushed out of a full table
-        self.emitted: dict[str, Any] | None = None  # detectors: kind -> Finding reported
+        # detectors: (kind, endpoint or "") -> the Finding reported
+        self.emitted: dict[tuple[str, str], Any] | None = None
         self.absorbed = False  # analysis: its handshake findings belong to an aggregate
         self.zeek: Any = None  # analysis: its ZeekView, when kept
         self.zeek_records: list[Any] | None = None  # analysis: Zeek's record split

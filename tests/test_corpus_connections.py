@@ -142,3 +142,27 @@ def test_one_connection_whose_directions_have_different_vlans(
     server_port = int(conn.server.rsplit(":", 1)[1])
     assert sides == {client_port: {client_tags}, server_port: {server_tags}}
     assert conn.packets_client and conn.packets_server
+
+
+def test_each_end_gets_its_own_retransmission_finding() -> None:
+    # zeek/pppoe-qinq: tshark (tshark-fields.tsv, and -T fields -e ip.src) marks frames 13,
+    # 15, 16, 25 (from the server 2.2.2.2:443) and 28, 29, 31, 32, 46 (from the client
+    # 1.1.1.1:20394) as retransmissions; Zeek's history has a T for each side. One finding
+    # per kind per connection used to keep only one side's.
+    item = CORPUS / "zeek" / "pppoe-qinq"
+    marked = set()
+    for line in (item / "tshark-fields.tsv").read_text().splitlines():
+        cols = line.split("\t")
+        if "retransmission" in cols[-1]:
+            marked.add(int(cols[0]))
+    report = analyze(str(item / "capture.pcap"))
+    by_end = {f.summary.split(" ", 1)[0]: f for f in report.findings
+              if f.kind == "retransmission"}
+    assert set(by_end) == {"client", "server"}
+    assert by_end["server"].summary.startswith("server 2.2.2.2:443 ")
+    assert by_end["client"].summary.startswith("client 1.1.1.1:20394 ")
+    assert by_end["server"].frames[:4] == [13, 15, 16, 25]
+    assert by_end["client"].frames[:5] == [28, 29, 31, 32, 46]
+    assert {13, 15, 16, 25, 28, 29, 31, 32, 46} <= marked
+    (conn,) = report.connections
+    assert conn.findings.count("retransmission") == 1  # the connection lists kinds once
