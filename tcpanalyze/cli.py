@@ -301,7 +301,10 @@ def _retry_with_tshark(analysis: Analysis, summary: CaptureSummary, path: str,
         return analysis, summary
     _err(f"{path}: {count} packet(s) are tunnelled or of a link type the built-in decoder "
          "does not open; reading the capture with tshark instead")
-    again = Analysis(config.settings, capture=name, keep_connections=keep_connections)
+    # (the same analysis as the first read: Zeek's records and view too, when asked for)
+    again = Analysis(config.settings, capture=name, keep_connections=keep_connections,
+                     zeek_records=analysis.zeek_records,
+                     zeek_view=getattr(analysis, "zeek_view", True))
     return again, read_into(again, path, decoder="tshark")
 
 
