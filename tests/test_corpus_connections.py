@@ -166,3 +166,18 @@ def test_each_end_gets_its_own_retransmission_finding() -> None:
     assert {13, 15, 16, 25, 28, 29, 31, 32, 46} <= marked
     (conn,) = report.connections
     assert conn.findings.count("retransmission") == 1  # the connection lists kinds once
+
+
+def test_finding_texts_agree_with_the_packets_and_the_states() -> None:
+    # suricata-verify/tls-last-ack (tcpdump -nr): the client's FIN is frame 18, the
+    # server's FIN frame 19, sent again as frames 21-29 and never acknowledged (the
+    # client's ACKs stay at 4580); the FINs crossed
+    report = analyze(str(CORPUS / "suricata-verify" / "tls-last-ack" / "capture.pcap"))
+    (conn,) = report.connections
+    found = {f.kind: f for f in report.findings}
+    assert "sent at frame 19 but never acknowledged" in found["fin_wait_2_stuck"].summary
+    assert "never came" not in found["fin_wait_2_stuck"].summary
+    close = found["simultaneous_close"]
+    assert close.frames == [18, 19]
+    assert f"client {conn.client_state}, server {conn.server_state} as seen" in close.summary
+    assert "both went through CLOSING to TIME_WAIT" not in close.summary
