@@ -19,7 +19,7 @@ import gc
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
@@ -121,6 +121,9 @@ class Analysis:
         # a --jobs worker's (parallel.py): where its connections are created, its table
         # changes size and its findings are emitted
         self.ledger: Ledger | None = None
+        # a --jobs worker's whose findings are streamed: each finding as emitted (one
+        # process prints it then), before the connection's end brings it up to date
+        self.streamed: list[Finding] | None = None
 
     # -- streaming API ----------------------------------------------------------------
 
@@ -296,6 +299,9 @@ class Analysis:
             finding.capture = self.capture
             self.findings.append(finding)
             out.append(finding)
+        if self.streamed is not None:
+            self.streamed += [replace(f, frames=list(f.frames), details=dict(f.details))
+                              for f in out]
         if self.ledger is not None and out:
             attempt = None if conn is None or not conn.client.syn_count else (
                 conn.client.addr, conn.server.addr, conn.server.port)

@@ -258,6 +258,8 @@ def _work(path: str, settings: Settings, me: int, jobs: int, options: dict[str, 
                         zeek_records=options["zeek_records"])
     # a later Analysis field (live runs switch the Zeek view off); absent is on
     analysis.zeek_view = options["zeek_view"]
+    if options.get("stream"):
+        analysis.streamed = []
     aggregates = analysis.aggregates = _CountingAggregates(settings)
     table = analysis.table
     dealt = inbox is not None
@@ -354,7 +356,7 @@ def _work(path: str, settings: Settings, me: int, jobs: int, options: dict[str, 
         "total": analysis.connections_total, "evicted": table.evicted,
         "aggregates": aggregates, "events": log.written(), "created": ledger.created,
         "idled": getattr(table, "idled", 0), "sizes": ledger.sizes,
-        "emitted_at": ledger.emitted_at,
+        "emitted_at": ledger.emitted_at, "streamed": analysis.streamed,
     }
 
 
@@ -408,7 +410,8 @@ def read_into_parallel(analysis: Any, path: str, jobs: int, *, verify_checksums:
     results = ctx.SimpleQueue()
     options = {"capture": analysis.capture, "keep_connections": analysis.keep_connections,
                "zeek_records": analysis.zeek_records, "verify_checksums": verify_checksums,
-               "zeek_view": getattr(analysis, "zeek_view", True)}
+               "zeek_view": getattr(analysis, "zeek_view", True),
+               "stream": on_finding is not None}
     dealing = dealing and not analysis.zeek_records  # (Zeek records: every segment)
     if dealing:
         options["layout"] = layout
@@ -778,6 +781,7 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> list[Finding]:
         ids.append(_Remap(c[:, 1], global_ids[start:start + len(c)]))
         start += len(c)
     emitted: list[tuple[int, int, Finding]] = []
+    as_emitted: dict[int, Finding] = {}  # a streamed run's: id(finding) -> as emitted
     for k, part in enumerate(parts):
         remap = ids[k]
         early = part.get("early")
@@ -787,14 +791,14 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> list[Finding]:
             for summary in early:
                 summary.id = remap[summary.id]
             analysis.connections += early
+        streamed = part.get("streamed")
         for i, finding in enumerate(part["findings"]):
-            if finding.connection is not None:
-                finding.connection = remap[finding.connection]
-            previous = finding.details.get("previous")
-            if previous is not None:  # port reuse: the earlier connection, same worker
-                finding.details["previous"] = remap[previous]
-                finding.summary = _PREVIOUS.sub(f"(connection {remap[previous]})",
-                                                finding.summary)
+            _renumber(finding, remap)
+            if streamed is not None:  # as it was when emitted: what one process prints
+                streamed[i].connection = finding.connection
+                if "previous" in streamed[i].details:
+                    _renumber(streamed[i], remap, connection=False)
+                as_emitted[id(finding)] = streamed[i]
             emitted.append((part["emitted_at"][i], finding.connection or 0, finding))
         analysis.connections_total += part["total"]
         analysis.table.evicted += part["evicted"]
@@ -811,15 +815,27 @@ def _merge(analysis: Any, parts: list[dict[str, Any]]) -> list[Finding]:
         # and have absorbed the findings of its members from then on: only one process's
         # order of the evidence tells (a merge of final counters would miss one that no
         # longer qualified at the end, and report another only at the end).
-        return _replay_aggregates(analysis, parts, ids)
-    for part in parts:
-        _remove_events(part)
-    # Nothing was reported at any time, nor will finish() report anything: every finding
-    # stands, in one process's emission order, and the parent's own (empty) aggregates
-    # say as much.
-    emitted.sort(key=lambda e: (e[0], e[1]))
-    analysis.findings.extend(f for _, _, f in emitted)
-    return list(analysis.findings)
+        stream = _replay_aggregates(analysis, parts, ids)
+    else:
+        for part in parts:
+            _remove_events(part)
+        # Nothing was reported at any time, nor will finish() report anything: every
+        # finding stands, in one process's emission order, and the parent's own (empty)
+        # aggregates say as much.
+        emitted.sort(key=lambda e: (e[0], e[1]))
+        analysis.findings.extend(f for _, _, f in emitted)
+        stream = list(analysis.findings)
+    return [as_emitted.get(id(f), f) for f in stream] if as_emitted else stream
+
+
+def _renumber(finding: Finding, remap: _Remap, connection: bool = True) -> None:
+    """A worker's finding with the global connection ids."""
+    if connection and finding.connection is not None:
+        finding.connection = remap[finding.connection]
+    previous = finding.details.get("previous")
+    if previous is not None:  # port reuse: the earlier connection, same worker
+        finding.details["previous"] = remap[previous]
+        finding.summary = _PREVIOUS.sub(f"(connection {remap[previous]})", finding.summary)
 
 
 def _remove_files(parts: list[dict[str, Any]]) -> None:
