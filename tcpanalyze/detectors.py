@@ -2,9 +2,10 @@
 
 Per-connection findings are decided when a connection is looked at (at a timer sweep,
 when a live input pauses, when it leaves the flow table, or at the end of the capture);
-each kind is reported once per connection. Aggregate detectors (SYN flood, port scan)
-keep bounded counters per target / per source and report one finding each with their
-numbers.
+each kind is reported once per connection (retransmissions, keepalives and zero windows
+once per endpoint), and when the connection ends its findings are brought up to date
+with its final numbers. Aggregate detectors (SYN flood, port scan) keep bounded
+counters per target / per source and report one finding each with their numbers.
 
 Context before alarms: a finding that needs a side of the conversation the capture did
 not show is downgraded to info and says so.
