@@ -278,7 +278,7 @@ class BatchFeed(BatchRows):
             seg = _new_tuple(Segment, (
                 cols.numbers[i], self.l_ts[i], buf[at + 26:at + 30], buf[at + 30:at + 34],
                 sport, dport, seq, ack, flags, window, plen,
-                buf[at + 54:at + 34 + thl] if thl > 20 else b""))
+                buf[at + 54:at + 34 + thl] if thl > 20 else b"", 0))
         self._built(i, seg)
 
     def _built(self, i: int, seg: Segment) -> None:
@@ -315,6 +315,7 @@ class BatchFeed(BatchRows):
             # (compiled, a slice that ends before it starts is an error, not b"": an odd
             # row's fields are anything, and with no options thl is 20)
             [buf[a + 54:a + 34 + t] if t > 20 else b"" for a, t in zip(at, thl, strict=True)],
+            repeat(0, len(rows)),  # (vlan: a fast row is untagged Ethernet)
             strict=True)))
         odd = self.odd
         if odd:

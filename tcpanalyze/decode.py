@@ -14,6 +14,12 @@ which the NIC fills in later, are never judged.
 Checksums are not looked at unless `verify_checksums=True` (offloading makes them wrong in
 most captures taken on a sending host). A frame cut by the snaplen cannot be verified and
 counts as 'tcp'.
+
+VLAN tags (802.1Q, 802.1ad, old QinQ types) are stepped over; the ids of the first two
+(TCI & 0xFFF, outer first) go into the Segment's `vlan` as outer << 12 | inner, for a
+VLAN-aware connection key (settings.vlan_tracking). A priority tag (id 0) adds nothing of
+its own: alone it is untagged, before another tag that tag's id stands alone. Tags past
+the second are not kept (Zeek's key keeps two as well).
 """
 
 from __future__ import annotations
@@ -84,6 +90,8 @@ class Decoder:
         self.counts: dict[str, int] = dict.fromkeys(PACKET_CLASSES, 0)
         self.examples: dict[str, list[tuple[int, str]]] = {c: [] for c in PACKET_CLASSES}
         self._end = 0
+        self._vlan = 0  # the frame's VLAN ids so far (see the module's note)
+        self._tags = 0  # and how many tags were seen
 
     def decode(self, frame: Frame) -> Segment | None:
         data = frame.data
@@ -99,7 +107,7 @@ class Decoder:
                     self.counts["tcp"] += 1
                     return Segment(frame.number, frame.ts, src, dst, sport, dport, seq, ack,
                                    flags | (off & 1) << 8, win, total - 20 - thl,
-                                   data[54:34 + thl] if thl > 20 else b"")
+                                   data[54:34 + thl] if thl > 20 else b"", 0)
         try:
             segment = self._decode(frame)
         except _Skip as skip:
@@ -118,6 +126,7 @@ class Decoder:
             raise _Skip("malformed", f"timestamp {frame.ts:.6g} s is out of range")
         # where the link layer's payload ends on the wire; PPPoE can say less
         self._end = max(frame.wirelen, len(data))
+        self._vlan = self._tags = 0
         version, at = self._link(frame.linktype, data, frame.wirelen > len(data))
         if version == _IP4:
             return self._ipv4(frame, at)
@@ -183,6 +192,9 @@ class Decoder:
             if etype in VLAN_TYPES:  # 802.1Q / 802.1ad / old QinQ: TCI, then the next type
                 if at + 4 > n:
                     raise self._short(cut, "VLAN tag cut")
+                if self._tags < 2:
+                    self._vlan = (self._vlan << 12) | (_U16(data, at)[0] & 0xFFF)
+                    self._tags += 1
                 etype = _U16(data, at + 2)[0]
                 at += 4
             elif etype == 0x8903:  # Cisco FabricPath: FTag/TTL, then a whole inner frame
@@ -399,4 +411,4 @@ class Decoder:
                 raise _Skip("bad_checksum", f"TCP checksum 0x{_csum:04x}")
         return Segment(frame.number, frame.ts, src, dst, sport, dport, seq, ack,
                        flags | (off & 1) << 8, win, end - t - thl,
-                       data[t + 20:t + thl] if thl > 20 else b"")
+                       data[t + 20:t + thl] if thl > 20 else b"", self._vlan)

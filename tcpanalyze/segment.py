@@ -38,6 +38,9 @@ class Segment(NamedTuple):
     window: int  # raw advertised window, not scaled
     payload_len: int  # from the IP length, so snaplen-cut packets keep their true size
     options: bytes = b""  # raw TCP option bytes, parsed on demand by parse_options()
+    # the frame's VLAN ids, outer << 12 | inner (one tag: its id; 0: untagged, or only
+    # priority tags): what a VLAN-aware connection key adds (settings.vlan_tracking)
+    vlan: int = 0
 
 
 class TcpOptions(NamedTuple):
@@ -127,6 +130,13 @@ def seq_diff(a: int, b: int) -> int:
     """Signed distance a - b in serial-number space."""
     d = (a - b) & 0xFFFFFFFF
     return d - SEQ_MOD if d >= 0x80000000 else d
+
+
+def vlan_ids(vlan: int) -> list[int]:
+    """A Segment's `vlan` as the tag ids, outer first: [], [42] or [10, 20]."""
+    if not vlan:
+        return []
+    return [vlan >> 12, vlan & 0xFFF] if vlan >> 12 else [vlan]
 
 
 def format_addr(packed: bytes) -> str:

@@ -57,10 +57,11 @@ FIELDS = (
     "tcp.window_size_value",
     "tcp.len",
     "tcp.options",
+    "vlan.id",  # every tag's id, outer first (Segment.vlan keeps the first two)
 )
 (F_NUMBER, F_TIME, F_PROTOCOLS, F_IP_SRC, F_IP_DST, F_IP_MF, F_IP_OFFSET, F_IP6_SRC,
  F_IP6_DST, F_IP6_MORE, F_IP6_OFFSET, F_SPORT, F_DPORT, F_SEQ, F_ACK, F_FLAGS, F_WINDOW,
- F_LEN, F_OPTIONS) = range(len(FIELDS))
+ F_LEN, F_OPTIONS, F_VLAN) = range(len(FIELDS))
 
 # Preferences that switch off work whose results we never read. Sequence analysis,
 # stream reassembly and IP defragmentation are the expensive ones; defragmentation is
@@ -292,6 +293,13 @@ class TsharkDecoder:
             self._example("malformed", number, f"timestamp {ts:.6g} s is out of range")
             return None
         options = _last(f[F_OPTIONS])
+        vlan = 0
+        if f[F_VLAN]:  # as decode.py: the first two ids, outer << 12 | inner
+            try:
+                for vid in f[F_VLAN].split(",")[:2]:
+                    vlan = (vlan << 12) | (int(vid) & 0xFFF)
+            except ValueError:
+                vlan = 0
         counts["tcp"] += 1
         if not TUNNEL_PROTOCOLS.isdisjoint(upto) or upto.count("ip") + upto.count("ipv6") > 1:
             self.tunnelled += 1
@@ -308,6 +316,7 @@ class TsharkDecoder:
             int(_last(window)),
             int(_last(tcp_len)),
             bytes.fromhex(options.replace(":", "")) if options else b"",
+            vlan,
         )
 
 
