@@ -37,7 +37,7 @@ from tcpanalyze.report import (
     Report,
     Timeline,
 )
-from tcpanalyze.segment import ACK, FIN, RST, SYN, Segment, format_endpoint
+from tcpanalyze.segment import ACK, FIN, RST, SYN, Segment, format_endpoint, vlan_ids
 from tcpanalyze.settings import Settings
 from tcpanalyze.summaries import SummaryList
 from tcpanalyze.tracker import Connection, final_states
@@ -322,7 +322,8 @@ class Analysis:
             quality=conn.quality(),
             timeline=Timeline.packed(*conn.packed_timeline()),
             capture=self.capture,
-            zeek_records=[r.to_dict() for r in conn.zeek_records or ()])
+            zeek_records=[r.to_dict() for r in conn.zeek_records or ()],
+            vlan=vlan_ids(conn.vlan) if self.settings.vlan_tracking else None)
 
 
 # -- driving the analysis from a capture ---------------------------------------------------

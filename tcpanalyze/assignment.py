@@ -27,6 +27,7 @@ BUCKET_BITS: Final = 20
 _MASK: Final = (1 << 64) - 1
 _MUL_LO: Final = 0x9E3779B97F4A7C15  # odd 64-bit multipliers (golden ratio, murmur3's)
 _MUL_HI: Final = 0xC2B2AE3D27D4EB4F
+_MUL_VLAN: Final = 0x165667B19E3779F9  # (xxhash's PRIME64_5)
 _SHIFT: Final = 29  # the product's high bits, folded down into the bucket's
 
 
@@ -43,12 +44,16 @@ def _end(addr: bytes, port: int) -> int:
     return (value << 16) | port
 
 
-def bucket_of(src: bytes, sport: int, dst: bytes, dport: int) -> int:
-    """The bucket of a five-tuple, either way round."""
+def bucket_of(src: bytes, sport: int, dst: bytes, dport: int, vlan: int = 0) -> int:
+    """The bucket of a five-tuple, either way round; with `vlan` (Segment.vlan, non-zero
+    only for a VLAN-aware key: settings.vlan_tracking) mixed in, so that one five-tuple
+    on several VLANs may go to several workers. An untagged one's is unchanged."""
     a = _end(src, sport)
     b = _end(dst, dport)
     lo, hi = (a, b) if a <= b else (b, a)
     h = ((lo * _MUL_LO) & _MASK) ^ ((hi * _MUL_HI) & _MASK)
+    if vlan:
+        h ^= ((vlan + 1) * _MUL_VLAN) & _MASK
     return (h ^ (h >> _SHIFT)) & ((1 << BUCKET_BITS) - 1)
 
 
@@ -79,9 +84,10 @@ class Assignment:
         self.count = 0
         self.forget_after = 2 * idle_timeout + FORGET_MARGIN
 
-    def worker(self, src: bytes, sport: int, dst: bytes, dport: int, ts: float) -> int:
-        """The worker of one segment, in capture order."""
-        key = bucket_of(src, sport, dst, dport)
+    def worker(self, src: bytes, sport: int, dst: bytes, dport: int, ts: float,
+               vlan: int = 0) -> int:
+        """The worker of one segment, in capture order (`vlan`: as for bucket_of)."""
+        key = bucket_of(src, sport, dst, dport, vlan)
         entry = self.owner.get(key)
         load = self.load
         if entry is None:

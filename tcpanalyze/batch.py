@@ -101,8 +101,9 @@ class BatchRows:
     bucket, what the `--jobs` parent needs to deal segments out (parallel.py); and each
     fast-decoded segment's flow as integers, the start of `BatchFeed`'s work."""
 
-    def __init__(self, decoder: Any) -> None:
+    def __init__(self, decoder: Any, vlan_tracking: bool = False) -> None:
         self.decoder = decoder
+        self.vlan_tracking = vlan_tracking  # a tagged odd segment's bucket has its VLAN
         self.odd: dict[int, Segment] = {}
 
     def tcp_rows(self, cols: Columns) -> np.ndarray:
@@ -137,10 +138,12 @@ class BatchRows:
         kb = (cols.dst[tcp] << 16) | cols.dport[tcp]
         bucket = buckets(np.minimum(ka, kb), np.maximum(ka, kb))
         if self.odd:  # (their columns are not decoded: their own addresses)
+            tracking = self.vlan_tracking
             for j, i in enumerate(tcp.tolist()):
                 seg = self.odd.get(i)
                 if seg is not None:
-                    bucket[j] = bucket_of(seg.src, seg.sport, seg.dst, seg.dport)
+                    bucket[j] = bucket_of(seg.src, seg.sport, seg.dst, seg.dport,
+                                          seg.vlan if tracking else 0)
         distinct, kid = np.unique(bucket, return_inverse=True)
         return distinct.tolist(), kid.reshape(-1)
 
@@ -208,7 +211,7 @@ class BatchFeed(BatchRows):
         self.frame = 0
         self.row = 0  # the batch row being fed (frame: its number)
         self.analysis = analysis
-        super().__init__(decoder)
+        super().__init__(decoder, analysis.settings.vlan_tracking)
         self.on_finding = on_finding
         self.feed = make_feed(analysis)
         # Zeek records need every segment (they split connections): no bulk then
@@ -564,8 +567,9 @@ class BatchFeed(BatchRows):
         last: list[tuple[int, Any]] = list(zip(fast[len(f) - 1 - back].tolist(),
                                                flows.tolist(), strict=True))
         odd: dict[Any, int] = {}  # odd segments (IP options, ...) by their five-tuple
+        tracking = table.vlan_tracking
         for j in np.flatnonzero(flow < 0).tolist():
-            odd[flow_key(self.odd[int(pos[j])])] = j
+            odd[flow_key(self.odd[int(pos[j])], tracking)] = j
         last += ((j, key) for key, j in odd.items())
         last.sort(key=itemgetter(0))
         for _, key in last:

@@ -1,7 +1,8 @@
 """Configuration files: `[tool.tcpanalyze]` in pyproject.toml or top-level keys in
 `.tcpanalyze.toml`, found by walking up from the working directory.
 
-Keys: every `settings.Settings` field (written with '-' or '_'), `fail-on`, `ignore`,
+Keys: every `settings.Settings` field (written with '-' or '_'; a number, or for a
+switch such as `vlan-tracking` true/false, 1/0 on the command line), `fail-on`, `ignore`,
 `format`, `baseline`. Anything else, or a value of the wrong type, is a `ConfigError`
 naming the file and the key. Command-line values win over the file (`merge_overrides`).
 """
@@ -114,7 +115,11 @@ def _settings_types() -> dict[str, type]:
     return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
 
 
-def _check_number(source: str, key: str, value: Any, kind: type) -> float | int:
+def _check_number(source: str, key: str, value: Any, kind: type) -> float | int | bool:
+    if kind is bool:  # a switch: true/false in TOML, 1/0 on the command line (-s)
+        if isinstance(value, bool) or (type(value) is int and value in (0, 1)):
+            return bool(value)
+        raise ConfigError(source, key, f"must be true or false (1 or 0), not {value!r}")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(source, key, f"must be a number ({kind.__name__}), not {value!r}")
     if kind is int and not isinstance(value, int):

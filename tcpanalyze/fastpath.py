@@ -21,7 +21,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final
 
-from tcpanalyze.flows import FlowTable
+from tcpanalyze.flows import FlowTable, flow_key
 from tcpanalyze.report import Finding
 from tcpanalyze.segment import ACK, FIN, RST, SYN, Segment, parse_options
 from tcpanalyze.tracker import ESTABLISHED
@@ -52,6 +52,7 @@ def make_feed(analysis: Any) -> Callable[[Segment], list[Finding]]:
     idle = analysis.settings.idle_timeout
     zeek_on = getattr(analysis, "zeek_view", True)
     counts_segments = hasattr(analysis, "segments")
+    vlan_tracking = table.vlan_tracking
     none: list[Finding] = []
 
     def feed(seg: Segment) -> list[Finding]:
@@ -60,6 +61,8 @@ def make_feed(analysis: Any) -> Callable[[Segment], list[Finding]]:
         src, sport, dst, dport = seg.src, seg.sport, seg.dst, seg.dport
         key = (src, sport, dst, dport) if (src, sport) <= (dst, dport) else (
             dst, dport, src, sport)
+        if vlan_tracking and seg.vlan:
+            key = flow_key(seg, True)
         conn = active.get(key)
         if conn is None:
             return full(seg)

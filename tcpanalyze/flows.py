@@ -1,5 +1,11 @@
 """The flow table: five-tuples to connection instances.
 
+With `settings.vlan_tracking`, a tagged segment's key also holds its VLAN ids
+(Segment.vlan), above each port's 16 bits: (src, sport | vlan << 16, dst, dport |
+vlan << 16). The key stays four fields of the same types (the table, the batch keys of
+batch.py and the compiled code keep theirs), the two ends compare as before, and an
+untagged segment's key, or any key with tracking off, is the plain five-tuple.
+
 Both directions of a five-tuple share one entry. A new SYN with a new ISN on a tuple
 whose connection is over (FIN or RST seen) starts a new connection instance: port reuse.
 Connections leave the table when they are finished (both ends CLOSED, TIME_WAIT expired by
@@ -65,11 +71,14 @@ _TIMED: Final = frozenset({TIME_WAIT, FIN_WAIT_2, CLOSE_WAIT, LAST_ACK, CLOSING,
                           SYN_RCVD})
 
 
-def flow_key(seg: Segment) -> Key:
-    a = (seg.src, seg.sport)
-    b = (seg.dst, seg.dport)
-    return (seg.src, seg.sport, seg.dst, seg.dport) if a <= b else (
-        seg.dst, seg.dport, seg.src, seg.sport)
+def flow_key(seg: Segment, vlan_tracking: bool = False) -> Key:
+    sport, dport = seg.sport, seg.dport
+    if vlan_tracking and seg.vlan:
+        sport |= seg.vlan << 16
+        dport |= seg.vlan << 16
+    a = (seg.src, sport)
+    b = (seg.dst, dport)
+    return (seg.src, sport, seg.dst, dport) if a <= b else (seg.dst, dport, seg.src, sport)
 
 
 def sender_is_client(seg: Segment) -> bool:
@@ -120,6 +129,7 @@ def is_done(conn: Connection) -> bool:
 class FlowTable:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.vlan_tracking = settings.vlan_tracking
         # ordered by last activity (least recent first): eviction pops the front
         self.active: OrderedDict[Key, Connection] = OrderedDict()
         self.next_id = 1
@@ -146,6 +156,9 @@ class FlowTable:
         """Feed a segment to its connection, creating or splitting as needed; returns
         the connection, the number of state changes and the notes it caused."""
         src, sport, dst, dport = seg.src, seg.sport, seg.dst, seg.dport
+        if self.vlan_tracking and seg.vlan:  # (the module's note)
+            sport |= seg.vlan << 16
+            dport |= seg.vlan << 16
         # flow_key(seg), comparing (src, sport) <= (dst, dport) without the pairs
         key = (src, sport, dst, dport) if src < dst or (src == dst and sport <= dport) else (
             dst, dport, src, sport)
@@ -285,7 +298,9 @@ class FlowTable:
         if conn.finished:
             return
         conn.finished = True
-        key = (conn.client.addr, conn.client.port, conn.server.addr, conn.server.port)
+        vlan = conn.vlan << 16  # (0 unless vlan_tracking: the module's note)
+        key = (conn.client.addr, conn.client.port | vlan, conn.server.addr,
+               conn.server.port | vlan)
         a = (key[0], key[1])
         b = (key[2], key[3])
         if a > b:

@@ -563,7 +563,7 @@ class _Dealer:
         from tcpanalyze.batch import BatchRows
 
         self.jobs = jobs
-        self.rows = BatchRows(decoder)
+        self.rows = BatchRows(decoder, settings.vlan_tracking)
         self.assignment = Assignment(jobs, settings.idle_timeout)
         self.next_sweep: float | None = None
 

@@ -212,6 +212,9 @@ class ConnectionSummary:
     # Zeek's own records for this connection (its timers may split one connection into
     # several); computed only on request (--format zeek, --zeek-records).
     zeek_records: list[dict[str, Any]] = field(default_factory=list)
+    # the connection's VLAN ids, outer first ([] untagged): only with the VLAN-aware key
+    # (settings.vlan_tracking), else None and not in the JSON
+    vlan: list[int] | None = None
 
     def to_dict(self, timeline: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -234,6 +237,8 @@ class ConnectionSummary:
             out["timeline"] = [change.to_dict() for change in self.timeline]
         if self.capture is not None:
             out["capture"] = self.capture
+        if self.vlan is not None:
+            out["vlan"] = list(self.vlan)
         if self.zeek_records:
             out["zeek_records"] = self.zeek_records
         return out

@@ -44,6 +44,11 @@ class Settings:
     # a report's connection summaries held in memory; beyond, they go to a temporary file
     summaries_in_memory: int = 50_000
 
+    # -- the connection key -----------------------------------------------------------
+    # VLAN-aware key (Zeek's VLAN conn key, Suricata's vlan.use-for-tracking): a
+    # five-tuple on different VLANs is different connections. Off: the five-tuple alone.
+    vlan_tracking: bool = False
+
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]

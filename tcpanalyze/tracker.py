@@ -277,6 +277,7 @@ class Connection:
         "simultaneous_open",
         "start",
         "third_ack_lost",
+        "vlan",
         "zeek",
         "zeek_records",
     )
@@ -295,6 +296,8 @@ class Connection:
         self.start = seg.ts
         self.last = seg.ts
         self.first_frame = seg.frame
+        # its VLAN ids (Segment.vlan) when they are part of the key, else 0
+        self.vlan = seg.vlan if settings.vlan_tracking else 0
         self.last_frame = seg.frame
         self.midstream = not (seg.flags & SYN)  # picked up without seeing a SYN
         self.handshake_seen = False  # SYN, SYN-ACK and the ACK of the SYN-ACK all seen

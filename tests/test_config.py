@@ -143,6 +143,8 @@ ignore = [{kind = "keepalive"}]
 
 def test_every_setting_is_a_config_key(tmp_path: Path) -> None:
     names = [f.name for f in dataclasses.fields(Settings)]
-    lines = [f"{key.replace('_', '-')} = 7" for key in names]
+    switches = {"vlan_tracking"}  # true/false, the others numbers
+    lines = [f"{key.replace('_', '-')} = {'true' if key in switches else 7}" for key in names]
     config = load_config(_write(tmp_path / ".tcpanalyze.toml", "\n".join(lines) + "\n"))
-    assert all(getattr(config.settings, key) == 7 for key in names)
+    assert all(getattr(config.settings, key) == (True if key in switches else 7)
+               for key in names)

@@ -150,13 +150,17 @@ def _gather(conn: ConnectionSummary, timeline: bool) -> _Gathered:
     capture = conn.capture
     if capture is not None:
         leaves.append(capture)
+    vlan = conn.vlan
+    if vlan is not None:
+        leaves += vlan
     zeek = conn.zeek_records
     for record in zeek:
         leaves += record.values()
     # the number of leaves too: a template may only take as many as it was checked with
     # (a chunk's templates are filled at once: a miscount would shift the rest)
     shape = ("connection", len(findings), tuple(quality), changes, capture is not None,
-             tuple(map(tuple, zeek)) if zeek else (), len(leaves))
+             -1 if vlan is None else len(vlan), tuple(map(tuple, zeek)) if zeek else (),
+             len(leaves))
     return shape, leaves, block
 
 
