@@ -78,7 +78,17 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
                           "same as with --jobs 1. Pipes ('-') are read by one process.")(f)
     f = click.option("--no-progress", is_flag=True,
                      help="No progress bar (it is shown only when stderr is a terminal).")(f)
+    f = click.option("--vlan", is_flag=True, expose_value=False, callback=_remember_vlan,
+                     help="VLAN-aware connection key: one five-tuple on different VLANs is "
+                          "different connections (as -s vlan-tracking=1). A connection "
+                          "whose two directions carry different tags is then two "
+                          "one-sided ones.")(f)
     return _settings_option(f)
+
+
+def _remember_vlan(ctx: click.Context, _param: Any, value: bool) -> bool:
+    ctx.meta["tcpanalyze.vlan"] = value
+    return value
 
 
 def _remember_jobs(ctx: click.Context, _param: Any, value: int | None) -> int | None:
@@ -114,6 +124,9 @@ def _parse_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _load(config_path: str | None, overrides: tuple[str, ...], **extra: Any) -> Config:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get("tcpanalyze.vlan"):  # --vlan
+        overrides = (*overrides, "vlan-tracking=1")
     try:
         return merge_overrides(load_config(config_path), settings=_parse_overrides(overrides),
                                **extra)

@@ -121,6 +121,11 @@ def findings_by_kind_table(report: Report, ascii_only: bool = False) -> Renderab
     return table
 
 
+def vlan_text(vlan: list[int] | None) -> str:
+    """A connection's VLAN ids as shown: '42', outer/inner '10/20', '-' untagged."""
+    return "/".join(map(str, vlan)) if vlan else "-"
+
+
 def problem_connections_table(
     report: Report, ascii_only: bool = False, max_rows: int = DEFAULT_MAX_ROWS
 ) -> RenderableType | None:
@@ -139,7 +144,9 @@ def problem_connections_table(
     table.add_column("server\nstate", no_wrap=True)
     table.add_column("conn_state\nhistory", overflow="fold")
     for conn in problems[:max_rows]:
-        connection = Text(f"{conn.client}\n{arrow} {conn.server}\n")
+        # (the VLAN ids only with the VLAN-aware key, where they tell copies apart)
+        vlan = f" vlan {vlan_text(conn.vlan)}" if conn.vlan else ""
+        connection = Text(f"{conn.client}\n{arrow} {conn.server}{vlan}\n")
         for i, kind in enumerate(conn.findings):
             if i:
                 connection.append(", ")
@@ -256,10 +263,14 @@ def flows_table(
     table.add_column(f"bytes {arrow}|<-", justify="right", overflow="fold")
     table.add_column("flags", overflow="fold")
     rows = report.connections if max_rows is None else report.connections[:max_rows]
+    # a vlan column with the VLAN-aware key (settings.vlan_tracking) only
+    vlans = any(conn.vlan is not None for conn in rows)
+    if vlans:
+        table.add_column("vlan", no_wrap=True)
     for conn in rows:
         # clamp float noise: the first connection starts at the first packet
         start = max(conn.start - first, 0.0) if first is not None else conn.start
-        table.add_row(
+        cells = [
             str(conn.id),
             conn.client,
             conn.server,
@@ -268,7 +279,10 @@ def flows_table(
             f"{conn.packets_client}|{conn.packets_server}",
             f"{conn.bytes_client}|{conn.bytes_server}",
             conn.flags_seen or "-",
-        )
+        ]
+        if vlans:
+            cells.append(vlan_text(conn.vlan))
+        table.add_row(*cells)
     if max_rows is not None and len(report.connections) > max_rows:
         table.caption = f"... and {len(report.connections) - max_rows} more"
         table.caption_justify = "left"

@@ -3,6 +3,10 @@
 The header lines, field names and types follow Zeek's conn.log (base/protocols/conn);
 fields tcpanalyze does not know (service, local_orig, IP-level byte counts, ...) carry
 the unset marker '-', as Zeek writes unset optional fields.
+
+With the VLAN-aware key (settings.vlan_tracking: the connections carry their VLAN ids)
+the log has the two columns Zeek's VLAN-aware connection key adds after the endpoints,
+`id.ctx.vlan` and `id.ctx.inner_vlan` (outer and inner id, '-' where there is none).
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("resp_ip_bytes", "count"),
     ("tunnel_parents", "set[string]"),
 )
+
+# what Zeek's VLAN-aware key (conn_key/vlan_fivetuple) puts after id.resp_p
+VLAN_FIELDS: tuple[tuple[str, str], ...] = (("id.ctx.vlan", "int"), ("id.ctx.inner_vlan", "int"))
+_VLAN_AT = 6
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -98,11 +106,11 @@ def _time_stamp(ts: float) -> str:
     return time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(ts))
 
 
-def _row(conn: ConnectionSummary, capture: str) -> list[str]:
+def _row(conn: ConnectionSummary, capture: str, vlans: bool = False) -> list[str]:
     orig_h, orig_p = split_host_port(conn.client)
     resp_h, resp_p = split_host_port(conn.server)
     duration = max(conn.end - conn.start, 0.0)
-    return [
+    row = [
         f"{conn.start:.6f}",
         connection_uid(conn, capture),
         _value(orig_h),
@@ -125,6 +133,11 @@ def _row(conn: ConnectionSummary, capture: str) -> list[str]:
         UNSET_FIELD,
         UNSET_FIELD,  # tunnel_parents
     ]
+    if vlans:
+        ids = [str(v) for v in conn.vlan or ()]
+        ids += [UNSET_FIELD] * (2 - len(ids))
+        row[_VLAN_AT:_VLAN_AT] = ids[:2]
+    return row
 
 
 def zeek_rows(conn: ConnectionSummary) -> list[ConnectionSummary]:
@@ -149,6 +162,8 @@ def render(report: Report, opened: float | None = None, closed: float | None = N
         last_times = [c.last_ts for c in report.captures if c.last_ts is not None]
         closed = max(last_times) if last_times else opened
     default_capture = first.path if first else ""
+    vlans = any(conn.vlan is not None for conn in report.connections)
+    fields = [*FIELDS[:_VLAN_AT], *VLAN_FIELDS, *FIELDS[_VLAN_AT:]] if vlans else FIELDS
     lines = [
         "#separator \\x09",
         f"#set_separator{SEPARATOR}{SET_SEPARATOR}",
@@ -156,11 +171,11 @@ def render(report: Report, opened: float | None = None, closed: float | None = N
         f"#unset_field{SEPARATOR}{UNSET_FIELD}",
         f"#path{SEPARATOR}conn",
         f"#open{SEPARATOR}{_time_stamp(opened)}",
-        "#fields" + "".join(SEPARATOR + name for name, _ in FIELDS),
-        "#types" + "".join(SEPARATOR + kind for _, kind in FIELDS),
+        "#fields" + "".join(SEPARATOR + name for name, _ in fields),
+        "#types" + "".join(SEPARATOR + kind for _, kind in fields),
     ]
     rows = [record for conn in report.connections for record in zeek_rows(conn)]
     for conn in sorted(rows, key=lambda c: (c.start, c.id)):
-        lines.append(SEPARATOR.join(_row(conn, conn.capture or default_capture)))
+        lines.append(SEPARATOR.join(_row(conn, conn.capture or default_capture, vlans)))
     lines.append(f"#close{SEPARATOR}{_time_stamp(closed)}")
     return "\n".join(lines) + "\n"
