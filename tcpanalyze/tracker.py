@@ -590,11 +590,14 @@ class Connection:
             self._move(peer, ESTABLISHED, seg, "received SYN-ACK (its SYN was not captured)")
 
     def _on_rst(self, seg: Segment, sender: Endpoint, peer: Endpoint) -> None:
-        sender.rst_count += 1
+        # rst_count counts the RSTs the receiver accepted: an ignored one (injected, out
+        # of window) ends nothing, so it must not make a later real RST look like a
+        # repeat of an earlier teardown, nor make a retried SYN a new connection.
         before = (sender.state, peer.state)
         if peer.state == SYN_SENT and not sender.synack_count:
             # A RST answering a SYN: refused (acceptable only if it acks the SYN).
             if seg.flags & ACK and peer.isn is not None and seq_gt(seg.ack, peer.isn):
+                sender.rst_count += 1
                 self._note("connection_refused", sender, seg, states=before)
                 self._move(peer, CLOSED, seg, "SYN refused by RST")
                 self._move(sender, CLOSED, seg, "refused the SYN with RST")
@@ -608,6 +611,7 @@ class Connection:
             self._note("rst_ignored", sender, seg, states=before,
                        why="sequence number outside the receiver's window")
             return
+        sender.rst_count += 1
         if peer.state == TIME_WAIT:
             self._note("time_wait_assassination", peer, seg, states=before)
         self._note("rst", sender, seg, states=before, first_packet=sender.packets == 1,

@@ -1,0 +1,67 @@
+"""RSTs, SYN-ACKs and segments the receiver would not accept, checked against what the
+packets of the corpus captures show (tcpdump -nr / tshark -V), and against hand-built
+segments of the same shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_tracker_paths import CI, SI, Wire, run, states
+
+from tcpanalyze.analysis import analyze
+from tcpanalyze.segment import ACK, PSH, RST, SYN
+from tcpanalyze.settings import Settings
+from tcpanalyze.tracker import Connection, Note
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(),
+                                  reason="../shared/corpus is not beside the repo")
+
+
+def notes(wire: Wire) -> list[Note]:
+    """Every note the tracker makes, fed the wire's segments as one connection."""
+    first = wire.segments[0]
+    conn = Connection(1, first, True, Settings())
+    out: list[Note] = []
+    for seg in wire.segments:
+        out.extend(conn.step(seg)[1])
+    return out
+
+
+def corpus(item: str):  # type: ignore[no-untyped-def]
+    return analyze(str(next((CORPUS / item).glob("capture.pcap*"))))
+
+
+# -- 1. an ignored RST is no earlier teardown ---------------------------------------------
+
+def _rst_inject() -> Wire:
+    # zeek/rst-inject: frame 2 is a RST-ACK (seq 0, ack = the SYN's own seq, not past it)
+    # that does not acknowledge the SYN; frame 7 is the server's real RST-ACK in
+    # ESTABLISHED (seq = its ISN + 1, ack = all the client's data).
+    w = Wire().c(SYN, CI).s(RST | ACK, 0, CI)
+    w.s(SYN | ACK, SI, CI + 1, dt=1.0).c(ACK, CI + 1, SI + 1)
+    w.c(ACK | PSH, CI + 1, SI + 1, 25).s(ACK, SI + 1, CI + 26, dt=1.5)
+    w.s(RST | ACK, SI + 1, CI + 26)
+    return w
+
+
+def test_an_ignored_rst_does_not_hide_the_real_teardown() -> None:
+    w = _rst_inject()
+    a = run(w)
+    assert states(a) == ("CLOSED", "CLOSED")
+    teardowns = [f for f in a.findings if f.kind == "rst_teardown"]
+    assert [f.frames for f in teardowns] == [[7]]
+    assert teardowns[0].details["sender"] == "server"
+    ignored = [n for n in notes(w) if n.kind == "rst_ignored"]
+    assert [n.frame for n in ignored] == [2]
+
+
+@needs_corpus
+def test_rst_inject_capture_reports_the_frame_7_reset() -> None:
+    report = corpus("zeek/rst-inject")
+    (conn,) = report.connections
+    assert (conn.client_state, conn.server_state) == ("CLOSED", "CLOSED")
+    closed = [(ch.frame, ch.endpoint) for ch in conn.timeline if ch.new == "CLOSED"]
+    assert sorted(closed) == [(7, "client"), (7, "server")]
+    assert [(f.kind, f.frames) for f in report.findings] == [("rst_teardown", [7])]
