@@ -219,13 +219,15 @@ class ConnectionDetector:
         if "third_ack_lost" in by_kind and (final or ("missing_third_ack", "") not in
                                              (conn.emitted or ())):
             note = by_kind["third_ack_lost"][0]
+            # (retransmissions of the SYN-ACK the handshake used: its ISN's, not those
+            # of SYN-ACKs with another ISN)
             add("missing_third_ack",
                 f"{c.name}'s handshake ACK was on the wire but {s.name} retransmitted its "
-                f"SYN-ACK {s.synack_count - 1} time(s): the third ACK was lost between the "
+                f"SYN-ACK {s.synack_rexmits} time(s): the third ACK was lost between the "
                 f"capture point and the server, {_back_in_syn_rcvd(conn, note)}.",
                 [s.syn_frame or note.frame, note.frame,
                  *(n.frame for n in by_kind.get("synack_retransmission", ())
-                   if n.role == "server")], note.ts, s)
+                   if n.role == "server" and n.data["isn"] == s.isn)], note.ts, s)
         if "simultaneous_open" in by_kind:
             note = by_kind["simultaneous_open"][0]
             add("simultaneous_open",

@@ -175,6 +175,8 @@ class Endpoint:
         "syn_count",
         "syn_frame",
         "synack_count",
+        "synack_others",
+        "synack_rexmits",
         "tentative",
         "tfo",
         "tsval",
@@ -206,7 +208,10 @@ class Endpoint:
         self.first_syn_ts = 0.0
         self.tentative = False  # ESTABLISHED only because a third ACK was seen on the wire
         self.syn_count = 0
-        self.synack_count = 0
+        self.synack_count = 0  # every SYN-ACK it sent, whatever its ISN
+        self.synack_rexmits = 0  # retransmissions of the SYN-ACK with the current ISN
+        # the other ISNs its SYN-ACKs carried -> their retransmissions (None: only one ISN)
+        self.synack_others: dict[int, int] | None = None
         self.fin_count = 0
         self.rst_count = 0
         self.packets = 0
@@ -548,9 +553,12 @@ class Connection:
 
     def _on_synack(self, seg: Segment, sender: Endpoint, peer: Endpoint) -> None:
         seq = seg.seq
-        if sender.isn is not None and seq == sender.isn and sender.synack_count:
+        isn = sender.isn
+        if isn is not None and seq == isn and sender.synack_count:
             sender.synack_count += 1
-            self._note("synack_retransmission", sender, seg, count=sender.synack_count)
+            sender.synack_rexmits += 1
+            self._note("synack_retransmission", sender, seg, count=sender.synack_count,
+                       isn=seq)
             if sender.tentative:
                 # The third ACK we saw never reached the server.
                 self._move(sender, SYN_RCVD, seg,
@@ -559,9 +567,32 @@ class Connection:
                 self.third_ack_lost = True
             self._ack_effects(seg, sender, peer)
             return
-        if sender.synack_count and sender.isn is not None and seq != sender.isn:
-            self._note("synack_new_isn", sender, seg, old_isn=sender.isn, new_isn=seq)
         first_synack = sender.synack_count == 0
+        if not first_synack and isn is not None:
+            # A SYN-ACK with another ISN than the last one: retransmissions are counted
+            # per ISN, so a second stack (or an earlier incarnation) answering the same
+            # SYN does not make the current SYN-ACK look retransmitted.
+            others = sender.synack_others
+            if others is None:
+                others = sender.synack_others = {}
+            ack = peer.max_ack
+            if ack is not None and 0 < seq_diff(ack, isn) <= 0x40000000:
+                # The peer acknowledged the current SYN-ACK: the handshake chose its ISN;
+                # a SYN-ACK with another one is not this connection's and moves nothing.
+                sender.synack_count += 1
+                others[seq] = others.get(seq, -1) + 1
+                self._note("synack_other_isn", sender, seg, isn=isn, other_isn=seq)
+                return
+            others[isn] = sender.synack_rexmits
+            if seq in others:  # an ISN sent before: that SYN-ACK again
+                sender.synack_rexmits = others.pop(seq) + 1
+                self._note("synack_retransmission", sender, seg,
+                           count=sender.synack_count + 1, isn=seq)
+            else:
+                sender.synack_rexmits = 0
+                self._note("synack_new_isn", sender, seg, old_isn=isn, new_isn=seq)
+            # (its sequence space starts again at the new ISN)
+            sender.snd_nxt = seq_add(seq, 1 + seg.payload_len)
         sender.isn = seq
         sender.synack_count += 1
         if not sender.first_syn_ts or (first_synack and sender.state != SYN_SENT):

@@ -65,3 +65,40 @@ def test_rst_inject_capture_reports_the_frame_7_reset() -> None:
     closed = [(ch.frame, ch.endpoint) for ch in conn.timeline if ch.new == "CLOSED"]
     assert sorted(closed) == [(7, "client"), (7, "server")]
     assert [(f.kind, f.frames) for f in report.findings] == [("rst_teardown", [7])]
+
+
+# -- 4. SYN-ACK retransmissions are counted per ISN -----------------------------------------
+
+A, B = 3212050950, 97572840  # the two ISNs of suricata-verify/tfo-synack-data-ignored
+
+
+def test_synack_retransmissions_are_counted_per_isn() -> None:
+    # Two ISNs answer one SYN; the client takes B (its data acks B + 1), yet B's SYN-ACK
+    # comes again after that data: the third ACK was lost, and B was resent twice
+    # (frames 6 and 8). A's SYN-ACKs (frames 2, 3, 5, 9) are not B's retransmissions.
+    w = Wire().c(SYN, CI)
+    w.s(SYN | ACK, A, CI + 1).s(SYN | ACK, A, CI + 1, dt=0.5)       # 2, 3
+    w.s(SYN | ACK, B, CI + 1).s(SYN | ACK, A, CI + 1)               # 4, 5
+    w.s(SYN | ACK, B, CI + 1, dt=0.5)                               # 6
+    w.c(ACK | PSH, CI + 1, B + 1, 100)                              # 7
+    w.s(SYN | ACK, B, CI + 1, dt=1.0).s(SYN | ACK, A, CI + 1)       # 8, 9
+    w.c(ACK | PSH, CI + 1, B + 1, 100, dt=0.3).s(ACK, B + 1, CI + 101)  # 10, 11
+    a = run(w)
+    assert states(a) == ("ESTABLISHED", "ESTABLISHED")
+    (finding,) = [f for f in a.findings if f.kind == "missing_third_ack"]
+    assert "retransmitted its SYN-ACK 2 time(s)" in finding.summary
+    assert finding.frames == [6, 8]
+    # A's SYN-ACK after the handshake chose B moves nothing
+    assert [ch.frame for ch in a.connections[0].timeline if ch.endpoint == "server"] == \
+        [2, 7, 8, 10]
+
+
+@needs_corpus
+def test_tfo_synack_retransmissions_of_the_chosen_isn_only() -> None:
+    # tcpdump -nr: SYN-ACKs at frames 2, 4, 12, 15, 22, 52 carry ISN 3212050950 and at
+    # 14, 17, 20 ISN 97572840, the one the client acknowledges (frame 18, ack 97572841);
+    # 20 comes after that ACK. Frame 52 follows the client's RSTs (49, 50).
+    report = corpus("suricata-verify/tfo-synack-data-ignored")
+    (finding,) = [f for f in report.findings if f.kind == "missing_third_ack"]
+    assert "retransmitted its SYN-ACK 2 time(s)" in finding.summary
+    assert finding.frames == [17, 20]
