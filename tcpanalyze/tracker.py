@@ -161,6 +161,7 @@ class Endpoint:
         "packets",
         "port",
         "pre_fin_state",
+        "rejected_ack",
         "rexmit_count",
         "rexmit_first_ts",
         "rexmit_frames",
@@ -174,6 +175,7 @@ class Endpoint:
         "state",
         "syn_count",
         "syn_frame",
+        "syn_tsval",
         "synack_count",
         "synack_others",
         "synack_rexmits",
@@ -206,6 +208,9 @@ class Endpoint:
         self.last_data_ts = 0.0
         self.syn_frame = 0
         self.first_syn_ts = 0.0
+        self.syn_tsval: int | None = None  # the timestamp its (first) SYN carried
+        # the ACK number of a segment it rejected in SYN_SENT: the seq of its RST reply
+        self.rejected_ack: int | None = None
         self.tentative = False  # ESTABLISHED only because a third ACK was seen on the wire
         self.syn_count = 0
         self.synack_count = 0  # every SYN-ACK it sent, whatever its ISN
@@ -365,6 +370,9 @@ class Connection:
 
         if not flags & ACK or (flags & SYN and flags & (FIN | RST)):
             self._check_flags(seg, sender)  # (with ACK, only SYN+FIN/RST can be invalid)
+        if peer.state == SYN_SENT and flags & ACK and seg.options and \
+                self._paws_rejects(seg, peer):
+            return (len(self._timeline) - n_changes) // 3, self.notes[n_notes:]
         if flags & RST:
             self._on_rst(seg, sender, peer)
         elif flags & SYN:
@@ -539,7 +547,8 @@ class Connection:
         sender.syn_frame = sender.syn_frame or seg.frame
         if not sender.first_syn_ts:
             sender.first_syn_ts = seg.ts
-        self._learn_options(seg, sender)
+        opts = self._learn_options(seg, sender)
+        sender.syn_tsval = opts.tsval if opts is not None else None
         sender.snd_nxt = seq_add(seq, 1 + seg.payload_len)
         if peer.state == SYN_SENT and peer.syn_count:
             # Both sides sent a bare SYN: simultaneous open (RFC 793 figure 8).
@@ -620,7 +629,41 @@ class Connection:
             peer.isn = seq_add(seg.ack, -1)
             self._move(peer, ESTABLISHED, seg, "received SYN-ACK (its SYN was not captured)")
 
+    def _paws_rejects(self, seg: Segment, receiver: Endpoint) -> bool:
+        """Whether `receiver`, in SYN_SENT, discards `seg` (which carries an ACK) for its
+        timestamp echo: Linux (tcp_rcv_synsent_state_process) accepts only an echo of
+        a timestamp it sent since its first SYN, and answers anything else but a RST
+        with a RST (seq = SEG.ACK), staying in SYN_SENT. Injected segments (evasion
+        tools, suricata-verify/ts-evasion-linux) fail this; the real peer's pass."""
+        first = receiver.syn_tsval
+        if first is None:
+            return False
+        tsecr = parse_options(seg.options).tsecr
+        if not tsecr:
+            return False  # no echo (or 0): Linux does not check
+        # its timestamp clock ticks at most 1000 times a second (RFC 7323), plus a second
+        newest = (seg.ts - receiver.first_syn_ts + 1.0) * 1000.0
+        if 0 <= seq_diff(tsecr, first) <= newest:
+            return False
+        sender = self.server if receiver is self.client else self.client
+        states = (sender.state, receiver.state)
+        why = (f"its timestamp echo {tsecr} is none the SYN_SENT receiver sent "
+               f"(its SYN: {first}); Linux discards it (PAWS)")
+        if seg.flags & RST:
+            self._note("rst_ignored", sender, seg, states=states, why=why)
+        else:
+            receiver.rejected_ack = seg.ack
+            self._note("segment_rejected", sender, seg, states=states, why=why)
+        return True
+
     def _on_rst(self, seg: Segment, sender: Endpoint, peer: Endpoint) -> None:
+        if sender.state == SYN_SENT and seg.seq == sender.rejected_ack:
+            # The RST a SYN_SENT endpoint sends in reply to a segment it rejected
+            # (RFC 793 SYN-SENT: <SEQ=SEG.ACK><CTL=RST>): it stays in SYN_SENT, and
+            # resets only whatever sent that segment, which the tracker set aside.
+            sender.rejected_ack = None
+            self._note("rst_reply", sender, seg, states=(sender.state, peer.state))
+            return
         # rst_count counts the RSTs the receiver accepted: an ignored one (injected, out
         # of window) ends nothing, so it must not make a later real RST look like a
         # repeat of an earlier teardown, nor make a retried SYN a new connection.

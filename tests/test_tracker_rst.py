@@ -4,13 +4,14 @@ segments of the same shape."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
 from test_tracker_paths import CI, SI, Wire, run, states
 
 from tcpanalyze.analysis import analyze
-from tcpanalyze.segment import ACK, PSH, RST, SYN
+from tcpanalyze.segment import ACK, FIN, PSH, RST, SYN
 from tcpanalyze.settings import Settings
 from tcpanalyze.tracker import Connection, Note
 
@@ -102,3 +103,57 @@ def test_tfo_synack_retransmissions_of_the_chosen_isn_only() -> None:
     (finding,) = [f for f in report.findings if f.kind == "missing_third_ack"]
     assert "retransmitted its SYN-ACK 2 time(s)" in finding.summary
     assert finding.frames == [17, 20]
+
+
+# -- 2. segments a SYN_SENT endpoint discards for their timestamp echo (Linux PAWS) -------
+
+def ts(val: int, ecr: int) -> bytes:
+    return b"\x01\x01\x08\x0a" + struct.pack("!II", val, ecr)
+
+
+def _ts_evasion(echo: int) -> Wire:
+    # suricata-verify/ts-evasion-linux: after the SYN (TSval 1821165629), a RST-ACK (2)
+    # and a FIN-ACK (3), both seq 0 and acking the SYN but echoing TSval 100; the client
+    # answers the FIN with RST seq = its ack (4); then the real SYN-ACK (5), the third
+    # ACK (6), a GET (7) and its answer (8, 9), acknowledged (10).
+    tv = 1821165629
+    w = Wire().c(SYN, CI, options=ts(tv, 0))
+    w.s(RST | ACK, 0, CI + 1, options=ts(100, echo)).s(FIN | ACK, 0, CI + 1, options=ts(100, echo))
+    w.c(RST, CI + 1, window=0)
+    w.s(SYN | ACK, SI, CI + 1, options=ts(555, tv)).c(ACK, CI + 1, SI + 1, options=ts(tv + 64, 555))
+    w.c(ACK | PSH, CI + 1, SI + 1, 338, options=ts(tv + 64, 555))
+    w.s(ACK, SI + 1, CI + 339, dt=0.1).s(ACK | PSH, SI + 1, CI + 339, 79)
+    w.c(ACK, CI + 339, SI + 80)
+    return w
+
+
+def test_segments_with_a_foreign_timestamp_echo_do_not_reset_syn_sent() -> None:
+    w = _ts_evasion(echo=100)
+    a = run(w)
+    assert states(a) == ("ESTABLISHED", "ESTABLISHED")
+    assert not a.findings  # not refused, no data after a FIN that was never accepted
+    client = [(ch.frame, ch.new) for ch in a.connections[0].timeline
+              if ch.endpoint == "client"]
+    assert client == [(1, "SYN_SENT"), (5, "ESTABLISHED")]
+    by_kind = {(n.kind, n.frame) for n in notes(w)}
+    assert {("rst_ignored", 2), ("segment_rejected", 3), ("rst_reply", 4)} <= by_kind
+
+
+def test_a_rst_echoing_the_syns_timestamp_still_refuses() -> None:
+    # the same RST-ACK, echoing the SYN's TSval: Linux accepts it (the SYN is refused)
+    w = Wire().c(SYN, CI, options=ts(1821165629, 0))
+    w.s(RST | ACK, 0, CI + 1, options=ts(100, 1821165629))
+    a = run(w)
+    assert states(a) == ("CLOSED", "CLOSED")
+    assert {f.kind for f in a.findings} == {"connection_refused"}
+
+
+@needs_corpus
+def test_ts_evasion_capture_keeps_the_connection() -> None:
+    report = corpus("suricata-verify/ts-evasion-linux")
+    (conn,) = report.connections
+    assert (conn.client_state, conn.server_state) == ("ESTABLISHED", "ESTABLISHED")
+    assert [(ch.frame, ch.endpoint, ch.new) for ch in conn.timeline] == [
+        (1, "client", "SYN_SENT"), (5, "server", "SYN_RCVD"), (5, "client", "ESTABLISHED"),
+        (6, "server", "ESTABLISHED")]
+    assert not report.findings
