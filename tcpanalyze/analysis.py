@@ -265,7 +265,10 @@ class Analysis:
             records.append(ZeekRecord(seg))
         rec = records[-1]
         from_orig = (seg.src, seg.sport) == rec.orig
-        rec.view.feed(seg, from_orig)
+        # Zeek believes the IP header's length, and keeps payload the capture cut short
+        # out of its reassembly (see Segment.payload_cut, .ip_short)
+        rec.view.feed(seg._replace(payload_len=seg.payload_len + seg.ip_short)
+                      if seg.ip_short else seg, from_orig, not seg.payload_cut)
         rec.end = seg.ts
         if from_orig:
             rec.orig_pkts += 1

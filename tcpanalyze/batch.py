@@ -270,6 +270,10 @@ class BatchFeed(BatchRows):
         # runs and never need them as Python values
         self.fields = np.stack((cols.data_at, cols.sport, cols.dport, cols.seq, cols.ack,
                                 cols.flags, cols.window, cols.payload_len, cols.thl), axis=1)
+        # whether the capture cut the payload short (Segment.payload_cut); meaningless,
+        # like the fields, for the rows the decoder takes (a fast row's ip_short is 0: its
+        # IP length fits the frame)
+        self.l_cut: list[bool] = (cols.caplen < 34 + cols.thl + cols.payload_len).tolist()
 
     def _one(self, i: int) -> None:
         seg = self.odd.get(i) if self.odd else None
@@ -281,7 +285,7 @@ class BatchFeed(BatchRows):
             seg = _new_tuple(Segment, (
                 cols.numbers[i], self.l_ts[i], buf[at + 26:at + 30], buf[at + 30:at + 34],
                 sport, dport, seq, ack, flags, window, plen,
-                buf[at + 54:at + 34 + thl] if thl > 20 else b"", 0))
+                buf[at + 54:at + 34 + thl] if thl > 20 else b"", 0, self.l_cut[i], 0))
         self._built(i, seg)
 
     def _built(self, i: int, seg: Segment) -> None:
@@ -310,6 +314,7 @@ class BatchFeed(BatchRows):
         buf: bytes = cols.buf
         numbers: list[int] = cols.numbers
         l_ts: list[float] = self.l_ts
+        l_cut: list[bool] = self.l_cut
         _, sport, dport, seq, ack, flags, window, plen, _ = fields
         segs = list(map(_new_tuple, repeat(Segment), zip(
             [numbers[i] for i in rows], [l_ts[i] for i in rows],
@@ -319,7 +324,7 @@ class BatchFeed(BatchRows):
             # row's fields are anything, and with no options thl is 20)
             [buf[a + 54:a + 34 + t] if t > 20 else b"" for a, t in zip(at, thl, strict=True)],
             repeat(0, len(rows)),  # (vlan: a fast row is untagged Ethernet)
-            strict=True)))
+            [l_cut[i] for i in rows], repeat(0, len(rows)), strict=True)))
         odd = self.odd
         if odd:
             for k, i in enumerate(rows):

@@ -107,7 +107,8 @@ class Decoder:
                     self.counts["tcp"] += 1
                     return Segment(frame.number, frame.ts, src, dst, sport, dport, seq, ack,
                                    flags | (off & 1) << 8, win, total - 20 - thl,
-                                   data[54:34 + thl] if thl > 20 else b"", 0)
+                                   data[54:34 + thl] if thl > 20 else b"", 0,
+                                   total + 14 > len(data), 0)
         try:
             segment = self._decode(frame)
         except _Skip as skip:
@@ -298,6 +299,7 @@ class Decoder:
         total, _id, frag, _ttl, proto = struct.unpack_from("!HHHBB", data, o + 2)
         wire = self._end - o  # datagram bytes the frame can hold on the wire
         tso = total == 0
+        claimed = wire if tso else total  # (Zeek believes the header)
         if tso:
             total = wire
         elif total < ihl:
@@ -313,7 +315,7 @@ class Decoder:
         if self.verify_checksums and not tso and _ones_sum(data[o:o + ihl]) != 0xFFFF:
             raise _Skip("bad_checksum", "IPv4 header checksum")
         src, dst = data[o + 12:o + 16], data[o + 16:o + 20]
-        return self._transport(frame, proto, o + ihl, o + total, src, dst, tso)
+        return self._transport(frame, proto, o + ihl, o + total, src, dst, tso, o + claimed)
 
     def _ipv6(self, frame: Frame, o: int) -> Segment:
         data = frame.data
@@ -329,6 +331,7 @@ class Decoder:
         jumbo = plen == 0
         # a payload length beyond the frame is clipped to it, as for IPv4
         end = o + wire if jumbo else o + min(40 + plen, wire)
+        claimed_end = o + wire if jumbo else o + 40 + plen
         src, dst = data[o + 8:o + 24], data[o + 24:o + 40]
         at = o + 40
         for _ in range(MAX_IP_HEADERS):
@@ -352,10 +355,12 @@ class Decoder:
                 raise _Skip("malformed", "IPv6 extension headers run past the payload length")
         else:
             raise _Skip("malformed", f"more than {MAX_IP_HEADERS} IPv6 extension headers")
-        return self._transport(frame, nh, at, end, src, dst, jumbo)
+        return self._transport(frame, nh, at, end, src, dst, jumbo, claimed_end)
 
     def _transport(self, frame: Frame, proto: int, t: int, end: int, src: bytes, dst: bytes,
-                   tso: bool) -> Segment:
+                   tso: bool, claimed_end: int) -> Segment:
+        """`end`: where the datagram ends as we take it; `claimed_end`: as its IP length
+        says (beyond `end` when a PPPoE length or the frame's end cut it shorter)."""
         data = frame.data
         if proto == 51 and len(src) == 4:  # IPv4 AH: step over it (bounded: AH in AH is rare)
             for _ in range(MAX_IP_HEADERS):
@@ -370,7 +375,7 @@ class Decoder:
             else:
                 raise _Skip("malformed", "AH chain too long")
         if proto == 6:
-            return self._tcp(frame, t, end, src, dst, tso)
+            return self._tcp(frame, t, end, src, dst, tso, claimed_end)
         if proto in TUNNEL_PROTOCOLS:
             raise _Skip("tunnel", TUNNEL_PROTOCOLS[proto])
         if proto == 17 and t + 4 <= len(data):
@@ -383,7 +388,7 @@ class Decoder:
         raise _Skip("other_ip", f"IP protocol {proto}")
 
     def _tcp(self, frame: Frame, t: int, end: int, src: bytes, dst: bytes,
-             tso: bool) -> Segment:
+             tso: bool, claimed_end: int) -> Segment:
         data = frame.data
         n = len(data)
         cut = frame.wirelen > n
@@ -411,4 +416,5 @@ class Decoder:
                 raise _Skip("bad_checksum", f"TCP checksum 0x{_csum:04x}")
         return Segment(frame.number, frame.ts, src, dst, sport, dport, seq, ack,
                        flags | (off & 1) << 8, win, end - t - thl,
-                       data[t + 20:t + thl] if thl > 20 else b"", self._vlan)
+                       data[t + 20:t + thl] if thl > 20 else b"", self._vlan,
+                       claimed_end > n, claimed_end - end)

@@ -41,6 +41,13 @@ class Segment(NamedTuple):
     # the frame's VLAN ids, outer << 12 | inner (one tag: its id; 0: untagged, or only
     # priority tags): what a VLAN-aware connection key adds (settings.vlan_tracking)
     vlan: int = 0
+    # The capture holds less than the payload the IP header's length claims (snaplen): Zeek
+    # keeps such payload out of its reassembly, so an ACK for it is a content gap.
+    payload_cut: bool = False
+    # Bytes the IP header's length claims past where the decoder ended the datagram (it
+    # believes a shorter PPPoE length or frame): Zeek, which believes the IP header, takes
+    # them as payload. Both fields are for Zeek's records (analysis.ZeekRecord).
+    ip_short: int = 0
 
 
 class TcpOptions(NamedTuple):
