@@ -47,8 +47,7 @@ from tcpanalyze.zeek import ZeekView, first_packet_flips
 class ZeekRecord:
     """One record as Zeek would log it: Zeek's originator, its timers' splits."""
 
-    __slots__ = ("end", "orig", "orig_bytes", "orig_pkts", "resp", "resp_bytes",
-                 "resp_pkts", "start", "view")
+    __slots__ = ("end", "orig", "orig_pkts", "resp", "resp_pkts", "start", "view")
 
     def __init__(self, seg: Segment) -> None:
         flip = first_packet_flips(seg)
@@ -56,18 +55,31 @@ class ZeekRecord:
         self.resp = (seg.src, seg.sport) if flip else (seg.dst, seg.dport)
         self.view = ZeekView(flip)
         self.start = self.end = seg.ts
-        self.orig_pkts = self.resp_pkts = self.orig_bytes = self.resp_bytes = 0
+        self.orig_pkts = self.resp_pkts = 0
 
     def to_dict(self) -> dict[str, Any]:
         orig, resp = self.orig, self.resp
-        o_pkts, r_pkts, o_bytes, r_bytes = (self.orig_pkts, self.resp_pkts,
-                                            self.orig_bytes, self.resp_bytes)
-        if self.view.roles_swapped:
+        o_pkts, r_pkts = self.orig_pkts, self.resp_pkts
+        view = self.view
+        # Zeek's sizes come from sequence numbers (TCP_Endpoint::Size): bytes never
+        # captured count, retransmitted ones once (the connection's own `bytes` are the
+        # payload seen)
+        o_bytes: int | None = view.orig.size(view.resp)
+        r_bytes: int | None = view.resp.size(view.orig)
+        # Zeek's duration ends at its connection's last time, which stops moving once
+        # both sides closed (the ACK of the last FIN is not in it); a record of no
+        # duration (one packet) logs neither duration nor sizes (conn/main.zeek)
+        last = view.last_time if view.last_time is not None else self.start
+        duration: float | None = last - self.start
+        if not duration or duration <= 0.0:
+            duration = o_bytes = r_bytes = None
+        if view.roles_swapped:  # (view.orig is already Zeek's originator)
             orig, resp = resp, orig
-            o_pkts, r_pkts, o_bytes, r_bytes = r_pkts, o_pkts, r_bytes, o_bytes
+            o_pkts, r_pkts = r_pkts, o_pkts
         return {"orig": format_endpoint(*orig), "resp": format_endpoint(*resp),
-                "start": self.start, "end": self.end, "conn_state": self.view.conn_state(),
-                "history": self.view.history(), "orig_pkts": o_pkts, "resp_pkts": r_pkts,
+                "start": self.start, "end": self.end, "duration": duration,
+                "conn_state": view.conn_state(), "history": view.history(),
+                "orig_pkts": o_pkts, "resp_pkts": r_pkts,
                 "orig_bytes": o_bytes, "resp_bytes": r_bytes}
 
 _KIND_ORDER: Final = {kind: i for i, kind in enumerate(FINDING_KINDS)}
@@ -272,10 +284,8 @@ class Analysis:
         rec.end = seg.ts
         if from_orig:
             rec.orig_pkts += 1
-            rec.orig_bytes += seg.payload_len
         else:
             rec.resp_pkts += 1
-            rec.resp_bytes += seg.payload_len
 
     def _in_reported_aggregate(self, conn: Connection) -> bool:
         """The connection is an attempt toward a target already reported as flooded, or

@@ -30,7 +30,7 @@ DISAGREEMENTS = {
 }
 
 # the conn.log columns compared with our records' keys
-FIELDS = ("conn_state", "history")
+FIELDS = ("conn_state", "history", "duration", "orig_bytes", "resp_bytes")
 
 
 class Row:
@@ -60,7 +60,10 @@ def endpoints_match(row, record: dict) -> bool:
 
 def ours(record: dict, name: str) -> str:
     """Our record's value as Zeek's ASCII writer prints that column."""
-    return str(record[name])
+    value = record[name]
+    if value is None:
+        return "-"
+    return f"{value:.6f}" if name == "duration" else str(value)
 
 
 def comparisons() -> list[tuple[str, int, str, str, str | None]]:
@@ -121,3 +124,38 @@ def read_with_jobs(path: str, jobs: int):
     if jobs == 1:
         return analyze(path, zeek_records=True)
     return analyze_parallel(path, jobs=jobs, zeek_records=True)
+
+
+@pytest.mark.skipif(not ZEEK.is_dir(), reason="../shared/corpus is not beside the repo")
+@pytest.mark.parametrize(("item", "row", "expected"), [
+    # sequence-space sizes: retransmissions once, bytes never captured counted
+    ("pppoe-qinq", 0, ("273.626833", "11352", "4984")),
+    ("retransmit-fast", 0, ("60.991770", "474", "23783")),
+    ("miss-end-data", 0, ("10.048360", "538", "2902")),
+    # the duration stops when both sides closed: the last ACK is not in it
+    ("ftp-ipv6", 0, ("0.219721", "0", "342")),
+    ("modbus-502-resets", 6, ("0.470159", "24", "9")),
+    # one packet: no duration, no sizes
+    ("teredo", 3, ("-", "-", "-")),
+])
+def test_zeek_log_duration_and_sizes(item: str, row: int, expected: tuple[str, ...]) -> None:
+    """The `--format zeek` log's duration, orig_bytes and resp_bytes, as Zeek's."""
+    from tcpanalyze.output import zeek
+
+    report = analyze(str(next((ZEEK / item).glob("capture.pcap*"))), zeek_records=True)
+    lines = [ln.split("\t") for ln in zeek.render(report).splitlines()
+             if not ln.startswith("#")]
+    names = [name for name, _ in zeek.FIELDS]
+    at = [names.index(n) for n in ("duration", "orig_bytes", "resp_bytes")]
+    rows = parse_conn_rows(ZEEK / item / "zeek-conn.log")
+    base = rows[row]
+    assert tuple(base[n] for n in ("duration", "orig_bytes", "resp_bytes")) == expected
+
+    def ends(values: list[str]) -> tuple[frozenset[str], frozenset[str]]:
+        return frozenset(values[0::2]), frozenset(values[1::2])
+
+    key = ends([base[n] for n in ("id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p")])
+    nth = sum(ends([r[n] for n in ("id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p")])
+              == key for r in rows[:row])  # the n-th record of its 4-tuple, in both logs
+    line = [ln for ln in lines if ends(ln[2:6]) == key][nth]
+    assert tuple(line[i] for i in at) == expected

@@ -2,7 +2,8 @@
 
 The header lines, field names and types follow Zeek's conn.log (base/protocols/conn);
 fields tcpanalyze does not know (service, local_orig, IP-level byte counts, ...) carry
-the unset marker '-', as Zeek writes unset optional fields.
+the unset marker '-', as Zeek writes unset optional fields. With Zeek's records
+(`zeek_records`), duration and orig/resp_bytes are Zeek's (analysis.ZeekRecord).
 
 With the VLAN-aware key (settings.vlan_tracking: the connections carry their VLAN ids)
 the log has the two columns Zeek's VLAN-aware connection key adds after the endpoints,
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+from typing import Any
 
 from tcpanalyze.report import ConnectionSummary, Report
 
@@ -106,10 +108,24 @@ def _time_stamp(ts: float) -> str:
     return time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(ts))
 
 
-def _row(conn: ConnectionSummary, capture: str, vlans: bool = False) -> list[str]:
+def _count(value: int | None) -> str:
+    return UNSET_FIELD if value is None else str(value)
+
+
+def _row(conn: ConnectionSummary, capture: str, vlans: bool = False,
+         record: dict[str, Any] | None = None) -> list[str]:
+    """One log line: of Zeek's `record` of the connection (its duration and byte counts
+    by Zeek's rules, unset as Zeek leaves them) when there is one."""
     orig_h, orig_p = split_host_port(conn.client)
     resp_h, resp_p = split_host_port(conn.server)
-    duration = max(conn.end - conn.start, 0.0)
+    if record is None:
+        seconds: float | None = max(conn.end - conn.start, 0.0)
+        orig_bytes: int | None = conn.bytes_client
+        resp_bytes: int | None = conn.bytes_server
+    else:
+        seconds = record["duration"]
+        orig_bytes, resp_bytes = record["orig_bytes"], record["resp_bytes"]
+    duration = UNSET_FIELD if seconds is None else f"{seconds:.6f}"
     row = [
         f"{conn.start:.6f}",
         connection_uid(conn, capture),
@@ -119,9 +135,9 @@ def _row(conn: ConnectionSummary, capture: str, vlans: bool = False) -> list[str
         _value(resp_p),
         "tcp",
         UNSET_FIELD,  # service: no protocol detection
-        f"{duration:.6f}",
-        str(conn.bytes_client),
-        str(conn.bytes_server),
+        duration,
+        _count(orig_bytes),
+        _count(resp_bytes),
         _value(conn.conn_state or None),
         UNSET_FIELD,  # local_orig: no Site::local_nets
         UNSET_FIELD,
@@ -140,16 +156,17 @@ def _row(conn: ConnectionSummary, capture: str, vlans: bool = False) -> list[str
     return row
 
 
-def zeek_rows(conn: ConnectionSummary) -> list[ConnectionSummary]:
+def zeek_rows(conn: ConnectionSummary
+              ) -> list[tuple[ConnectionSummary, dict[str, Any] | None]]:
     """The records Zeek would log for a connection: its own `zeek_records` when they
-    were computed (Zeek's timers may split one connection), else the connection."""
+    were computed (Zeek's timers may split one connection), each with the connection's
+    fields set from it; else the connection alone."""
     if not conn.zeek_records:
-        return [conn]
-    return [dataclasses.replace(
+        return [(conn, None)]
+    return [(dataclasses.replace(
         conn, client=r["orig"], server=r["resp"], start=r["start"], end=r["end"],
         conn_state=r["conn_state"], history=r["history"], packets_client=r["orig_pkts"],
-        packets_server=r["resp_pkts"], bytes_client=r["orig_bytes"],
-        bytes_server=r["resp_bytes"]) for r in conn.zeek_records]
+        packets_server=r["resp_pkts"]), r) for r in conn.zeek_records]
 
 
 def render(report: Report, opened: float | None = None, closed: float | None = None) -> str:
@@ -174,8 +191,9 @@ def render(report: Report, opened: float | None = None, closed: float | None = N
         "#fields" + "".join(SEPARATOR + name for name, _ in fields),
         "#types" + "".join(SEPARATOR + kind for _, kind in fields),
     ]
-    rows = [record for conn in report.connections for record in zeek_rows(conn)]
-    for conn in sorted(rows, key=lambda c: (c.start, c.id)):
-        lines.append(SEPARATOR.join(_row(conn, conn.capture or default_capture, vlans)))
+    rows = [row for conn in report.connections for row in zeek_rows(conn)]
+    for conn, record in sorted(rows, key=lambda row: (row[0].start, row[0].id)):
+        lines.append(SEPARATOR.join(_row(conn, conn.capture or default_capture, vlans,
+                                         record)))
     lines.append(f"#close{SEPARATOR}{_time_stamp(closed)}")
     return "\n".join(lines) + "\n"
