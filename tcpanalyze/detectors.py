@@ -295,14 +295,15 @@ class ConnectionDetector:
                         f"({who.data_segments} sent in all): loss between it and {other.name}"
                         " or a slow receiver.", [n.frame for n in notes], notes[0].ts, who,
                         count=who.rexmit_count)
-        if c.syn_count > 1:
+        sent = c.syns_sent  # (not capture copies, not SYN+FIN probes)
+        if sent > 1:
             notes = by_kind.get("syn_retransmission", [])
             if notes:
+                outcome = 'getting an answer' if s.seen else 'giving up or the capture ended'
                 add("syn_retransmission",
-                    f"{c.name} sent its SYN {c.syn_count} times before "
-                    f"{'getting an answer' if s.seen else 'giving up or the capture ended'}.",
+                    f"{c.name} sent its SYN {sent} times before {outcome}.",
                     [c.syn_frame] + [n.frame for n in notes], notes[0].ts, c,
-                    count=c.syn_count)
+                    count=sent)
 
     # -- states as of `now` -------------------------------------------------------------
 
@@ -311,12 +312,15 @@ class ConnectionDetector:
         st = self.s
         # A SYN nobody answered. Decided only when the connection is over (its SYN
         # timer ran out, or the capture ended), since an answer may still come.
+        # (A SYN+FIN probe opens nothing: see invalid_flags.)
         waited = now - c.first_syn_ts
-        if final and c.syn_count and not s.seen and c.state in (SYN_SENT, CLOSED) and \
+        if final and c.syns_sent and not s.seen and c.state in (SYN_SENT, CLOSED) and \
                 not c.rst_count and not conn.flipped:
-            short = waited < 1.0 and c.syn_count == 1  # less than the initial RTO
+            # Less than the initial SYN RTO (1 s): too soon to call the SYNs unanswered,
+            # however many were sent (the count is the sender's doing, not the network's)
+            short = waited < 1.0
             add("half_open",
-                f"{c.name} sent {c.syn_count} SYN(s) to {s.name} and got no answer in "
+                f"{c.name} sent {c.syns_sent} SYN(s) to {s.name} and got no answer in "
                 f"{_dur(waited)}: "
                 + ("the capture ended too soon to tell." if short else
                    "a firewall dropping them or a host that is down."),

@@ -63,6 +63,11 @@ GONE: Final = frozenset({CLOSED, TIME_WAIT})
 _GUESSED: Final = frozenset({LISTEN, UNKNOWN})
 
 NOTE_CAP: Final = 32  # notes kept per kind and connection
+# A SYN identical to the sender's previous one (same seq, flags, window, options, length)
+# captured less than this after it is the same packet seen twice (a SPAN/mirror or
+# FabricPath copy, two capture interfaces), not a retransmission: no stack resends a SYN
+# that soon (Linux's initial SYN RTO is 1 s, its RTO floor 200 ms; RFC 6298: 1 s).
+SYN_COPY_WINDOW: Final = 0.010
 
 CLIENT: Final = "client"
 SERVER: Final = "server"
@@ -173,8 +178,11 @@ class Endpoint:
         "since",
         "snd_nxt",
         "state",
+        "syn_copies",
         "syn_count",
+        "syn_fins",
         "syn_frame",
+        "syn_last",
         "syn_tsval",
         "synack_count",
         "synack_others",
@@ -212,7 +220,12 @@ class Endpoint:
         # the ACK number of a segment it rejected in SYN_SENT: the seq of its RST reply
         self.rejected_ack: int | None = None
         self.tentative = False  # ESTABLISHED only because a third ACK was seen on the wire
-        self.syn_count = 0
+        self.syn_count = 0  # SYN segments (no ACK) it put on the wire, copies included
+        # of those: capture copies of the SYN before (see _SYN_COPY_WINDOW), and SYN+FIN
+        # segments (no stack opens a connection with one: Linux's listener discards it)
+        self.syn_copies = 0
+        self.syn_fins = 0
+        self.syn_last: Segment | None = None  # its last SYN that was not a copy
         self.synack_count = 0  # every SYN-ACK it sent, whatever its ISN
         self.synack_rexmits = 0  # retransmissions of the SYN-ACK with the current ISN
         # the other ISNs its SYN-ACKs carried -> their retransmissions (None: only one ISN)
@@ -249,6 +262,12 @@ class Endpoint:
     @property
     def name(self) -> str:
         return format_endpoint(self.addr, self.port)
+
+    @property
+    def syns_sent(self) -> int:
+        """The SYNs it sent to open a connection: syn_count without capture copies
+        and SYN+FIN segments."""
+        return self.syn_count - self.syn_copies - self.syn_fins
 
     def __repr__(self) -> str:
         return (f"Endpoint({self.role} {self.name} {self.state} isn={self.isn} "
@@ -532,6 +551,21 @@ class Connection:
 
     def _on_syn(self, seg: Segment, sender: Endpoint, peer: Endpoint) -> None:
         seq = seg.seq
+        if seg.flags & FIN:
+            sender.syn_fins += 1  # (as before otherwise: its SYN is on the wire)
+        else:
+            last = sender.syn_last
+            if last is not None and seq == last.seq and \
+                    abs(seg.ts - last.ts) < SYN_COPY_WINDOW and seg.flags == last.flags and \
+                    seg.window == last.window and seg.options == last.options and \
+                    seg.payload_len == last.payload_len:
+                # The same SYN captured twice: evidence of nothing (not a retransmission,
+                # not a sign that a SYN-ACK was lost).
+                sender.syn_count += 1
+                sender.syn_copies += 1
+                self._note("syn_copy", sender, seg, of=last.frame)
+                return
+            sender.syn_last = seg
         if sender.isn is not None and seq == sender.isn and sender.syn_count:
             # Same ISN: a retransmission; it restarts nothing. If we had assumed the
             # peer's SYN-ACK reached the sender, this proves it did not.

@@ -1,0 +1,115 @@
+"""Findings checked against what the packets show (an audit of the report against
+tcpdump -nr / tshark on the corpus and samples), and hand-built segments of the same
+shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_tracker_paths import CI, SI, Wire, run, states
+
+from tcpanalyze.analysis import analyze
+from tcpanalyze.segment import ACK, SYN
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(),
+                                  reason="../shared/corpus is not beside the repo")
+TS_SYN = b"\x02\x04\x05\xb4\x01\x01\x08\x0a\x00\x00\x00\x64\x00\x00\x00\x00"  # MSS, TS 100
+
+
+def _tshark_rows(item: Path) -> list[list[str]]:
+    # frame, tcp.stream, flags, analysis flags, expert messages (see corpus README)
+    return [line.split("\t") for line in (item / "tshark-fields.tsv").read_text().splitlines()]
+
+
+# -- A. a SYN captured twice is one SYN ---------------------------------------------------
+
+@needs_corpus
+def test_fabric_path_copies_are_one_syn_each() -> None:
+    # zeek/cisco-fabric-path-syns: each SYN is on the wire twice about 1 ms apart, the
+    # plain frame and its FabricPath-encapsulated copy (tcpdump -nr -v: same seq 0, win
+    # 8192, IP id 1, TCP checksum); tshark groups each pair in one stream and marks no
+    # retransmission; Zeek's history is a single S (2 orig packets).
+    item = CORPUS / "zeek" / "cisco-fabric-path-syns"
+    pairs: dict[str, list[int]] = {}
+    for row in _tshark_rows(item):
+        assert "retransmission" not in row[3]
+        pairs.setdefault(row[1], []).append(int(row[0]))
+    assert all(len(frames) == 2 for frames in pairs.values())
+    first_frames = sorted(min(frames) for frames in pairs.values())
+    report = analyze(str(item / "capture.pcap"))
+    assert len(report.connections) == len(pairs) == 16
+    assert all(c.packets_client == 2 and c.packets_server == 0 for c in report.connections)
+    assert not [f for f in report.findings if f.kind == "syn_retransmission"]
+    half_open = [f for f in report.findings if f.kind == "half_open"]
+    assert sorted(f.frames[0] for f in half_open) == first_frames
+    for f in half_open:
+        assert len(f.frames) == 1
+        assert " sent 1 SYN(s) " in f.summary
+        # the whole capture lasts 28 ms: far too soon to call the SYNs unanswered
+        assert f.severity == "info" and "too soon to tell" in f.summary
+
+
+def test_an_identical_syn_a_millisecond_later_is_a_copy() -> None:
+    w = Wire().c(SYN, CI, options=TS_SYN).c(SYN, CI, dt=0.001, options=TS_SYN)
+    a = run(w)
+    assert not [f for f in a.findings if f.kind == "syn_retransmission"]
+    (half_open,) = [f for f in a.findings if f.kind == "half_open"]
+    assert half_open.frames == [1] and " sent 1 SYN(s) " in half_open.summary
+    assert a.connections[0].packets_client == 2
+
+
+def test_the_same_syn_after_the_initial_rto_is_a_retransmission() -> None:
+    w = Wire().c(SYN, CI).c(SYN, CI, dt=1.0).c(SYN, CI, dt=2.0)
+    a = run(w)
+    (rexmit,) = [f for f in a.findings if f.kind == "syn_retransmission"]
+    assert rexmit.frames == [1, 2, 3] and rexmit.details["count"] == 3
+    (half_open,) = [f for f in a.findings if f.kind == "half_open"]
+    assert half_open.severity == "high"  # 3 s without an answer, after two RTOs
+
+
+def test_a_syn_copy_after_the_synack_does_not_undo_the_handshake() -> None:
+    # the copy from a second capture point may land after the SYN-ACK (a fast LAN): it
+    # is no sign that the SYN-ACK was lost
+    w = Wire().c(SYN, CI).s(SYN | ACK, SI, CI + 1, dt=0.0003).c(SYN, CI, dt=0.0004)
+    w.c(ACK, CI + 1, SI + 1, dt=0.0001)
+    a = run(w)
+    assert states(a) == ("ESTABLISHED", "ESTABLISHED")
+    assert not [f for f in a.findings if f.kind == "syn_retransmission"]
+    client = [ch.new for ch in a.connections[0].timeline if ch.endpoint == "client"]
+    assert client == ["SYN_SENT", "ESTABLISHED"]
+
+
+def test_half_open_severity_follows_the_time_waited_not_the_syn_count() -> None:
+    # three SYNs 0.1 s apart (a stack or tool with a short SYN timer), capture over
+    # 0.2 s after the first: nothing can be concluded about the path yet
+    w = Wire().c(SYN, CI).c(SYN, CI, dt=0.1).c(SYN, CI, dt=0.1)
+    a = run(w)
+    (half_open,) = [f for f in a.findings if f.kind == "half_open"]
+    assert half_open.severity == "info" and " sent 3 SYN(s) " in half_open.summary
+
+
+# -- D. a SYN+FIN probe opens no connection --------------------------------------------
+
+def test_invalid_flags_sample_has_no_half_open_attempt() -> None:
+    # sample_pcaps/invalid-flags.pcap (tcpdump -nr): frame 3 is a crafted SYN+FIN from
+    # 10.77.3.2:51000 to the listening port 8080, never answered (Linux's listener
+    # discards SYN+FIN); frame 8 the same to the closed port 8099, answered by the RST-ACK
+    # at frame 9. The truth file expects invalid_flags for each of the ten probes (and
+    # the closed port's refusals as incidental), no connection attempt.
+    report = analyze(str(ROOT / "sample_pcaps" / "invalid-flags.pcap"))
+    assert not [f for f in report.findings if f.kind == "half_open"]
+    invalid = {f.frames[0]: f for f in report.findings if f.kind == "invalid_flags"}
+    assert len(invalid) == 10
+    assert "(SYN+FIN)" in invalid[3].summary and "(SYN+FIN)" in invalid[8].summary
+
+
+def test_a_syn_fin_probe_and_a_real_syn() -> None:
+    from tcpanalyze.segment import FIN
+    a = run(Wire().c(SYN | FIN, CI))
+    assert {f.kind for f in a.findings} == {"invalid_flags"}
+    # a real SYN on the same tuple afterwards is an attempt again
+    a = run(Wire().c(SYN | FIN, CI).c(SYN, CI + 7, dt=2.0))
+    assert " sent 1 SYN(s) " in next(f.summary for f in a.findings if f.kind == "half_open")
