@@ -299,7 +299,13 @@ class ConnectionDetector:
         if sent > 1:
             notes = by_kind.get("syn_retransmission", [])
             if notes:
-                outcome = 'getting an answer' if s.seen else 'giving up or the capture ended'
+                if s.seen:
+                    outcome = "getting an answer"
+                elif c.max_ack is not None:  # it acknowledged a SYN-ACK it received
+                    outcome = ("getting an answer (not captured: the client went on to "
+                               "acknowledge the server's SYN-ACK)")
+                else:
+                    outcome = "giving up or the capture ended"
                 add("syn_retransmission",
                     f"{c.name} sent its SYN {sent} times before {outcome}.",
                     [c.syn_frame] + [n.frame for n in notes], notes[0].ts, c,

@@ -113,3 +113,21 @@ def test_a_syn_fin_probe_and_a_real_syn() -> None:
     # a real SYN on the same tuple afterwards is an attempt again
     a = run(Wire().c(SYN | FIN, CI).c(SYN, CI + 7, dt=2.0))
     assert " sent 1 SYN(s) " in next(f.summary for f in a.findings if f.kind == "half_open")
+
+
+# -- C. texts the rest of the connection contradicts -----------------------------------
+
+@needs_corpus
+def test_syn_retransmissions_that_were_answered_say_so() -> None:
+    # zeek/ssh-half-duplex-client, 192.168.1.31:51489 -> 192.168.1.32:22 (tcpdump -nr
+    # 'tcp port 51489'): only the client's side is captured; SYNs at frames 419, 420,
+    # 421 (same seq 1131424221, TS val 1332349783, ...895, ...996: three transmissions),
+    # then at 422 an ACK of 3695444946 (the server's SYN-ACK, not captured), data and a
+    # FIN (Zeek: history SADF)
+    report = analyze(str(CORPUS / "zeek" / "ssh-half-duplex-client" / "capture.pcap"))
+    conn = next(c for c in report.connections if c.client.endswith(":51489"))
+    (f,) = [f for f in report.findings
+            if f.connection == conn.id and f.kind == "syn_retransmission"]
+    assert f.frames == [419, 420, 421] and f.details["count"] == 3
+    assert "giving up" not in f.summary
+    assert "before getting an answer" in f.summary
