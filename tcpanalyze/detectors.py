@@ -356,7 +356,7 @@ class ConnectionDetector:
                     f"{who.rexmit_repeat} times over {_dur(who.last_ts - who.rexmit_first_ts)} "
                     f"and {other.name} never answered: the peer vanished (crashed, unplugged, "
                     f"or a firewall/NAT dropped the flow) while {who.role} is still "
-                    f"{who.state}.", who.rexmit_frames[-_MAX_FRAMES:], who.rexmit_first_ts,
+                    f"{who.state}.", who.rexmit_frames[:_MAX_FRAMES], who.rexmit_first_ts,
                     who)
         probes = st.keepalive_probes
         for who, other in ((c, s), (s, c)) if c.keepalive_unanswered >= probes or \

@@ -243,8 +243,9 @@ class Endpoint:
         self.tsval: int | None = None
         self.tfo = False
         self.rexmit_count = 0
-        # the first retransmissions' frames; a list from the first one on (most
-        # endpoints never retransmit: no list for the garbage collector to walk)
+        # the frames of the current run of retransmissions of one segment (rexmit_seq),
+        # its first 20; a list from the first one on (most endpoints never retransmit:
+        # no list for the garbage collector to walk)
         self.rexmit_frames: list[int] | tuple[()] = ()
         self.rexmit_seq: int | None = None  # the segment being retransmitted right now
         self.rexmit_repeat = 0
@@ -894,17 +895,16 @@ class Connection:
 
     def _on_rexmit(self, seg: Segment, sender: Endpoint) -> None:
         sender.rexmit_count += 1
-        frames = sender.rexmit_frames
-        if not frames:
-            sender.rexmit_frames = [seg.frame]
-        elif len(frames) < 20:
-            frames.append(seg.frame)  # type: ignore[union-attr]
         if sender.rexmit_seq == seg.seq:
             sender.rexmit_repeat += 1
+            frames = sender.rexmit_frames
+            if len(frames) < 20:
+                frames.append(seg.frame)  # type: ignore[union-attr]
         else:
             sender.rexmit_seq = seg.seq
             sender.rexmit_repeat = 1
             sender.rexmit_first_ts = seg.ts
+            sender.rexmit_frames = [seg.frame]
         self._note("retransmission", sender, seg, repeat=sender.rexmit_repeat)
 
     def _in_flight(self) -> float:

@@ -35,7 +35,7 @@ def test_fabric_path_copies_are_one_syn_each() -> None:
     item = CORPUS / "zeek" / "cisco-fabric-path-syns"
     pairs: dict[str, list[int]] = {}
     for row in _tshark_rows(item):
-        assert "retransmission" not in row[3]
+        assert "retransmission" not in row[-1].lower()
         pairs.setdefault(row[1], []).append(int(row[0]))
     assert all(len(frames) == 2 for frames in pairs.values())
     first_frames = sorted(min(frames) for frames in pairs.values())
@@ -131,3 +131,34 @@ def test_syn_retransmissions_that_were_answered_say_so() -> None:
     assert f.frames == [419, 420, 421] and f.details["count"] == 3
     assert "giving up" not in f.summary
     assert "before getting an answer" in f.summary
+
+
+# -- B. a vanished peer's finding shows the unanswered retransmissions -----------------
+
+@needs_corpus
+def test_peer_vanished_frames_are_the_unanswered_retransmissions() -> None:
+    # zeek/pppoe-qinq (tshark -T fields -e tcp.seq -e tcp.len): the client's last
+    # segment is its FIN at frame 80; the server's FIN with 31 bytes (seq 4954, ack
+    # 11353) is frame 82, sent again at 83, 84, 85, 86 (tshark: retransmission) and never
+    # acknowledged. The server's earlier retransmissions (13, 15, 16, 25, 39, 52, 55, 66,
+    # 73) were all acknowledged by the client's later ACKs: no proof of a vanished peer.
+    item = CORPUS / "zeek" / "pppoe-qinq"
+    marked = {int(row[0]) for row in _tshark_rows(item) if "retransmission" in row[-1]}
+    assert {83, 84, 85, 86} <= marked
+    report = analyze(str(item / "capture.pcap"))
+    (f,) = [f for f in report.findings if f.kind == "half_open"]
+    assert f.summary.startswith("server 2.2.2.2:443 retransmitted the same data 4 times")
+    assert f.frames == [83, 84, 85, 86]
+
+
+def test_peer_vanished_frames_start_at_the_run() -> None:
+    # data 1 is retransmitted once and acknowledged; data 2 is sent again 3 times unanswered
+    w = Wire().c(SYN, CI).s(SYN | ACK, SI, CI + 1).c(ACK, CI + 1, SI + 1)
+    w.c(ACK, CI + 1, SI + 1, 100).c(ACK, CI + 1, SI + 1, 100, dt=0.3)  # 4, 5
+    w.s(ACK, SI + 1, CI + 101)
+    w.c(ACK, CI + 101, SI + 1, 100)  # 7
+    for dt in (0.3, 0.6, 1.2):
+        w.c(ACK, CI + 101, SI + 1, 100, dt=dt)  # 8, 9, 10
+    a = run(w)
+    (f,) = [f for f in a.findings if f.kind == "half_open"]
+    assert f.frames == [8, 9, 10]
