@@ -175,6 +175,11 @@ class ConnectionDetector:
                 continue  # more RSTs answering segments that were in flight: same teardown
             if o_state == "TIME_WAIT":
                 continue  # reported as time_wait_assassination
+            if o_state == CLOSED and s_state in (CLOSED, "TIME_WAIT"):
+                # The connection was already over (both FINs acknowledged, or a timer):
+                # a RST from a socket that is gone or in TIME_WAIT tears nothing down
+                # (Linux answers segments for a closed socket with RST).
+                continue
             believer = o_state in SYNCHRONIZED
             if believer and (note.data.get("first_packet") or s_state == CLOSED):
                 add("half_open",

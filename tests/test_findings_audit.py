@@ -162,3 +162,30 @@ def test_peer_vanished_frames_start_at_the_run() -> None:
     a = run(w)
     (f,) = [f for f in a.findings if f.kind == "half_open"]
     assert f.frames == [8, 9, 10]
+
+
+# -- C. a RST after the close is no teardown -------------------------------------------
+
+@needs_corpus
+def test_a_rst_after_both_fins_is_no_teardown() -> None:
+    # zeek/teredo, 192.168.2.16:1577 -> 75.126.203.78:80 (tshark -T fields): the server's
+    # FIN at 4 is acked at 5, the client's FIN at 8 acked at 10 (Zeek: SF); 16 s later
+    # the server sends a RST-ACK (frame 50, seq 2 ack 2). Both FINs were acknowledged:
+    # the client was CLOSED, the server in TIME_WAIT, nothing left to tear down.
+    report = analyze(str(CORPUS / "zeek" / "teredo" / "capture.pcap"))
+    conn = next(c for c in report.connections
+                if c.client.endswith(":1577") and c.conn_state == "SF")
+    assert not [f for f in report.findings
+                if f.connection == conn.id and f.kind == "rst_teardown"]
+    # the RSTs of connections still open stay teardowns: 1578's at frame 20 (ESTABLISHED)
+    assert [20] in [f.frames for f in report.findings if f.kind == "rst_teardown"]
+
+
+def test_rst_from_time_wait_after_a_complete_close() -> None:
+    from tcpanalyze.segment import FIN, RST
+    w = Wire().c(SYN, CI).s(SYN | ACK, SI, CI + 1).c(ACK, CI + 1, SI + 1)
+    w.s(FIN | ACK, SI + 1, CI + 1).c(ACK, CI + 1, SI + 2)  # server closes first
+    w.c(FIN | ACK, CI + 1, SI + 2).s(ACK, SI + 2, CI + 2)  # client LAST_ACK -> CLOSED
+    w.s(RST | ACK, SI + 2, CI + 2, dt=5.0)
+    a = run(w)
+    assert "rst_teardown" not in {f.kind for f in a.findings}
