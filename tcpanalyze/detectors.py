@@ -35,6 +35,7 @@ from tcpanalyze.tracker import (
     SYN_RCVD,
     SYN_SENT,
     SYNCHRONIZED,
+    Change,
     Connection,
     Endpoint,
     Note,
@@ -374,7 +375,9 @@ class ConnectionDetector:
                     [n.frame for n in conn.notes if n.kind == "keepalive"
                      and n.role == who.role][-_MAX_FRAMES:], who.last_ts, who,
                     probes=who.keepalive_unanswered)
-        for who, other in ((c, s), (s, c)) if c.state in _STUCK or s.state in _STUCK else ():
+        for who, other in ((c, s), (s, c)) if c.state in _STUCK or s.state in _STUCK or (
+                final and conn.emitted is not None
+                and ("fin_wait_2_stuck", "") in conn.emitted) else ():
             age = now - who.since
             if who.state == CLOSE_WAIT and age >= st.close_wait_threshold:
                 add("close_wait_leak",
@@ -394,7 +397,26 @@ class ConnectionDetector:
                     f"{who.role} {who.name} has waited in FIN_WAIT_2 for {_dur(age)} for "
                     f"{other.name}'s FIN, {came}.{why}", [who.fin_frame], who.since,
                     who, duration=age)
-            elif who.state in (LAST_ACK, CLOSING) and age >= st.last_ack_threshold:
+            elif who.state != FIN_WAIT_2 and final and conn.emitted is not None and \
+                    ("fin_wait_2_stuck", "") in conn.emitted:
+                # found at a sweep, and the wait has since ended: say how (the text
+                # made then, 'silent since', would stand against the packets after it)
+                known = conn.emitted[("fin_wait_2_stuck", "")]
+                left = _left_state(conn, who.role, FIN_WAIT_2, known.time)
+                if left is not None:
+                    came = (f"which came only at frame {left.frame}" if left.new == "TIME_WAIT"
+                            else f"sent at frame {other.fin_frame} but never acknowledged"
+                            if other.fin_frame else "which never came")
+                    acked = any(ch.role == other.role and ch.new == CLOSE_WAIT
+                                and ch.ts <= left.ts for ch in conn.timeline)
+                    why = f" ({other.name} had acknowledged the FIN)" if acked else ""
+                    at = f"at frame {left.frame}" if left.frame else "when its timer ran out"
+                    add("fin_wait_2_stuck",
+                        f"{who.role} {who.name} waited in FIN_WAIT_2 for "
+                        f"{_dur(left.ts - known.time)} for {other.name}'s FIN, {came}{why}; "
+                        f"it left FIN_WAIT_2 {at}: {left.reason}.", [who.fin_frame],
+                        known.time, who, duration=left.ts - known.time)
+            if who.state in (LAST_ACK, CLOSING) and age >= st.last_ack_threshold:
                 add("last_ack_stuck",
                     f"{who.role} {who.name} sent its FIN (frame {who.fin_frame}) and has "
                     f"waited {_dur(age)} in {who.state} for an ACK that never came "
@@ -421,6 +443,20 @@ class ConnectionDetector:
         return Finding(kind=kind, severity=severity, summary=summary, time=time, frames=frames,
                        connection=conn.id, subject=conn.subject,
                        server=conn.server.name, confidence=confidence, details=details)
+
+
+def _left_state(conn: Connection, role: str, state: str, since: float) -> Change | None:
+    """The change that took `role` out of `state`, entered at capture time `since`
+    (None if it has not left it)."""
+    inside = False
+    for change in conn.timeline:
+        if change.role != role:
+            continue
+        if change.new == state and change.ts == since:
+            inside = True
+        elif inside and change.old == state:
+            return change
+    return None
 
 
 def _rst_reason(state: str, note: Note) -> str:

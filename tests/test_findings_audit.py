@@ -189,3 +189,22 @@ def test_rst_from_time_wait_after_a_complete_close() -> None:
     w.s(RST | ACK, SI + 2, CI + 2, dt=5.0)
     a = run(w)
     assert "rst_teardown" not in {f.kind for f in a.findings}
+
+
+# -- C. a stuck-state finding made at a sweep, after the wait ended --------------------
+
+@needs_corpus
+def test_fin_wait_2_finding_says_how_the_wait_ended() -> None:
+    # zeek/teredo, 192.168.2.16:1576 -> 75.126.130.163:80 (tshark -T fields): the server's
+    # FIN at frame 2 is acked at 3; the client's next segment is its RST-ACK at frame 18
+    # (10.3 s later), which ended the server's FIN_WAIT_2. The finding, made while the
+    # server waited, said the client 'has been silent since'.
+    report = analyze(str(CORPUS / "zeek" / "teredo" / "capture.pcap"))
+    conn = next(c for c in report.connections if c.client.endswith(":1576")
+                and c.conn_state == "RSTO")
+    (f,) = [f for f in report.findings
+            if f.connection == conn.id and f.kind == "fin_wait_2_stuck"]
+    assert conn.server_state == "CLOSED"
+    assert "silent since" not in f.summary and "has waited" not in f.summary
+    assert "left FIN_WAIT_2 at frame 18" in f.summary
+    assert f.frames == [2]
