@@ -83,17 +83,12 @@ def _back_in_syn_rcvd(conn: Connection, note: Note) -> str:
     text = f"which went back to SYN_RCVD at frame {note.frame}"
     if conn.server.state == SYN_RCVD:
         return text
-    back = False  # past the server's move back to SYN_RCVD at that retransmission
-    for change in conn.timeline:
-        if change.role != "server":
-            continue
-        if change.new == SYN_RCVD and change.frame == note.frame:
-            back = True
-        elif back and change.old == SYN_RCVD:
-            when = f"at frame {change.frame}" if change.frame else \
-                f"{change.ts - note.ts:.3f} s later"
-            return f"{text} and left it {when} ({change.reason})"
-    return text
+    # (the move back to SYN_RCVD came with that retransmission, at its capture time)
+    left = _left_state(conn, "server", SYN_RCVD, note.ts)
+    if left is None:
+        return text
+    when = f"at frame {left.frame}" if left.frame else f"{left.ts - note.ts:.3f} s later"
+    return f"{text} and left it {when} ({left.reason})"
 
 
 # kinds found for each endpoint on its own: both ends may retransmit, probe or close
@@ -375,10 +370,14 @@ class ConnectionDetector:
                     [n.frame for n in conn.notes if n.kind == "keepalive"
                      and n.role == who.role][-_MAX_FRAMES:], who.last_ts, who,
                     probes=who.keepalive_unanswered)
-        for who, other in ((c, s), (s, c)) if c.state in _STUCK or s.state in _STUCK or (
-                final and conn.emitted is not None
-                and ("fin_wait_2_stuck", "") in conn.emitted) else ():
+        # a fin_wait_2_stuck found at a sweep, looked at again at the connection's end
+        waited = final and ("fin_wait_2_stuck", "") in (conn.emitted or ())
+        for who, other in ((c, s), (s, c)) if c.state in _STUCK or s.state in _STUCK or \
+                waited else ():
             age = now - who.since
+            # a FIN on the wire that the waiting side never acknowledged did not arrive
+            unacked = (f"sent at frame {other.fin_frame} but never acknowledged"
+                       if other.fin_frame else "which never came")
             if who.state == CLOSE_WAIT and age >= st.close_wait_threshold:
                 add("close_wait_leak",
                     f"{who.role} {who.name} has been in CLOSE_WAIT for {_dur(age)}: "
@@ -390,23 +389,18 @@ class ConnectionDetector:
                 why = (f" {other.name} acknowledged the FIN and has been silent since: it "
                        "either never closed its socket or is gone." if other.state == CLOSE_WAIT
                        else "")
-                # a FIN on the wire that the waiting side never acknowledged did not arrive
-                came = (f"sent at frame {other.fin_frame} but never acknowledged"
-                        if other.fin_frame else "which never came")
                 add("fin_wait_2_stuck",
                     f"{who.role} {who.name} has waited in FIN_WAIT_2 for {_dur(age)} for "
-                    f"{other.name}'s FIN, {came}.{why}", [who.fin_frame], who.since,
+                    f"{other.name}'s FIN, {unacked}.{why}", [who.fin_frame], who.since,
                     who, duration=age)
-            elif who.state != FIN_WAIT_2 and final and conn.emitted is not None and \
-                    ("fin_wait_2_stuck", "") in conn.emitted:
+            elif who.state != FIN_WAIT_2 and waited and conn.emitted is not None:
                 # found at a sweep, and the wait has since ended: say how (the text
                 # made then, 'silent since', would stand against the packets after it)
                 known = conn.emitted[("fin_wait_2_stuck", "")]
                 left = _left_state(conn, who.role, FIN_WAIT_2, known.time)
                 if left is not None:
                     came = (f"which came only at frame {left.frame}" if left.new == "TIME_WAIT"
-                            else f"sent at frame {other.fin_frame} but never acknowledged"
-                            if other.fin_frame else "which never came")
+                            else unacked)
                     acked = any(ch.role == other.role and ch.new == CLOSE_WAIT
                                 and ch.ts <= left.ts for ch in conn.timeline)
                     why = f" ({other.name} had acknowledged the FIN)" if acked else ""
