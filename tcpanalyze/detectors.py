@@ -371,9 +371,9 @@ class ConnectionDetector:
                      and n.role == who.role][-_MAX_FRAMES:], who.last_ts, who,
                     probes=who.keepalive_unanswered)
         # a fin_wait_2_stuck found at a sweep, looked at again at the connection's end
-        waited = final and ("fin_wait_2_stuck", "") in (conn.emitted or ())
+        look_again = final and ("fin_wait_2_stuck", "") in (conn.emitted or ())
         for who, other in ((c, s), (s, c)) if c.state in _STUCK or s.state in _STUCK or \
-                waited else ():
+                look_again else ():
             age = now - who.since
             # a FIN on the wire that the waiting side never acknowledged did not arrive
             unacked = (f"sent at frame {other.fin_frame} but never acknowledged"
@@ -393,7 +393,7 @@ class ConnectionDetector:
                     f"{who.role} {who.name} has waited in FIN_WAIT_2 for {_dur(age)} for "
                     f"{other.name}'s FIN, {unacked}.{why}", [who.fin_frame], who.since,
                     who, duration=age)
-            elif who.state != FIN_WAIT_2 and waited and conn.emitted is not None:
+            elif who.state != FIN_WAIT_2 and look_again and conn.emitted is not None:
                 # found at a sweep, and the wait has since ended: say how (the text
                 # made then, 'silent since', would stand against the packets after it)
                 known = conn.emitted[("fin_wait_2_stuck", "")]
